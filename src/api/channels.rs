@@ -1,0 +1,110 @@
+//! `GET /apps/{id}/channels`, `GET /apps/{id}/channels/{name}` and `GET .../{name}/users`.
+
+use super::{ApiError, auth};
+use crate::protocol::channel::{self, ChannelKind, ChannelType};
+use crate::state::Context;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{Method, Uri};
+use serde_json::{Map, Value, json};
+use tokio::time::Instant;
+
+fn info_attrs(uri: &Uri) -> Vec<String> {
+    auth::query_param(uri, "info")
+        .map(|s| s.split(',').map(|a| a.trim().to_string()).filter(|a| !a.is_empty()).collect())
+        .unwrap_or_default()
+}
+
+/// `GET /apps/{app_id}/channels`: occupied channels, optionally by prefix, with `user_count` for presence.
+pub async fn list(
+    State(ctx): State<Context>,
+    Path(app_id): Path<String>,
+    method: Method,
+    uri: Uri,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let app = auth::verify(&ctx, &app_id, &method, &uri, &body)?;
+    let prefix = auth::query_param(&uri, "filter_by_prefix").unwrap_or_default();
+    let mut user_count = false;
+    let mut subscription_count = false;
+    for attr in info_attrs(&uri) {
+        match attr.as_str() {
+            "user_count" if prefix.starts_with("presence-") => user_count = true,
+            "user_count" => {
+                return Err(ApiError::BadRequest(
+                    "info=user_count needs filter_by_prefix starting with presence-".into(),
+                ));
+            }
+            "subscription_count" => subscription_count = true,
+            other => return Err(ApiError::BadRequest(format!("Unsupported info attribute {other}"))),
+        }
+    }
+    let mut channels = Map::new();
+    for (name, summary) in app.channels_with_prefix(&prefix) {
+        let mut attrs = Map::new();
+        if user_count {
+            attrs.insert("user_count".into(), json!(summary.user_count));
+        }
+        if subscription_count {
+            attrs.insert("subscription_count".into(), json!(summary.subscription_count));
+        }
+        channels.insert(name, Value::Object(attrs));
+    }
+    Ok(Json(json!({ "channels": channels })))
+}
+
+/// `GET /apps/{app_id}/channels/{channel_name}`: occupancy and the requested counts.
+pub async fn show(
+    State(ctx): State<Context>,
+    Path((app_id, name)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let app = auth::verify(&ctx, &app_id, &method, &uri, &body)?;
+    channel::validate_name(&name, app.config.max_channel_name_length, true)
+        .map_err(|e| ApiError::BadRequest(format!("Invalid channel name {name}: {e}")))?;
+    let ty = ChannelType::of(&name);
+    let summary = app.channel_summary(&name);
+    let mut out = Map::new();
+    out.insert("occupied".into(), json!(summary.is_some()));
+    for attr in info_attrs(&uri) {
+        match attr.as_str() {
+            "user_count" if ty.kind == ChannelKind::Presence => {
+                out.insert("user_count".into(), json!(summary.as_ref().map_or(0, |s| s.user_count)));
+            }
+            "user_count" => return Err(ApiError::BadRequest("info=user_count is only for presence channels".into())),
+            "subscription_count" => {
+                out.insert("subscription_count".into(), json!(summary.as_ref().map_or(0, |s| s.subscription_count)));
+            }
+            "cache" if ty.cache => {
+                if let Some(ev) = app.cached(&name) {
+                    let ttl = ev.expires_at.saturating_duration_since(Instant::now()).as_secs();
+                    out.insert("cache".into(), json!({ "event": ev.event, "data": ev.data, "ttl": ttl }));
+                }
+            }
+            "cache" => return Err(ApiError::BadRequest("info=cache is only for cache channels".into())),
+            other => return Err(ApiError::BadRequest(format!("Unsupported info attribute {other}"))),
+        }
+    }
+    Ok(Json(Value::Object(out)))
+}
+
+/// `GET /apps/{app_id}/channels/{channel_name}/users`: the distinct members of a presence channel.
+pub async fn users(
+    State(ctx): State<Context>,
+    Path((app_id, name)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let app = auth::verify(&ctx, &app_id, &method, &uri, &body)?;
+    channel::validate_name(&name, app.config.max_channel_name_length, false)
+        .map_err(|e| ApiError::BadRequest(format!("Invalid channel name {name}: {e}")))?;
+    if ChannelType::of(&name).kind != ChannelKind::Presence {
+        return Err(ApiError::BadRequest("Only presence channels have users".into()));
+    }
+    let users: Vec<Value> = app.member_ids(&name).into_iter().map(|id| json!({ "id": id })).collect();
+    Ok(Json(json!({ "users": users })))
+}

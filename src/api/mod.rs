@@ -1,0 +1,41 @@
+//! The signed REST API, as the official Pusher server SDKs call it.
+
+pub mod auth;
+mod channels;
+mod error;
+mod events;
+mod users;
+
+pub use error::ApiError;
+
+use crate::state::Context;
+use axum::Router;
+use axum::routing::{MethodRouter, get, post};
+
+/// One REST route: its method and path template, and the handler serving it.
+pub struct Route {
+    /// HTTP method.
+    pub method: &'static str,
+    /// Path template in OpenAPI/axum syntax.
+    pub path: &'static str,
+    handler: fn() -> MethodRouter<Context>,
+}
+
+/// Every REST route. The router is built from this list and the OpenAPI document is checked against it.
+pub const ROUTES: &[Route] = &[
+    Route { method: "POST", path: "/apps/{app_id}/events", handler: || post(events::trigger) },
+    Route { method: "POST", path: "/apps/{app_id}/batch_events", handler: || post(events::trigger_batch) },
+    Route { method: "GET", path: "/apps/{app_id}/channels", handler: || get(channels::list) },
+    Route { method: "GET", path: "/apps/{app_id}/channels/{channel_name}", handler: || get(channels::show) },
+    Route { method: "GET", path: "/apps/{app_id}/channels/{channel_name}/users", handler: || get(channels::users) },
+    Route {
+        method: "POST",
+        path: "/apps/{app_id}/users/{user_id}/terminate_connections",
+        handler: || post(users::terminate_connections),
+    },
+];
+
+/// The REST router.
+pub fn router() -> Router<Context> {
+    ROUTES.iter().fold(Router::new(), |r, route| r.route(route.path, (route.handler)()))
+}

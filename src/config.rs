@@ -1,0 +1,395 @@
+//! Configuration: an optional TOML file, then `SINEW_*` environment overrides, then validation.
+//!
+//! Every top-level key `foo` can be overridden by `SINEW_FOO`; every app key `bar` by `SINEW_APP_BAR`,
+//! which applies to the first app (the development app when the file defines none).
+
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+use std::path::Path;
+
+/// Why a configuration was refused; each message names the offending key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The path given.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML, or a key is unknown or has the wrong type.
+    #[error("invalid config: {0}")]
+    Parse(String),
+    /// An environment variable has a value of the wrong type.
+    #[error("invalid value for {var}: {reason}")]
+    Env {
+        /// The variable name.
+        var: String,
+        /// What was expected.
+        reason: String,
+    },
+    /// A key has a value that is not allowed.
+    #[error("invalid config key `{key}`: {reason}")]
+    Invalid {
+        /// The key, e.g. `apps[0].key`.
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Server-wide settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to bind.
+    pub host: String,
+    /// Port for WebSocket and REST (0 picks a free port).
+    pub port: u16,
+    /// Optional prefix before `/app/{key}` (pusher-js `wsPath`).
+    pub path_prefix: String,
+    /// Seconds of client silence before the server pings; sent to clients as `activity_timeout`.
+    pub activity_timeout: u64,
+    /// Seconds to wait for any frame after a server ping before closing with 4201.
+    pub pong_timeout: u64,
+    /// Log filter (tracing `EnvFilter` syntax).
+    pub log: String,
+    /// `pretty` or `json`.
+    pub log_format: String,
+    /// Largest WebSocket message accepted from a client, in bytes.
+    pub max_message_bytes: usize,
+    /// Largest REST request body, in bytes.
+    pub max_request_bytes: usize,
+    /// Messages a connection may have queued before it is disconnected with 4100.
+    pub outbox_max_messages: usize,
+    /// Bytes a connection may have queued before it is disconnected with 4100.
+    pub outbox_max_bytes: usize,
+    /// Applications served by this node.
+    pub apps: Vec<AppConfig>,
+}
+
+/// One application: credentials, switches and limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AppConfig {
+    /// App id, used in REST paths.
+    pub id: String,
+    /// Public key, used by clients in `/app/{key}`.
+    pub key: String,
+    /// Secret used for every signature.
+    pub secret: String,
+    /// Disabled apps refuse connections (4003) and REST calls (403).
+    pub enabled: bool,
+    /// Whether clients may send `client-*` events.
+    pub client_events: bool,
+    /// Concurrent connections allowed (0 = unlimited).
+    pub max_connections: u64,
+    /// Client events per second per connection.
+    pub max_client_events_per_second: u32,
+    /// Largest event `data`, in bytes.
+    pub max_event_data_bytes: usize,
+    /// Channels per REST trigger.
+    pub max_channels_per_event: usize,
+    /// Events per batch trigger.
+    pub max_batch_size: usize,
+    /// Longest channel name.
+    pub max_channel_name_length: usize,
+    /// Longest event name.
+    pub max_event_name_length: usize,
+    /// Distinct members per presence channel.
+    pub max_presence_members: usize,
+    /// Largest presence `user_info`, in bytes.
+    pub max_presence_user_info_bytes: usize,
+    /// Longest presence or signed-in user id.
+    pub max_user_id_length: usize,
+    /// Seconds a cache channel keeps its last event.
+    pub cache_ttl_seconds: u64,
+    /// Whether signed-in users receive watchlist online/offline events.
+    pub watchlist: bool,
+    /// Ids accepted in one user's watchlist.
+    pub max_watchlist_size: usize,
+    /// Whether subscribers receive `pusher_internal:subscription_count`.
+    pub subscription_count: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            host: "0.0.0.0".into(),
+            port: 6001,
+            path_prefix: String::new(),
+            activity_timeout: 120,
+            pong_timeout: 30,
+            log: "info".into(),
+            log_format: "pretty".into(),
+            max_message_bytes: 64 * 1024,
+            max_request_bytes: 1024 * 1024,
+            outbox_max_messages: 1000,
+            outbox_max_bytes: 1024 * 1024,
+            apps: Vec::new(),
+        }
+    }
+}
+
+impl Default for AppConfig {
+    fn default() -> Self {
+        AppConfig {
+            id: String::new(),
+            key: String::new(),
+            secret: String::new(),
+            enabled: true,
+            client_events: false,
+            max_connections: 0,
+            max_client_events_per_second: 10,
+            max_event_data_bytes: 10 * 1024,
+            max_channels_per_event: 100,
+            max_batch_size: 10,
+            max_channel_name_length: 200,
+            max_event_name_length: 200,
+            max_presence_members: 100,
+            max_presence_user_info_bytes: 1024,
+            max_user_id_length: 128,
+            cache_ttl_seconds: 30 * 60,
+            watchlist: false,
+            max_watchlist_size: 100,
+            subscription_count: false,
+        }
+    }
+}
+
+impl AppConfig {
+    /// The development app used when no app is configured.
+    pub fn development() -> Self {
+        AppConfig {
+            id: "1".into(),
+            key: "app-key".into(),
+            secret: "app-secret".into(),
+            client_events: true,
+            ..AppConfig::default()
+        }
+    }
+}
+
+/// Variables read by later features; recognised so they are not reported as unknown.
+const RESERVED_VARS: &[&str] = &["SINEW_WEBHOOK_URL", "SINEW_ADAPTER", "SINEW_REDIS_URL", "SINEW_METRICS_PORT"];
+
+impl Config {
+    /// Loads the file (if any), applies overrides from `vars`, and validates the result.
+    pub fn load(path: Option<&Path>, vars: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
+        let mut table = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|source| ConfigError::Read { path: p.display().to_string(), source })?;
+                text.parse::<toml::Table>().map_err(|e| ConfigError::Parse(e.to_string()))?
+            }
+            None => toml::Table::new(),
+        };
+        apply_env(&mut table, vars)?;
+        let config: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Parse(e.to_string()))?;
+        config.validated()
+    }
+
+    fn validated(mut self) -> Result<Config, ConfigError> {
+        if self.apps.is_empty() {
+            self.apps.push(AppConfig::development());
+        }
+        let invalid = |key: String, reason: &str| ConfigError::Invalid { key, reason: reason.into() };
+        if self.activity_timeout == 0 {
+            return Err(invalid("activity_timeout".into(), "must be at least 1 second"));
+        }
+        if self.pong_timeout == 0 {
+            return Err(invalid("pong_timeout".into(), "must be at least 1 second"));
+        }
+        if !matches!(self.log_format.as_str(), "pretty" | "json") {
+            return Err(invalid("log_format".into(), "must be `pretty` or `json`"));
+        }
+        if self.outbox_max_messages == 0 || self.outbox_max_bytes == 0 {
+            return Err(invalid("outbox_max_messages".into(), "outbox limits must be positive"));
+        }
+        if !self.path_prefix.is_empty() && (!self.path_prefix.starts_with('/') || self.path_prefix.ends_with('/')) {
+            return Err(invalid("path_prefix".into(), "must start with `/` and not end with `/`"));
+        }
+        let (mut ids, mut keys) = (HashSet::new(), HashSet::new());
+        for (i, app) in self.apps.iter().enumerate() {
+            let k = |name: &str| format!("apps[{i}].{name}");
+            for (name, value) in [("id", &app.id), ("key", &app.key), ("secret", &app.secret)] {
+                if value.is_empty() {
+                    return Err(invalid(k(name), "is required"));
+                }
+            }
+            if !app.id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+                return Err(invalid(k("id"), "may only use A-Z a-z 0-9 - _"));
+            }
+            if app.key.contains(['/', '?', '#', ':']) {
+                return Err(invalid(k("key"), "may not contain / ? # or :"));
+            }
+            if !ids.insert(app.id.clone()) {
+                return Err(invalid(k("id"), "duplicate app id"));
+            }
+            if !keys.insert(app.key.clone()) {
+                return Err(invalid(k("key"), "duplicate app key"));
+            }
+            for (name, value) in [
+                ("max_event_data_bytes", app.max_event_data_bytes),
+                ("max_channels_per_event", app.max_channels_per_event),
+                ("max_batch_size", app.max_batch_size),
+                ("max_channel_name_length", app.max_channel_name_length),
+                ("max_event_name_length", app.max_event_name_length),
+                ("max_presence_members", app.max_presence_members),
+                ("max_user_id_length", app.max_user_id_length),
+            ] {
+                if value == 0 {
+                    return Err(invalid(k(name), "must be positive"));
+                }
+            }
+        }
+        Ok(self)
+    }
+}
+
+/// Applies `SINEW_*` overrides to the parsed table, typing each value by the key's default.
+fn apply_env(table: &mut toml::Table, vars: impl IntoIterator<Item = (String, String)>) -> Result<(), ConfigError> {
+    let server_template = to_table(&Config::default());
+    let app_template = to_table(&AppConfig::development());
+    let mut vars: Vec<_> = vars.into_iter().filter(|(k, _)| k.starts_with("SINEW_")).collect();
+    vars.sort();
+    for (var, value) in vars {
+        if RESERVED_VARS.contains(&var.as_str()) {
+            continue;
+        }
+        let name = var["SINEW_".len()..].to_ascii_lowercase();
+        if let Some(app_key) = name.strip_prefix("app_")
+            && let Some(template) = app_template.get(app_key)
+        {
+            let typed = typed_value(&var, &value, template)?;
+            first_app(table)?.insert(app_key.to_string(), typed);
+        } else if let Some(template) = server_template.get(&name).filter(|_| name != "apps") {
+            let typed = typed_value(&var, &value, template)?;
+            table.insert(name, typed);
+        }
+        // Other SINEW_* variables belong to tools around Sinew (test harnesses, scripts): ignored.
+    }
+    Ok(())
+}
+
+fn to_table<T: Serialize>(value: &T) -> toml::Table {
+    toml::Table::try_from(value).unwrap_or_default()
+}
+
+/// The first `[[apps]]` table, created as the development app when the file has none.
+fn first_app(table: &mut toml::Table) -> Result<&mut toml::Table, ConfigError> {
+    let apps = table.entry("apps").or_insert_with(|| toml::Value::Array(Vec::new()));
+    let toml::Value::Array(apps) = apps else {
+        return Err(ConfigError::Parse("`apps` must be an array of tables".into()));
+    };
+    if apps.is_empty() {
+        apps.push(toml::Value::Table(to_table(&AppConfig::development())));
+    }
+    match apps.first_mut() {
+        Some(toml::Value::Table(t)) => Ok(t),
+        _ => Err(ConfigError::Parse("`apps` must be an array of tables".into())),
+    }
+}
+
+fn typed_value(var: &str, value: &str, template: &toml::Value) -> Result<toml::Value, ConfigError> {
+    let err = |reason: &str| ConfigError::Env { var: var.into(), reason: format!("{reason}, got `{value}`") };
+    Ok(match template {
+        toml::Value::Integer(_) => toml::Value::Integer(value.trim().parse().map_err(|_| err("expected an integer"))?),
+        toml::Value::Boolean(_) => toml::Value::Boolean(match value.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => true,
+            "false" | "0" | "no" | "off" => false,
+            _ => return Err(err("expected true or false")),
+        }),
+        _ => toml::Value::String(value.to_string()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn load_str(toml_text: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let dir = std::env::temp_dir().join(format!("sinew-config-test-{}", rand::random::<u64>()));
+        std::fs::write(&dir, toml_text).map_err(|source| ConfigError::Read { path: String::new(), source })?;
+        let r = Config::load(Some(&dir), env(vars));
+        let _ = std::fs::remove_file(&dir);
+        r
+    }
+
+    #[test]
+    fn defaults_to_development_app() {
+        let c = Config::load(None, Vec::new()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.port, 6001);
+        assert_eq!(c.host, "0.0.0.0");
+        assert_eq!(c.apps.len(), 1);
+        assert_eq!((c.apps[0].id.as_str(), c.apps[0].key.as_str()), ("1", "app-key"));
+        assert!(c.apps[0].client_events);
+    }
+
+    #[test]
+    fn env_overrides_server_and_app() {
+        let c = Config::load(
+            None,
+            env(&[
+                ("SINEW_PORT", "7000"),
+                ("SINEW_HOST", "127.0.0.1"),
+                ("SINEW_APP_ID", "42"),
+                ("SINEW_APP_KEY", "k"),
+                ("SINEW_APP_SECRET", "s"),
+                ("SINEW_APP_CLIENT_EVENTS", "false"),
+                ("SINEW_APP_MAX_CONNECTIONS", "5"),
+                ("SINEW_BIN", "/ignored"),
+            ]),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((c.port, c.host.as_str()), (7000, "127.0.0.1"));
+        let app = &c.apps[0];
+        assert_eq!((app.id.as_str(), app.key.as_str(), app.secret.as_str()), ("42", "k", "s"));
+        assert!(!app.client_events);
+        assert_eq!(app.max_connections, 5);
+    }
+
+    #[test]
+    fn bad_env_value_names_the_variable() {
+        let e = Config::load(None, env(&[("SINEW_PORT", "abc")])).err().map(|e| e.to_string());
+        assert!(e.unwrap_or_default().contains("SINEW_PORT"));
+        let e = Config::load(None, env(&[("SINEW_APP_CLIENT_EVENTS", "maybe")])).err().map(|e| e.to_string());
+        assert!(e.unwrap_or_default().contains("SINEW_APP_CLIENT_EVENTS"));
+    }
+
+    #[test]
+    fn file_with_apps_and_errors() {
+        let ok = load_str(
+            "port = 7001\n[[apps]]\nid = \"a\"\nkey = \"ka\"\nsecret = \"sa\"\n[[apps]]\nid = \"b\"\nkey = \"kb\"\nsecret = \"sb\"\nmax_batch_size = 3\n",
+            &[],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(ok.apps.len(), 2);
+        assert_eq!(ok.apps[1].max_batch_size, 3);
+        assert!(!ok.apps[0].client_events);
+
+        let unknown = load_str("prot = 1\n", &[]).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(unknown.contains("prot"), "{unknown}");
+        let unknown_app = load_str("[[apps]]\nid=\"a\"\nkey=\"k\"\nsecret=\"s\"\nclient_evnts=true\n", &[])
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(unknown_app.contains("client_evnts"), "{unknown_app}");
+        let bad_type = load_str("port = \"x\"\n", &[]).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(bad_type.contains("port"), "{bad_type}");
+        let dup = load_str("[[apps]]\nid=\"a\"\nkey=\"k\"\nsecret=\"s\"\n[[apps]]\nid=\"b\"\nkey=\"k\"\nsecret=\"s\"\n", &[])
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(dup.contains("apps[1].key") && dup.contains("duplicate"), "{dup}");
+        let missing = load_str("[[apps]]\nid=\"a\"\nkey=\"k\"\n", &[]).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(missing.contains("apps[0].secret"), "{missing}");
+    }
+}

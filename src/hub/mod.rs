@@ -1,0 +1,214 @@
+//! Shared state: apps, their channels and members, signed-in users and cached events.
+//!
+//! [`Hub`] is a cheap `Clone` handle. All locks here are synchronous and never held across `.await`;
+//! outbound frames are pushed into each connection's [`Outbox`] without blocking.
+
+mod cache;
+mod outbox;
+mod registry;
+mod users;
+
+pub use cache::CachedEvent;
+pub use outbox::{CloseRequest, Drained, Frame, OVERFLOW_CLOSE_CODE, Outbox, OutboxLimits};
+pub use registry::{ChannelSummary, Member, SubscribeError};
+
+use crate::config::{AppConfig, Config};
+use dashmap::DashMap;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Identifies a connection on this node.
+pub type ConnId = u64;
+
+/// A subscriber as the hub sees it: its id and its outbound queue.
+#[derive(Debug, Clone)]
+pub struct ConnRef {
+    /// Node-local id; the socket id is `{node}.{id}`.
+    pub id: ConnId,
+    /// Where frames for this connection go.
+    pub outbox: Outbox,
+}
+
+/// Counters shown on `/usage` (and, later, as metrics).
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Connections accepted since start.
+    pub connections_opened: AtomicU64,
+    /// Connections closed since start.
+    pub connections_closed: AtomicU64,
+    /// Connections closed because their outbound queue overflowed.
+    pub outbox_overflows: Arc<AtomicU64>,
+    /// Events published through the REST API.
+    pub events_published: AtomicU64,
+    /// Frames queued for subscribers.
+    pub deliveries: AtomicU64,
+    /// Client events refused by the rate limit.
+    pub rate_limited: AtomicU64,
+}
+
+/// One application's live state.
+#[derive(Debug)]
+pub struct AppState {
+    /// The app's settings.
+    pub config: AppConfig,
+    connections: AtomicU64,
+    channels: DashMap<String, registry::Channel>,
+    users: Mutex<users::Users>,
+    cache: Mutex<HashMap<String, CachedEvent>>,
+    stats: Arc<Stats>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl AppState {
+    fn new(config: AppConfig, stats: Arc<Stats>) -> Self {
+        AppState {
+            config,
+            connections: AtomicU64::new(0),
+            channels: DashMap::new(),
+            users: Mutex::new(users::Users::default()),
+            cache: Mutex::new(HashMap::new()),
+            stats,
+        }
+    }
+
+    /// Connections currently open for this app.
+    pub fn connection_count(&self) -> u64 {
+        self.connections.load(Ordering::Relaxed)
+    }
+
+    /// Reserves a connection slot; false when the app is at `max_connections`.
+    pub fn try_reserve_connection(&self) -> bool {
+        let max = self.config.max_connections;
+        self.connections
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (max == 0 || n < max).then_some(n + 1))
+            .is_ok()
+    }
+
+    /// Releases a slot taken by [`AppState::try_reserve_connection`].
+    pub fn release_connection(&self) {
+        let _ = self.connections.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| Some(n.saturating_sub(1)));
+    }
+}
+
+struct HubInner {
+    node_id: u32,
+    next_conn: AtomicU64,
+    by_key: HashMap<String, Arc<AppState>>,
+    by_id: HashMap<String, Arc<AppState>>,
+    outbox_limits: OutboxLimits,
+    stats: Arc<Stats>,
+}
+
+/// Handle to all shared state of this node.
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<HubInner>,
+}
+
+impl Hub {
+    /// Builds the state for every configured app.
+    pub fn new(config: &Config) -> Self {
+        let stats = Arc::new(Stats::default());
+        let mut by_key = HashMap::new();
+        let mut by_id = HashMap::new();
+        for app in &config.apps {
+            let state = Arc::new(AppState::new(app.clone(), stats.clone()));
+            by_key.insert(app.key.clone(), state.clone());
+            by_id.insert(app.id.clone(), state);
+        }
+        // A random node id keeps socket ids unique across nodes and restarts.
+        let node_id = rand::random::<u32>() % 1_000_000_000 + 1;
+        Hub {
+            inner: Arc::new(HubInner {
+                node_id,
+                next_conn: AtomicU64::new(1),
+                by_key,
+                by_id,
+                outbox_limits: OutboxLimits {
+                    max_messages: config.outbox_max_messages,
+                    max_bytes: config.outbox_max_bytes,
+                },
+                stats,
+            }),
+        }
+    }
+
+    /// The app with this public key.
+    pub fn app_by_key(&self, key: &str) -> Option<Arc<AppState>> {
+        self.inner.by_key.get(key).cloned()
+    }
+
+    /// The app with this id.
+    pub fn app_by_id(&self, id: &str) -> Option<Arc<AppState>> {
+        self.inner.by_id.get(id).cloned()
+    }
+
+    /// Every app.
+    pub fn apps(&self) -> impl Iterator<Item = &Arc<AppState>> {
+        self.inner.by_id.values()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &Stats {
+        &self.inner.stats
+    }
+
+    /// Allocates a new connection id and its outbound queue.
+    pub fn new_connection(&self) -> ConnRef {
+        let id = self.inner.next_conn.fetch_add(1, Ordering::Relaxed);
+        self.inner.stats.connections_opened.fetch_add(1, Ordering::Relaxed);
+        ConnRef { id, outbox: Outbox::new(self.inner.outbox_limits, self.inner.stats.outbox_overflows.clone()) }
+    }
+
+    /// The socket id clients see for a connection of this node.
+    pub fn socket_id(&self, id: ConnId) -> String {
+        format!("{}.{}", self.inner.node_id, id)
+    }
+
+    /// The local connection a socket id names, if it was issued by this node.
+    pub fn local_conn(&self, socket_id: &str) -> Option<ConnId> {
+        let (node, conn) = socket_id.split_once('.')?;
+        (node.parse::<u32>().ok()? == self.inner.node_id).then(|| conn.parse().ok())?
+    }
+}
+
+/// True for the socket id format the official SDKs accept: `^\d+\.\d+$`.
+pub fn is_valid_socket_id(s: &str) -> bool {
+    match s.split_once('.') {
+        Some((a, b)) => {
+            !a.is_empty() && !b.is_empty() && a.bytes().all(|c| c.is_ascii_digit()) && b.bytes().all(|c| c.is_ascii_digit())
+        }
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_ids_round_trip() {
+        let hub = Hub::new(&Config::load(None, Vec::new()).unwrap_or_else(|e| panic!("{e}")));
+        let c = hub.new_connection();
+        let sid = hub.socket_id(c.id);
+        assert!(is_valid_socket_id(&sid));
+        assert_eq!(hub.local_conn(&sid), Some(c.id));
+        assert_eq!(hub.local_conn("1.2.3"), None);
+        assert!(!is_valid_socket_id("1."));
+        assert!(!is_valid_socket_id("a.1"));
+        assert!(!is_valid_socket_id("12"));
+    }
+
+    #[test]
+    fn connection_quota() {
+        let app = AppState::new(AppConfig { max_connections: 1, ..AppConfig::development() }, Arc::default());
+        assert!(app.try_reserve_connection());
+        assert!(!app.try_reserve_connection());
+        app.release_connection();
+        assert!(app.try_reserve_connection());
+    }
+}

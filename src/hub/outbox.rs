@@ -1,0 +1,211 @@
+//! The per-connection outbound queue: bounded in messages and bytes, drained by the transport's writer.
+//!
+//! Publishers push shared frames without blocking. A connection whose queue overflows is marked for
+//! closing with 4100 and its queue is dropped, so a client that does not read never slows others down.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::Notify;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+/// One encoded message, shared by every recipient (cloning bumps a reference count).
+pub type Frame = Utf8Bytes;
+
+/// Close code sent to a client whose outbound queue overflowed (pusher-js retries after 1 s).
+pub const OVERFLOW_CLOSE_CODE: u16 = 4100;
+
+/// A request to end the connection with a Pusher close code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloseRequest {
+    /// The close code (4000-4299).
+    pub code: u16,
+    /// A short reason.
+    pub reason: String,
+}
+
+/// Limits of one queue.
+#[derive(Debug, Clone, Copy)]
+pub struct OutboxLimits {
+    /// Queued messages allowed.
+    pub max_messages: usize,
+    /// Queued bytes allowed.
+    pub max_bytes: usize,
+}
+
+#[derive(Default)]
+struct State {
+    queue: VecDeque<Frame>,
+    bytes: usize,
+    close: Option<CloseRequest>,
+}
+
+struct Inner {
+    state: Mutex<State>,
+    notify: Notify,
+    limits: OutboxLimits,
+    overflows: Arc<AtomicU64>,
+}
+
+/// A cheap handle to a connection's outbound queue.
+#[derive(Clone)]
+pub struct Outbox {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbox").finish_non_exhaustive()
+    }
+}
+
+/// What the writer should do next.
+#[derive(Debug)]
+pub enum Drained {
+    /// Frames to write, in order (the batch vector is filled).
+    Frames,
+    /// Write what was drained, then close with this code.
+    Close(CloseRequest),
+}
+
+impl Outbox {
+    /// Creates an empty queue; `overflows` counts connections dropped for not reading.
+    pub fn new(limits: OutboxLimits, overflows: Arc<AtomicU64>) -> Self {
+        Outbox {
+            inner: Arc::new(Inner { state: Mutex::new(State::default()), notify: Notify::new(), limits, overflows }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding this lock cannot leave the queue inconsistent; keep serving.
+        self.inner.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Queues a frame. Returns false if the connection is closing or has just overflowed.
+    pub fn push(&self, frame: Frame) -> bool {
+        let mut st = self.lock();
+        if st.close.is_some() {
+            return false;
+        }
+        let len = frame.len();
+        if st.queue.len() >= self.inner.limits.max_messages || st.bytes + len > self.inner.limits.max_bytes {
+            st.queue = VecDeque::new();
+            st.bytes = 0;
+            st.close = Some(CloseRequest { code: OVERFLOW_CLOSE_CODE, reason: "Over capacity: client is not reading".into() });
+            drop(st);
+            self.inner.overflows.fetch_add(1, Ordering::Relaxed);
+            self.inner.notify.notify_one();
+            return false;
+        }
+        st.bytes += len;
+        st.queue.push_back(frame);
+        drop(st);
+        self.inner.notify.notify_one();
+        true
+    }
+
+    /// Queues `frame` (if any) and then a close with `code`; later pushes are refused.
+    pub fn close(&self, frame: Option<Frame>, code: u16, reason: &str) {
+        let mut st = self.lock();
+        if st.close.is_some() {
+            return;
+        }
+        if let Some(f) = frame {
+            st.bytes += f.len();
+            st.queue.push_back(f);
+        }
+        st.close = Some(CloseRequest { code, reason: reason.to_string() });
+        drop(st);
+        self.inner.notify.notify_one();
+    }
+
+    /// True once a close was requested (by overflow, terminate or shutdown).
+    pub fn is_closing(&self) -> bool {
+        self.lock().close.is_some()
+    }
+
+    /// Moves every queued frame into `batch` (without waiting); a pending close comes last.
+    pub fn drain(&self, batch: &mut Vec<Frame>) -> Option<Drained> {
+        let mut st = self.lock();
+        if st.queue.is_empty() && st.close.is_none() {
+            return None;
+        }
+        batch.extend(st.queue.drain(..));
+        st.bytes = 0;
+        if st.queue.capacity() > 64 {
+            st.queue = VecDeque::new();
+        }
+        Some(match &st.close {
+            Some(c) => Drained::Close(c.clone()),
+            None => Drained::Frames,
+        })
+    }
+
+    /// Waits until something is queued, then drains it into `batch`.
+    pub async fn next(&self, batch: &mut Vec<Frame>) -> Drained {
+        loop {
+            if let Some(d) = self.drain(batch) {
+                return d;
+            }
+            self.inner.notify.notified().await;
+        }
+    }
+
+    /// Frames currently queued.
+    pub fn len(&self) -> usize {
+        self.lock().queue.len()
+    }
+
+    /// True when nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outbox(max_messages: usize, max_bytes: usize) -> (Outbox, Arc<AtomicU64>) {
+        let c = Arc::new(AtomicU64::new(0));
+        (Outbox::new(OutboxLimits { max_messages, max_bytes }, c.clone()), c)
+    }
+
+    #[tokio::test]
+    async fn drains_in_order_then_closes() {
+        let (o, _) = outbox(10, 1000);
+        assert!(o.push(Frame::from("a")));
+        assert!(o.push(Frame::from("b")));
+        let mut batch = Vec::new();
+        assert!(matches!(o.next(&mut batch).await, Drained::Frames));
+        assert_eq!(batch, vec![Frame::from("a"), Frame::from("b")]);
+        batch.clear();
+        o.close(Some(Frame::from("bye")), 4009, "terminated");
+        assert!(!o.push(Frame::from("late")));
+        match o.next(&mut batch).await {
+            Drained::Close(c) => assert_eq!(c.code, 4009),
+            Drained::Frames => panic!("expected close"),
+        }
+        assert_eq!(batch, vec![Frame::from("bye")]);
+    }
+
+    #[tokio::test]
+    async fn overflow_by_count_or_bytes_closes_with_4100() {
+        let (o, counter) = outbox(2, 1000);
+        assert!(o.push(Frame::from("1")));
+        assert!(o.push(Frame::from("2")));
+        assert!(!o.push(Frame::from("3")));
+        assert_eq!(counter.load(Ordering::Relaxed), 1);
+        let mut batch = Vec::new();
+        match o.next(&mut batch).await {
+            Drained::Close(c) => assert_eq!(c.code, OVERFLOW_CLOSE_CODE),
+            Drained::Frames => panic!("expected close"),
+        }
+        assert!(batch.is_empty(), "an overflowed queue is dropped");
+
+        let (o, _) = outbox(100, 5);
+        assert!(o.push(Frame::from("abc")));
+        assert!(!o.push(Frame::from("abc")));
+        assert!(o.is_closing());
+    }
+}

@@ -1,0 +1,20 @@
+//! Sinew: a self-hosted realtime gateway that speaks the Pusher Channels protocol.
+//!
+//! # Layout
+//! - [`config`]: TOML file plus `SINEW_*` overrides, validated at start-up.
+//! - [`protocol`]: pure wire format: messages, channel names, signatures.
+//! - [`hub`]: shared state: channels, presence members, users, cache, per-connection outboxes.
+//! - [`transport`]: the per-connection state machine and the WebSocket transport.
+//! - [`api`]: the signed REST API.
+//! - [`ops`]: `/up`, `/ready`, `/usage`.
+//! - [`server`]: binds, routes, shuts down.
+
+pub mod api;
+pub mod config;
+pub mod hub;
+pub mod ops;
+pub mod protocol;
+pub mod server;
+pub mod state;
+pub mod telemetry;
+pub mod transport;

@@ -1,0 +1,50 @@
+//! Operational endpoints on the main port: `/up`, `/ready`, `/usage`.
+
+use crate::state::Context;
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use serde_json::json;
+use std::sync::atomic::Ordering;
+
+/// Operational routes as `(method, path)`, listed for the OpenAPI check.
+pub const ROUTES: &[(&str, &str)] = &[("GET", "/up"), ("GET", "/ready"), ("GET", "/usage")];
+
+/// `GET /up`: the process is alive.
+pub async fn up() -> &'static str {
+    "OK"
+}
+
+/// `GET /ready`: 200 while serving, 503 once shutdown began.
+pub async fn ready(State(ctx): State<Context>) -> impl IntoResponse {
+    if ctx.is_draining() {
+        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "ready": false })))
+    } else {
+        (StatusCode::OK, Json(json!({ "ready": true })))
+    }
+}
+
+/// `GET /usage`: memory and connection counts.
+pub async fn usage(State(ctx): State<Context>) -> Json<serde_json::Value> {
+    let stats = ctx.hub.stats();
+    let connections: u64 = ctx.hub.apps().map(|a| a.connection_count()).sum();
+    Json(json!({
+        "memory": { "rss": resident_bytes() },
+        "connections": connections,
+        "connections_opened": stats.connections_opened.load(Ordering::Relaxed),
+        "connections_closed": stats.connections_closed.load(Ordering::Relaxed),
+        "outbox_overflows": stats.outbox_overflows.load(Ordering::Relaxed),
+        "events_published": stats.events_published.load(Ordering::Relaxed),
+        "deliveries": stats.deliveries.load(Ordering::Relaxed),
+        "client_events_rate_limited": stats.rate_limited.load(Ordering::Relaxed),
+    }))
+}
+
+/// Resident set size of this process in bytes (Linux `/proc/self/statm`; 0 elsewhere).
+pub fn resident_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()))
+        .map_or(0, |pages| pages * 4096)
+}

@@ -1,0 +1,332 @@
+//! Pusher protocol messages: parsing what clients send and encoding what the server sends.
+//!
+//! Encoders return the finished JSON text of one WebSocket message. Payloads that Pusher double-encodes
+//! (`data` of `pusher:*` and `pusher_internal:*` events) are written as JSON strings.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// One message from a client: `{"event":..., "channel"?:..., "data"?:...}`.
+#[derive(Debug, Deserialize)]
+pub struct ClientMessage<'a> {
+    /// Event name, e.g. `pusher:subscribe` or `client-typing`.
+    #[serde(borrow)]
+    pub event: std::borrow::Cow<'a, str>,
+    /// Channel, for client events.
+    #[serde(borrow, default)]
+    pub channel: Option<std::borrow::Cow<'a, str>>,
+    /// The raw `data` value, kept unparsed so client events relay it byte for byte.
+    #[serde(borrow, default)]
+    pub data: Option<&'a RawValue>,
+}
+
+/// Why a client message could not be understood.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    /// The text is not JSON or lacks `event`.
+    #[error("invalid JSON message: {0}")]
+    Json(#[from] serde_json::Error),
+    /// `data` is missing or has the wrong shape for the event.
+    #[error("invalid data for {event}: {reason}")]
+    Data {
+        /// The event whose data was bad.
+        event: String,
+        /// What was wrong.
+        reason: String,
+    },
+}
+
+/// Parses one client message.
+pub fn parse_client_message(text: &str) -> Result<ClientMessage<'_>, FrameError> {
+    Ok(serde_json::from_str(text)?)
+}
+
+/// `data` of `pusher:subscribe`.
+#[derive(Debug, Deserialize)]
+pub struct SubscribeData {
+    /// Channel to join.
+    pub channel: String,
+    /// `key:signature` for private, encrypted and presence channels.
+    #[serde(default)]
+    pub auth: Option<String>,
+    /// Presence member data, the exact JSON string that was signed.
+    #[serde(default)]
+    pub channel_data: Option<String>,
+}
+
+/// `data` of `pusher:unsubscribe`.
+#[derive(Debug, Deserialize)]
+pub struct UnsubscribeData {
+    /// Channel to leave.
+    pub channel: String,
+}
+
+/// `data` of `pusher:signin`.
+#[derive(Debug, Deserialize)]
+pub struct SigninData {
+    /// `key:signature` over `socket_id::user::user_data`.
+    pub auth: String,
+    /// The exact JSON string that was signed.
+    pub user_data: String,
+}
+
+/// Decodes an event's `data` into `T`, accepting an object or a string holding the object's JSON.
+pub fn decode_data<T: for<'de> Deserialize<'de>>(event: &str, data: Option<&RawValue>) -> Result<T, FrameError> {
+    let bad = |reason: String| FrameError::Data { event: event.to_string(), reason };
+    let raw = data.ok_or_else(|| bad("data is missing".into()))?;
+    let text = raw.get();
+    if text.starts_with('"') {
+        let inner: String = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+        serde_json::from_str(&inner).map_err(|e| bad(e.to_string()))
+    } else {
+        serde_json::from_str(text).map_err(|e| bad(e.to_string()))
+    }
+}
+
+/// Presence `channel_data`: `{"user_id": string|number, "user_info"?: any}`.
+#[derive(Debug, Deserialize)]
+pub struct ChannelData<'a> {
+    /// The member id as sent (string or number).
+    #[serde(borrow, default)]
+    pub user_id: Option<&'a RawValue>,
+    /// Optional public info about the member.
+    #[serde(borrow, default)]
+    pub user_info: Option<&'a RawValue>,
+}
+
+/// Signed-in `user_data`: `{"id": string, "user_info"?: any, "watchlist"?: [ids]}`.
+#[derive(Debug, Deserialize)]
+pub struct UserData<'a> {
+    /// The user id; must be a non-empty string.
+    #[serde(default)]
+    pub id: Option<serde_json::Value>,
+    /// Info shared on presence channels joined without channel_data.
+    #[serde(borrow, default)]
+    pub user_info: Option<&'a RawValue>,
+    /// Ids whose online status this user wants to follow.
+    #[serde(default)]
+    pub watchlist: Option<Vec<serde_json::Value>>,
+}
+
+/// The string form of a JSON user id (a string's contents, or a number's text); `None` otherwise.
+pub fn user_id_key(raw: &RawValue) -> Option<String> {
+    match serde_json::from_str::<serde_json::Value>(raw.get()).ok()? {
+        serde_json::Value::String(s) => Some(s),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// Appends `s` to `out` as a JSON string literal.
+pub fn push_json_str(out: &mut String, s: &str) {
+    out.reserve(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                out.push_str(&format!("\\u{:04x}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// `s` as a JSON string literal.
+pub fn json_str(s: &str) -> String {
+    let mut out = String::new();
+    push_json_str(&mut out, s);
+    out
+}
+
+/// Builds `{"event":E[,"channel":C][,"data":D][,"user_id":U]}`; `data` is inserted as raw JSON.
+fn envelope(event: &str, channel: Option<&str>, data_json: Option<&str>, user_id: Option<&str>) -> String {
+    let mut out = String::with_capacity(32 + event.len() + data_json.map_or(0, str::len));
+    out.push_str("{\"event\":");
+    push_json_str(&mut out, event);
+    if let Some(c) = channel {
+        out.push_str(",\"channel\":");
+        push_json_str(&mut out, c);
+    }
+    if let Some(d) = data_json {
+        out.push_str(",\"data\":");
+        out.push_str(d);
+    }
+    if let Some(u) = user_id {
+        out.push_str(",\"user_id\":");
+        push_json_str(&mut out, u);
+    }
+    out.push('}');
+    out
+}
+
+/// `pusher:connection_established` with the double-encoded socket id and activity timeout.
+pub fn connection_established(socket_id: &str, activity_timeout_secs: u64) -> String {
+    let inner = format!("{{\"socket_id\":{},\"activity_timeout\":{}}}", json_str(socket_id), activity_timeout_secs);
+    envelope("pusher:connection_established", None, Some(&json_str(&inner)), None)
+}
+
+/// `pusher:error` with an object `data`; `code` is `null` for subscription-level errors.
+pub fn error(code: Option<u16>, message: &str) -> String {
+    let code = code.map_or_else(|| "null".to_string(), |c| c.to_string());
+    let data = format!("{{\"code\":{},\"message\":{}}}", code, json_str(message));
+    envelope("pusher:error", None, Some(&data), None)
+}
+
+/// `pusher:ping`.
+pub fn ping() -> String {
+    envelope("pusher:ping", None, Some("\"{}\""), None)
+}
+
+/// `pusher:pong`.
+pub fn pong() -> String {
+    envelope("pusher:pong", None, Some("\"{}\""), None)
+}
+
+/// `pusher_internal:subscription_succeeded`; `presence` is the JSON of `{"ids","hash","count"}`.
+pub fn subscription_succeeded(channel: &str, presence: Option<&str>) -> String {
+    let data = match presence {
+        Some(p) => json_str(&format!("{{\"presence\":{p}}}")),
+        None => "\"{}\"".to_string(),
+    };
+    envelope("pusher_internal:subscription_succeeded", Some(channel), Some(&data), None)
+}
+
+/// `pusher:subscription_error` with `{"type":"AuthError","error":..,"status":..}`.
+pub fn subscription_error(channel: &str, message: &str, status: u16) -> String {
+    let data = format!("{{\"type\":\"AuthError\",\"error\":{},\"status\":{}}}", json_str(message), status);
+    envelope("pusher:subscription_error", Some(channel), Some(&data), None)
+}
+
+/// `pusher_internal:member_added`; `user_id_json` and `user_info_json` are raw JSON values.
+pub fn member_added(channel: &str, user_id_json: &str, user_info_json: Option<&str>) -> String {
+    let inner = match user_info_json {
+        Some(info) => format!("{{\"user_id\":{user_id_json},\"user_info\":{info}}}"),
+        None => format!("{{\"user_id\":{user_id_json}}}"),
+    };
+    envelope("pusher_internal:member_added", Some(channel), Some(&json_str(&inner)), None)
+}
+
+/// `pusher_internal:member_removed`.
+pub fn member_removed(channel: &str, user_id_json: &str) -> String {
+    let inner = format!("{{\"user_id\":{user_id_json}}}");
+    envelope("pusher_internal:member_removed", Some(channel), Some(&json_str(&inner)), None)
+}
+
+/// A channel event from the REST API: `data` is the publisher's string, delivered unchanged.
+pub fn channel_event(event: &str, channel: &str, data: &str) -> String {
+    envelope(event, Some(channel), Some(&json_str(data)), None)
+}
+
+/// A relayed client event; `data_json` is the client's raw `data` value.
+pub fn client_event(event: &str, channel: &str, data_json: Option<&str>, user_id: Option<&str>) -> String {
+    envelope(event, Some(channel), data_json, user_id)
+}
+
+/// `pusher:cache_miss` for an empty cache channel.
+pub fn cache_miss(channel: &str) -> String {
+    envelope("pusher:cache_miss", Some(channel), None, None)
+}
+
+/// `pusher:signin_success` carrying the exact signed `user_data` string.
+pub fn signin_success(user_data: &str) -> String {
+    let inner = format!("{{\"user_data\":{}}}", json_str(user_data));
+    envelope("pusher:signin_success", None, Some(&json_str(&inner)), None)
+}
+
+/// `pusher_internal:watchlist_events` with one `online` or `offline` entry.
+pub fn watchlist_event(name: &str, user_ids: &[&str]) -> String {
+    let ids = user_ids.iter().map(|u| json_str(u)).collect::<Vec<_>>().join(",");
+    let inner = format!("{{\"events\":[{{\"name\":{},\"user_ids\":[{}]}}]}}", json_str(name), ids);
+    envelope("pusher_internal:watchlist_events", None, Some(&json_str(&inner)), None)
+}
+
+/// `pusher_internal:subscription_count`.
+pub fn subscription_count(channel: &str, count: usize) -> String {
+    let inner = format!("{{\"subscription_count\":{count}}}");
+    envelope("pusher_internal:subscription_count", Some(channel), Some(&json_str(&inner)), None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn parse(s: &str) -> Value {
+        serde_json::from_str(s).unwrap_or(Value::Null)
+    }
+
+    #[test]
+    fn connection_established_is_double_encoded() {
+        let v = parse(&connection_established("1.2", 120));
+        assert_eq!(v["event"], "pusher:connection_established");
+        let inner = parse(v["data"].as_str().unwrap_or(""));
+        assert_eq!(inner, json!({"socket_id":"1.2","activity_timeout":120}));
+    }
+
+    #[test]
+    fn error_has_object_data() {
+        assert_eq!(parse(&error(Some(4001), "x")), json!({"event":"pusher:error","data":{"code":4001,"message":"x"}}));
+        assert_eq!(parse(&error(None, "y\"")), json!({"event":"pusher:error","data":{"code":null,"message":"y\""}}));
+    }
+
+    #[test]
+    fn channel_event_keeps_data_string() {
+        let v = parse(&channel_event("e", "c", "{\"a\":\"\u{1}é\"}"));
+        assert_eq!(v, json!({"event":"e","channel":"c","data":"{\"a\":\"\u{1}é\"}"}));
+    }
+
+    #[test]
+    fn presence_events() {
+        let v = parse(&member_added("presence-x", "10", Some("{\"n\":1}")));
+        assert_eq!(parse(v["data"].as_str().unwrap_or("")), json!({"user_id":10,"user_info":{"n":1}}));
+        let v = parse(&member_removed("presence-x", "\"2\""));
+        assert_eq!(parse(v["data"].as_str().unwrap_or("")), json!({"user_id":"2"}));
+        let v = parse(&subscription_succeeded("presence-x", Some("{\"count\":1}")));
+        assert_eq!(parse(v["data"].as_str().unwrap_or("")), json!({"presence":{"count":1}}));
+    }
+
+    #[test]
+    fn client_event_relays_raw_data_and_user_id() {
+        let v = parse(&client_event("client-a", "presence-x", Some("{\"x\":[1, 2]}"), Some("42")));
+        assert_eq!(v, json!({"event":"client-a","channel":"presence-x","data":{"x":[1,2]},"user_id":"42"}));
+    }
+
+    #[test]
+    fn signin_and_watchlist() {
+        let v = parse(&signin_success("{\"id\":\"1\"}"));
+        assert_eq!(parse(v["data"].as_str().unwrap_or("")), json!({"user_data":"{\"id\":\"1\"}"}));
+        let v = parse(&watchlist_event("online", &["3", "4"]));
+        assert_eq!(parse(v["data"].as_str().unwrap_or("")), json!({"events":[{"name":"online","user_ids":["3","4"]}]}));
+    }
+
+    #[test]
+    fn parses_client_messages() {
+        let m = parse_client_message(r#"{"event":"pusher:subscribe","data":{"auth":"","channel":"news"}}"#);
+        let m = m.unwrap_or_else(|e| panic!("{e}"));
+        let d: SubscribeData = decode_data(&m.event, m.data).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(d.channel, "news");
+        let m = parse_client_message(r#"{"event":"pusher:subscribe","data":"{\"channel\":\"a\"}"}"#);
+        let m = m.unwrap_or_else(|e| panic!("{e}"));
+        let d: SubscribeData = decode_data(&m.event, m.data).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(d.channel, "a");
+        assert!(parse_client_message("nope").is_err());
+        assert!(parse_client_message(r#"{"data":1}"#).is_err());
+        let m = parse_client_message(r#"{"event":"pusher:subscribe"}"#).unwrap_or_else(|e| panic!("{e}"));
+        assert!(decode_data::<SubscribeData>(&m.event, m.data).is_err());
+    }
+
+    #[test]
+    fn user_id_keys() {
+        let r = |s: &str| serde_json::from_str::<Box<RawValue>>(s).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(user_id_key(&r("\"a\"")), Some("a".into()));
+        assert_eq!(user_id_key(&r("10")), Some("10".into()));
+        assert_eq!(user_id_key(&r("null")), None);
+        assert_eq!(user_id_key(&r("{}")), None);
+    }
+}

@@ -1,0 +1,46 @@
+//! The context every request handler and connection task shares.
+
+use crate::config::Config;
+use crate::hub::Hub;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Shared handles: state, settings, and the shutdown signal. Cheap to clone.
+#[derive(Clone)]
+pub struct Context {
+    /// Channels, members, users.
+    pub hub: Hub,
+    /// Validated settings.
+    pub config: Arc<Config>,
+    /// Cancelled when the server starts shutting down.
+    pub shutdown: CancellationToken,
+    /// Tracks connection tasks so shutdown can wait for them.
+    pub tasks: TaskTracker,
+    draining: Arc<AtomicBool>,
+}
+
+impl Context {
+    /// Builds the context for a validated configuration.
+    pub fn new(config: Config) -> Self {
+        Context {
+            hub: Hub::new(&config),
+            config: Arc::new(config),
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            draining: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// True once shutdown began: new connections are refused and `/ready` answers 503.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// Flips readiness off and tells every connection to close with 4200.
+    pub fn begin_shutdown(&self) {
+        self.draining.store(true, Ordering::Release);
+        self.shutdown.cancel();
+    }
+}
