@@ -186,9 +186,8 @@ impl Config {
             None => toml::Table::new(),
         };
         apply_env(&mut table, vars)?;
-        let config: Config = toml::Value::Table(table)
-            .try_into()
-            .map_err(|e: toml::de::Error| ConfigError::Parse(e.to_string()))?;
+        let config: Config =
+            toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| ConfigError::Parse(e.to_string()))?;
         config.validated()
     }
 
@@ -384,10 +383,11 @@ mod tests {
         assert!(unknown_app.contains("client_evnts"), "{unknown_app}");
         let bad_type = load_str("port = \"x\"\n", &[]).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(bad_type.contains("port"), "{bad_type}");
-        let dup = load_str("[[apps]]\nid=\"a\"\nkey=\"k\"\nsecret=\"s\"\n[[apps]]\nid=\"b\"\nkey=\"k\"\nsecret=\"s\"\n", &[])
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
+        let dup =
+            load_str("[[apps]]\nid=\"a\"\nkey=\"k\"\nsecret=\"s\"\n[[apps]]\nid=\"b\"\nkey=\"k\"\nsecret=\"s\"\n", &[])
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
         assert!(dup.contains("apps[1].key") && dup.contains("duplicate"), "{dup}");
         let missing = load_str("[[apps]]\nid=\"a\"\nkey=\"k\"\n", &[]).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(missing.contains("apps[0].secret"), "{missing}");

@@ -1,15 +1,21 @@
 //! Operational endpoints on the main port: `/up`, `/ready`, `/usage`.
 
 use crate::state::Context;
-use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
 use serde_json::json;
 use std::sync::atomic::Ordering;
 
-/// Operational routes as `(method, path)`, listed for the OpenAPI check.
+/// Operational routes as `(method, path)`; all are `GET`.
 pub const ROUTES: &[(&str, &str)] = &[("GET", "/up"), ("GET", "/ready"), ("GET", "/usage")];
+
+/// The router for [`ROUTES`].
+pub fn router() -> Router<Context> {
+    Router::new().route("/up", get(up)).route("/ready", get(ready)).route("/usage", get(usage))
+}
 
 /// `GET /up`: the process is alive.
 pub async fn up() -> &'static str {

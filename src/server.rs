@@ -19,14 +19,12 @@ const DRAIN_GRACE: Duration = Duration::from_secs(5);
 pub fn router(ctx: Context) -> Router {
     let prefix = ctx.config.path_prefix.clone();
     let mut r = Router::new()
-        .route("/app/{key}", get(ws::upgrade))
-        .route("/app/{key}/", get(ws::upgrade))
+        .route(ws::ROUTE, get(ws::upgrade))
+        .route(&format!("{}/", ws::ROUTE), get(ws::upgrade))
         .merge(api::router())
-        .route("/up", get(ops::up))
-        .route("/ready", get(ops::ready))
-        .route("/usage", get(ops::usage));
+        .merge(ops::router());
     if !prefix.is_empty() {
-        r = r.route(&format!("{prefix}/app/{{key}}"), get(ws::upgrade));
+        r = r.route(&format!("{prefix}{}", ws::ROUTE), get(ws::upgrade));
     }
     r.fallback(|| async { ApiError::NotFound("Not found".into()) })
         .layer(DefaultBodyLimit::max(ctx.config.max_request_bytes))

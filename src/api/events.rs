@@ -130,7 +130,10 @@ fn deliver(hub: &Hub, app: &AppState, ev: &Event) -> Option<Map<String, Value>> 
         for a in &ev.info {
             match a {
                 InfoAttr::SubscriptionCount => {
-                    attrs.insert("subscription_count".into(), json!(summary.as_ref().map_or(0, |s| s.subscription_count)));
+                    attrs.insert(
+                        "subscription_count".into(),
+                        json!(summary.as_ref().map_or(0, |s| s.subscription_count)),
+                    );
                 }
                 InfoAttr::UserCount if ChannelType::of(c).kind == ChannelKind::Presence => {
                     attrs.insert("user_count".into(), json!(summary.as_ref().map_or(0, |s| s.user_count)));

@@ -180,7 +180,10 @@ impl Hub {
 pub fn is_valid_socket_id(s: &str) -> bool {
     match s.split_once('.') {
         Some((a, b)) => {
-            !a.is_empty() && !b.is_empty() && a.bytes().all(|c| c.is_ascii_digit()) && b.bytes().all(|c| c.is_ascii_digit())
+            !a.is_empty()
+                && !b.is_empty()
+                && a.bytes().all(|c| c.is_ascii_digit())
+                && b.bytes().all(|c| c.is_ascii_digit())
         }
         None => false,
     }

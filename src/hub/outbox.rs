@@ -91,7 +91,8 @@ impl Outbox {
         if st.queue.len() >= self.inner.limits.max_messages || st.bytes + len > self.inner.limits.max_bytes {
             st.queue = VecDeque::new();
             st.bytes = 0;
-            st.close = Some(CloseRequest { code: OVERFLOW_CLOSE_CODE, reason: "Over capacity: client is not reading".into() });
+            st.close =
+                Some(CloseRequest { code: OVERFLOW_CLOSE_CODE, reason: "Over capacity: client is not reading".into() });
             drop(st);
             self.inner.overflows.fetch_add(1, Ordering::Relaxed);
             self.inner.notify.notify_one();

@@ -96,7 +96,11 @@ impl AppState {
                 match ch.members.entry(m.key.clone()) {
                     Entry::Occupied(mut e) => e.get_mut().sockets += 1,
                     Entry::Vacant(e) => {
-                        e.insert(MemberEntry { id_json: m.id_json.clone(), info_json: m.info_json.clone(), sockets: 1 });
+                        e.insert(MemberEntry {
+                            id_json: m.id_json.clone(),
+                            info_json: m.info_json.clone(),
+                            sockets: 1,
+                        });
                         let added = Frame::from(frame::member_added(channel, &m.id_json, m.info_json.as_deref()));
                         self.fan_out(&ch, &added, Some(conn.id));
                     }
@@ -192,7 +196,10 @@ impl AppState {
             .iter()
             .filter(|e| e.key().starts_with(prefix) && !e.subscribers.is_empty())
             .map(|e| {
-                (e.key().clone(), ChannelSummary { subscription_count: e.subscribers.len(), user_count: e.members.len() })
+                (
+                    e.key().clone(),
+                    ChannelSummary { subscription_count: e.subscribers.len(), user_count: e.members.len() },
+                )
             })
             .collect()
     }
@@ -258,7 +265,8 @@ mod tests {
         assert_eq!(a.subscribe(&c2, "presence-r", Some(member("u1"))), Ok(()));
         assert!(take(&c1).is_empty());
         let succeeded = take(&c2);
-        let data: serde_json::Value = serde_json::from_str(succeeded[0]["data"].as_str().unwrap_or("")).unwrap_or_default();
+        let data: serde_json::Value =
+            serde_json::from_str(succeeded[0]["data"].as_str().unwrap_or("")).unwrap_or_default();
         assert_eq!(data["presence"]["count"], 1);
         // A new user: member_added to the others only.
         assert_eq!(a.subscribe(&c3, "presence-r", Some(member("u2"))), Ok(()));
@@ -281,7 +289,10 @@ mod tests {
         let a = app(AppConfig { max_presence_members: 1, ..AppConfig::development() });
         let (c1, c2) = (conn(1), conn(2));
         assert_eq!(a.subscribe(&c1, "presence-r", Some(member("u1"))), Ok(()));
-        assert!(matches!(a.subscribe(&c1, "presence-r", Some(member("u1"))), Err(SubscribeError::AlreadySubscribed(_))));
+        assert!(matches!(
+            a.subscribe(&c1, "presence-r", Some(member("u1"))),
+            Err(SubscribeError::AlreadySubscribed(_))
+        ));
         assert!(matches!(a.subscribe(&c2, "presence-r", Some(member("u2"))), Err(SubscribeError::MembersLimit { .. })));
         assert_eq!(a.channel_summary("presence-r").map(|s| s.user_count), Some(1));
     }

@@ -100,11 +100,7 @@ pub fn validate_name(name: &str, max_len: usize, allow_user_channel: bool) -> Re
         }
         _ => name,
     };
-    if rest.bytes().all(is_name_char) {
-        Ok(())
-    } else {
-        Err(ChannelNameError::BadCharacter)
-    }
+    if rest.bytes().all(is_name_char) { Ok(()) } else { Err(ChannelNameError::BadCharacter) }
 }
 
 /// The user id of a `#server-to-user-{id}` channel.

@@ -108,11 +108,8 @@ mod tests {
     fn user_and_presence_vectors() {
         let u = user_string("1234.1234", r#"{"id":"12345"}"#);
         assert_eq!(sign(SECRET, u.as_bytes()), "4708d583dada6a56435fb8bc611c77c359a31eebde13337c16ab43aa6de336ba");
-        let p = presence_string(
-            "1234.1234",
-            "presence-foobar",
-            r#"{"user_id":10,"user_info":{"name":"Mr. Channels"}}"#,
-        );
+        let p =
+            presence_string("1234.1234", "presence-foobar", r#"{"user_id":10,"user_info":{"name":"Mr. Channels"}}"#);
         assert_eq!(sign(SECRET, p.as_bytes()), "31935e7d86dba64c2a90aed31fdc61869f9b22ba9d8863bba239c03ca481bc80");
     }
 

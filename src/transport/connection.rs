@@ -72,7 +72,8 @@ pub struct Connection {
 impl Connection {
     /// Validates the app and quota, registers the connection and queues `connection_established`.
     pub fn open(hub: &Hub, app_key: &str, protocol: Option<&str>, activity_timeout: u64) -> Result<Self, Refusal> {
-        let app = hub.app_by_key(app_key).ok_or_else(|| Refusal::new(4001, format!("App key {app_key} does not exist")))?;
+        let app =
+            hub.app_by_key(app_key).ok_or_else(|| Refusal::new(4001, format!("App key {app_key} does not exist")))?;
         if !app.config.enabled {
             return Err(Refusal::new(4003, "Application is disabled"));
         }
@@ -202,11 +203,9 @@ impl Connection {
             // Signed-in sockets may join without channel_data; the member is the signed-in user.
             let s = signature::private_string(&self.socket_id, name);
             return match &self.user {
-                Some(u) if signature::verify_auth(&cfg.key, &cfg.secret, s.as_bytes(), auth) => Ok(Member {
-                    key: u.id.clone(),
-                    id_json: frame::json_str(&u.id),
-                    info_json: u.info_json.clone(),
-                }),
+                Some(u) if signature::verify_auth(&cfg.key, &cfg.secret, s.as_bytes(), auth) => {
+                    Ok(Member { key: u.id.clone(), id_json: frame::json_str(&u.id), info_json: u.info_json.clone() })
+                }
                 Some(_) => Err((format!("Invalid signature for channel {name}"), 401)),
                 None => Err((format!("Presence channel {name} needs channel_data or a signed-in user"), 403)),
             };
@@ -215,7 +214,8 @@ impl Connection {
         if !signature::verify_auth(&cfg.key, &cfg.secret, s.as_bytes(), auth) {
             return Err((format!("Invalid signature for channel {name}"), 401));
         }
-        let parsed: ChannelData = serde_json::from_str(data).map_err(|_| ("channel_data is not a JSON object".to_string(), 400))?;
+        let parsed: ChannelData =
+            serde_json::from_str(data).map_err(|_| ("channel_data is not a JSON object".to_string(), 400))?;
         let id_raw = parsed.user_id.ok_or_else(|| ("channel_data has no user_id".to_string(), 403))?;
         let key = frame::user_id_key(id_raw)
             .filter(|k| !k.is_empty())

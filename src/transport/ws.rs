@@ -25,16 +25,23 @@ const WRITE_BUFFER: usize = 16 * 1024;
 /// A socket whose writes stall this long is dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The WebSocket route (also served under `path_prefix` and with a trailing slash).
+pub const ROUTE: &str = "/app/{key}";
+
 /// `GET /app/{key}`: validates the upgrade and hands the socket to a connection task.
 pub async fn upgrade(State(ctx): State<Context>, Path(key): Path<String>, mut req: Request) -> Response {
     let headers = req.headers();
     let Some(accept) = accept_key(headers) else {
-        return (StatusCode::BAD_REQUEST, axum::Json(serde_json::json!({"error": "expected a WebSocket upgrade request"})))
+        return (
+            StatusCode::BAD_REQUEST,
+            axum::Json(serde_json::json!({"error": "expected a WebSocket upgrade request"})),
+        )
             .into_response();
     };
-    let protocol = req.uri().query().and_then(|q| {
-        form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "protocol").map(|(_, v)| v.into_owned())
-    });
+    let protocol = req
+        .uri()
+        .query()
+        .and_then(|q| form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "protocol").map(|(_, v)| v.into_owned()));
     let on_upgrade = hyper::upgrade::on(&mut req);
     let task_ctx = ctx.clone();
     ctx.tasks.spawn(async move {

@@ -1,0 +1,72 @@
+//! The OpenAPI document and the router describe the same routes, and every documented route is
+//! served by the running server.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod common;
+
+use common::TestServer;
+use std::collections::BTreeSet;
+
+/// `/apps/{app_id}/x` -> `/apps/{}/x`, so parameter names do not matter.
+fn shape(path: &str) -> String {
+    let mut out = String::new();
+    let mut in_param = false;
+    for c in path.chars() {
+        match c {
+            '{' => {
+                in_param = true;
+                out.push_str("{}");
+            }
+            '}' => in_param = false,
+            c if !in_param => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
+fn documented() -> BTreeSet<(String, String)> {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi/openapi.yaml")).unwrap();
+    let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    assert_eq!(doc["openapi"].as_str().map(|v| v.starts_with("3.1")), Some(true));
+    let mut out = BTreeSet::new();
+    for (path, item) in doc["paths"].as_mapping().unwrap() {
+        for (method, _) in item.as_mapping().unwrap() {
+            let m = method.as_str().unwrap();
+            if ["get", "post", "put", "delete", "patch", "options", "head"].contains(&m) {
+                out.insert((m.to_uppercase(), shape(path.as_str().unwrap())));
+            }
+        }
+    }
+    out
+}
+
+fn routed() -> BTreeSet<(String, String)> {
+    let mut out: BTreeSet<_> = sinew::api::ROUTES.iter().map(|r| (r.method.to_string(), shape(r.path))).collect();
+    out.extend(sinew::ops::ROUTES.iter().map(|(m, p)| (m.to_string(), shape(p))));
+    out.insert(("GET".into(), shape(sinew::transport::ws::ROUTE)));
+    out
+}
+
+#[test]
+fn document_and_router_list_the_same_routes() {
+    let (doc, router) = (documented(), routed());
+    let missing_in_doc: Vec<_> = router.difference(&doc).collect();
+    let missing_in_router: Vec<_> = doc.difference(&router).collect();
+    assert!(missing_in_doc.is_empty(), "routed but not documented: {missing_in_doc:?}");
+    assert!(missing_in_router.is_empty(), "documented but not routed: {missing_in_router:?}");
+}
+
+#[tokio::test]
+async fn every_documented_route_is_served() {
+    let s = TestServer::default().await;
+    let http = s.http();
+    for (method, path) in documented() {
+        let concrete = path.replacen("{}", "1", 1).replace("{}", "presence-x");
+        let (status, body) = http.raw(&method, &concrete, "").await;
+        // Unsigned REST calls are refused by the signature check, never by the router's fallback.
+        assert_ne!(body["error"], "Not found", "{method} {path} fell through to the 404 fallback");
+        assert!(matches!(status, 200 | 400 | 401), "{method} {path}: {status}");
+    }
+    s.stop().await;
+}
