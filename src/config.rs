@@ -65,9 +65,72 @@ pub struct Config {
     pub outbox_max_messages: usize,
     /// Bytes a connection may have queued before it is disconnected with 4100.
     pub outbox_max_bytes: usize,
+    /// Webhook delivery settings (the endpoints themselves are per app).
+    pub webhooks: WebhookSettings,
     /// Applications served by this node.
     pub apps: Vec<AppConfig>,
 }
+
+/// How webhooks are batched, retried and dead-lettered.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// Milliseconds to wait for more events before sending a batch.
+    pub batch_window_ms: u64,
+    /// Events per POST at most.
+    pub max_batch_size: usize,
+    /// `channel_vacated` and `member_removed` wait this long and are cancelled by a quick rejoin.
+    pub leave_delay_ms: u64,
+    /// Seconds a batch is retried before it goes to the dead-letter file.
+    pub retry_window_seconds: u64,
+    /// First retry delay in milliseconds; doubles (with jitter) up to `max_backoff_ms`.
+    pub initial_backoff_ms: u64,
+    /// Longest delay between two attempts.
+    pub max_backoff_ms: u64,
+    /// Per-request timeout in seconds.
+    pub timeout_seconds: u64,
+    /// Events waiting per endpoint; beyond it they go to the dead-letter file.
+    pub queue_size: usize,
+    /// JSON-lines file receiving what could not be delivered (replay with `sinew webhooks replay`).
+    pub dead_letter_file: String,
+    /// Seconds the shutdown waits for pending webhooks before dead-lettering them.
+    pub shutdown_grace_seconds: u64,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        WebhookSettings {
+            batch_window_ms: 50,
+            max_batch_size: 50,
+            leave_delay_ms: 3000,
+            retry_window_seconds: 300,
+            initial_backoff_ms: 1000,
+            max_backoff_ms: 30_000,
+            timeout_seconds: 10,
+            queue_size: 10_000,
+            dead_letter_file: "sinew-webhooks-dead-letter.jsonl".into(),
+            shutdown_grace_seconds: 5,
+        }
+    }
+}
+
+/// One webhook endpoint of an app.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookTarget {
+    /// Where to POST.
+    pub url: String,
+    /// Event names to send (empty: all).
+    #[serde(default)]
+    pub event_types: Vec<String>,
+    /// Only events of channels starting with this prefix.
+    #[serde(default)]
+    pub channel_prefix: Option<String>,
+}
+
+/// Webhook event names Sinew can send.
+pub const WEBHOOK_EVENTS: &[&str] =
+    &["channel_occupied", "channel_vacated", "member_added", "member_removed", "client_event", "cache_miss"];
 
 /// One application: credentials, switches and limits.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -111,6 +174,8 @@ pub struct AppConfig {
     pub max_watchlist_size: usize,
     /// Whether subscribers receive `pusher_internal:subscription_count`.
     pub subscription_count: bool,
+    /// Webhook endpoints.
+    pub webhooks: Vec<WebhookTarget>,
 }
 
 impl Default for Config {
@@ -127,6 +192,7 @@ impl Default for Config {
             max_request_bytes: 1024 * 1024,
             outbox_max_messages: 1000,
             outbox_max_bytes: 1024 * 1024,
+            webhooks: WebhookSettings::default(),
             apps: Vec::new(),
         }
     }
@@ -154,6 +220,7 @@ impl Default for AppConfig {
             watchlist: false,
             max_watchlist_size: 100,
             subscription_count: false,
+            webhooks: Vec::new(),
         }
     }
 }
@@ -172,7 +239,7 @@ impl AppConfig {
 }
 
 /// Variables read by later features; recognised so they are not reported as unknown.
-const RESERVED_VARS: &[&str] = &["SINEW_WEBHOOK_URL", "SINEW_ADAPTER", "SINEW_REDIS_URL", "SINEW_METRICS_PORT"];
+const RESERVED_VARS: &[&str] = &["SINEW_ADAPTER", "SINEW_REDIS_URL", "SINEW_METRICS_PORT"];
 
 impl Config {
     /// Loads the file (if any), applies overrides from `vars`, and validates the result.
@@ -208,6 +275,9 @@ impl Config {
         if self.outbox_max_messages == 0 || self.outbox_max_bytes == 0 {
             return Err(invalid("outbox_max_messages".into(), "outbox limits must be positive"));
         }
+        if self.webhooks.max_batch_size == 0 || self.webhooks.queue_size == 0 {
+            return Err(invalid("webhooks.max_batch_size".into(), "webhook batch and queue sizes must be positive"));
+        }
         if !self.path_prefix.is_empty() && (!self.path_prefix.starts_with('/') || self.path_prefix.ends_with('/')) {
             return Err(invalid("path_prefix".into(), "must start with `/` and not end with `/`"));
         }
@@ -230,6 +300,17 @@ impl Config {
             }
             if !keys.insert(app.key.clone()) {
                 return Err(invalid(k("key"), "duplicate app key"));
+            }
+            for (j, w) in app.webhooks.iter().enumerate() {
+                if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
+                    return Err(invalid(k(&format!("webhooks[{j}].url")), "must be an http:// or https:// URL"));
+                }
+                if let Some(bad) = w.event_types.iter().find(|e| !WEBHOOK_EVENTS.contains(&e.as_str())) {
+                    return Err(invalid(
+                        k(&format!("webhooks[{j}].event_types")),
+                        &format!("unknown event type `{bad}`; known: {}", WEBHOOK_EVENTS.join(", ")),
+                    ));
+                }
             }
             for (name, value) in [
                 ("max_event_data_bytes", app.max_event_data_bytes),
@@ -259,13 +340,30 @@ fn apply_env(table: &mut toml::Table, vars: impl IntoIterator<Item = (String, St
         if RESERVED_VARS.contains(&var.as_str()) {
             continue;
         }
+        if var == "SINEW_WEBHOOK_URL" {
+            // Single-app shortcut: one endpoint for every event type of the first app.
+            let mut target = toml::Table::new();
+            target.insert("url".into(), toml::Value::String(value));
+            first_app(table)?.insert("webhooks".into(), toml::Value::Array(vec![toml::Value::Table(target)]));
+            continue;
+        }
         let name = var["SINEW_".len()..].to_ascii_lowercase();
         if let Some(app_key) = name.strip_prefix("app_")
             && let Some(template) = app_template.get(app_key)
         {
             let typed = typed_value(&var, &value, template)?;
             first_app(table)?.insert(app_key.to_string(), typed);
-        } else if let Some(template) = server_template.get(&name).filter(|_| name != "apps") {
+        } else if let Some(rest) = name.strip_prefix("webhooks_")
+            && let Some(template) = server_template.get("webhooks").and_then(|w| w.get(rest))
+        {
+            let typed = typed_value(&var, &value, template)?;
+            let section = table.entry("webhooks").or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if let toml::Value::Table(t) = section {
+                t.insert(rest.to_string(), typed);
+            }
+        } else if let Some(template) =
+            server_template.get(&name).filter(|_| !matches!(name.as_str(), "apps" | "webhooks"))
+        {
             let typed = typed_value(&var, &value, template)?;
             table.insert(name, typed);
         }
@@ -353,6 +451,25 @@ mod tests {
         assert_eq!((app.id.as_str(), app.key.as_str(), app.secret.as_str()), ("42", "k", "s"));
         assert!(!app.client_events);
         assert_eq!(app.max_connections, 5);
+    }
+
+    #[test]
+    fn webhook_shortcut_and_settings_from_env() {
+        let c = Config::load(
+            None,
+            env(&[("SINEW_WEBHOOK_URL", "http://127.0.0.1:9/hook"), ("SINEW_WEBHOOKS_LEAVE_DELAY_MS", "10")]),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.apps[0].webhooks[0].url, "http://127.0.0.1:9/hook");
+        assert!(c.apps[0].webhooks[0].event_types.is_empty());
+        assert_eq!(c.webhooks.leave_delay_ms, 10);
+        let bad = Config::load(None, env(&[("SINEW_WEBHOOK_URL", "ftp://x")])).err().map(|e| e.to_string());
+        assert!(bad.unwrap_or_default().contains("apps[0].webhooks[0].url"));
+        let bad = load_str("[[apps]]\nid=\"a\"\nkey=\"k\"\nsecret=\"s\"\n[[apps.webhooks]]\nurl=\"http://x\"\nevent_types=[\"nope\"]\n", &[])
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(bad.contains("event_types") && bad.contains("nope"), "{bad}");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! - [`hub`]: shared state: channels, presence members, users, cache, per-connection outboxes.
 //! - [`transport`]: the per-connection state machine and the WebSocket transport.
 //! - [`api`]: the signed REST API.
+//! - [`webhooks`]: batched, signed, retried webhooks with a dead-letter file.
 //! - [`ops`]: `/up`, `/ready`, `/usage`.
 //! - [`server`]: binds, routes, shuts down.
 
@@ -18,3 +19,4 @@ pub mod server;
 pub mod state;
 pub mod telemetry;
 pub mod transport;
+pub mod webhooks;

@@ -12,8 +12,28 @@ use std::path::PathBuf;
 #[command(version, about)]
 struct Cli {
     /// TOML configuration file; every key can also be set with SINEW_* variables.
-    #[arg(long, short, value_name = "FILE")]
+    #[arg(long, short, value_name = "FILE", global = true)]
     config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Run the server (the default).
+    Serve,
+    /// Webhook tools.
+    #[command(subcommand)]
+    Webhooks(WebhooksCommand),
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum WebhooksCommand {
+    /// Send the events of a dead-letter file again; delivered lines are removed from it.
+    Replay {
+        /// The dead-letter file (JSON lines).
+        file: PathBuf,
+    },
 }
 
 #[tokio::main]
@@ -21,6 +41,14 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = Config::load(cli.config.as_deref(), std::env::vars()).context("configuration refused")?;
     sinew::telemetry::init(&config.log, &config.log_format);
+    if let Some(Command::Webhooks(WebhooksCommand::Replay { file })) = &cli.command {
+        let summary = sinew::webhooks::replay(&config, file).await?;
+        println!("delivered {} batches, {} remain in {}", summary.delivered, summary.remaining, file.display());
+        if summary.remaining > 0 {
+            std::process::exit(1);
+        }
+        return Ok(());
+    }
     let dev_app = cli.config.is_none() && !std::env::vars().any(|(k, _)| k.starts_with("SINEW_APP_"));
     let server = Server::bind(Context::new(config.clone()))
         .await

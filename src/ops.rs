@@ -34,6 +34,7 @@ pub async fn ready(State(ctx): State<Context>) -> impl IntoResponse {
 /// `GET /usage`: memory and connection counts.
 pub async fn usage(State(ctx): State<Context>) -> Json<serde_json::Value> {
     let stats = ctx.hub.stats();
+    let hooks = ctx.webhooks.stats();
     let connections: u64 = ctx.hub.apps().map(|a| a.connection_count()).sum();
     Json(json!({
         "memory": { "rss": resident_bytes() },
@@ -44,6 +45,12 @@ pub async fn usage(State(ctx): State<Context>) -> Json<serde_json::Value> {
         "events_published": stats.events_published.load(Ordering::Relaxed),
         "deliveries": stats.deliveries.load(Ordering::Relaxed),
         "client_events_rate_limited": stats.rate_limited.load(Ordering::Relaxed),
+        "webhooks": {
+            "sent": hooks.sent.load(Ordering::Relaxed),
+            "retried": hooks.retried.load(Ordering::Relaxed),
+            "failed": hooks.failed.load(Ordering::Relaxed),
+            "dead_lettered": hooks.dead_lettered.load(Ordering::Relaxed),
+        },
     }))
 }
 

@@ -58,6 +58,7 @@ impl Server {
     /// connection tasks to finish, at most a short grace period.
     pub async fn run(self, signal: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let ctx = self.ctx.clone();
+        ctx.webhooks.start();
         let purge = tokio::spawn(purge_caches(ctx.clone()));
         let stop = ctx.clone();
         let served = axum::serve(self.listener, router(ctx.clone()))
@@ -73,6 +74,7 @@ impl Server {
         if tokio::time::timeout(DRAIN_GRACE, ctx.tasks.wait()).await.is_err() {
             tracing::warn!("some connections did not close within the grace period");
         }
+        ctx.webhooks.finish(Duration::from_secs(ctx.config.webhooks.shutdown_grace_seconds)).await;
         purge.abort();
         served
     }

@@ -2,6 +2,7 @@
 
 use crate::config::Config;
 use crate::hub::Hub;
+use crate::webhooks::Webhooks;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio_util::sync::CancellationToken;
@@ -18,14 +19,18 @@ pub struct Context {
     pub shutdown: CancellationToken,
     /// Tracks connection tasks so shutdown can wait for them.
     pub tasks: TaskTracker,
+    /// Webhook delivery.
+    pub webhooks: Arc<Webhooks>,
     draining: Arc<AtomicBool>,
 }
 
 impl Context {
     /// Builds the context for a validated configuration.
     pub fn new(config: Config) -> Self {
+        let webhooks = Arc::new(Webhooks::new(&config));
         Context {
-            hub: Hub::new(&config),
+            hub: Hub::new(&config, &webhooks),
+            webhooks,
             config: Arc::new(config),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),

@@ -18,8 +18,11 @@ impl AppState {
     /// Stores the last event of a cache channel.
     pub fn store_cached(&self, channel: &str, event: &str, data: &str) {
         let expires_at = Instant::now() + Duration::from_secs(self.config.cache_ttl_seconds);
-        let mut cache = lock(&self.cache);
-        cache.insert(channel.to_string(), CachedEvent { event: event.into(), data: data.into(), expires_at });
+        let previous = lock(&self.cache)
+            .insert(channel.to_string(), CachedEvent { event: event.into(), data: data.into(), expires_at });
+        if previous.is_none() {
+            self.emit(|| crate::webhooks::Trigger::CacheFilled { channel: channel.to_string() });
+        }
     }
 
     /// The cached event of a channel, unless it expired (expired entries are dropped).
@@ -51,7 +54,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn entries_expire_after_ttl() {
-        let app = AppState::new(AppConfig { cache_ttl_seconds: 10, ..AppConfig::development() }, Arc::default());
+        let app = AppState::new(AppConfig { cache_ttl_seconds: 10, ..AppConfig::development() }, Arc::default(), None);
         app.store_cached("cache-a", "e", "d1");
         app.store_cached("cache-a", "e", "d2");
         assert_eq!(app.cached("cache-a").map(|e| e.data), Some("d2".into()));

@@ -13,6 +13,7 @@ pub use outbox::{CloseRequest, Drained, Frame, OVERFLOW_CLOSE_CODE, Outbox, Outb
 pub use registry::{ChannelSummary, Member, SubscribeError};
 
 use crate::config::{AppConfig, Config};
+use crate::webhooks::{Emitter, Trigger, Webhooks};
 use dashmap::DashMap;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -57,6 +58,7 @@ pub struct AppState {
     users: Mutex<users::Users>,
     cache: Mutex<HashMap<String, CachedEvent>>,
     stats: Arc<Stats>,
+    hooks: Option<Emitter>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -64,8 +66,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl AppState {
-    fn new(config: AppConfig, stats: Arc<Stats>) -> Self {
+    fn new(config: AppConfig, stats: Arc<Stats>, hooks: Option<Emitter>) -> Self {
         AppState {
+            hooks,
             config,
             connections: AtomicU64::new(0),
             channels: DashMap::new(),
@@ -73,6 +76,18 @@ impl AppState {
             cache: Mutex::new(HashMap::new()),
             stats,
         }
+    }
+
+    /// Reports a webhook trigger when the app has webhook endpoints.
+    pub fn emit(&self, trigger: impl FnOnce() -> Trigger) {
+        if let Some(h) = &self.hooks {
+            h.emit(trigger());
+        }
+    }
+
+    /// Whether the app has webhook endpoints.
+    pub fn has_webhooks(&self) -> bool {
+        self.hooks.is_some()
     }
 
     /// Connections currently open for this app.
@@ -110,13 +125,13 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// Builds the state for every configured app.
-    pub fn new(config: &Config) -> Self {
+    /// Builds the state for every configured app; `webhooks` supplies each app's emitter.
+    pub fn new(config: &Config, webhooks: &Webhooks) -> Self {
         let stats = Arc::new(Stats::default());
         let mut by_key = HashMap::new();
         let mut by_id = HashMap::new();
         for app in &config.apps {
-            let state = Arc::new(AppState::new(app.clone(), stats.clone()));
+            let state = Arc::new(AppState::new(app.clone(), stats.clone(), webhooks.emitter(&app.id)));
             by_key.insert(app.key.clone(), state.clone());
             by_id.insert(app.id.clone(), state);
         }
@@ -195,7 +210,8 @@ mod tests {
 
     #[test]
     fn socket_ids_round_trip() {
-        let hub = Hub::new(&Config::load(None, Vec::new()).unwrap_or_else(|e| panic!("{e}")));
+        let config = Config::load(None, Vec::new()).unwrap_or_else(|e| panic!("{e}"));
+        let hub = Hub::new(&config, &Webhooks::new(&config));
         let c = hub.new_connection();
         let sid = hub.socket_id(c.id);
         assert!(is_valid_socket_id(&sid));
@@ -208,7 +224,7 @@ mod tests {
 
     #[test]
     fn connection_quota() {
-        let app = AppState::new(AppConfig { max_connections: 1, ..AppConfig::development() }, Arc::default());
+        let app = AppState::new(AppConfig { max_connections: 1, ..AppConfig::development() }, Arc::default(), None);
         assert!(app.try_reserve_connection());
         assert!(!app.try_reserve_connection());
         app.release_connection();

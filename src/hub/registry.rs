@@ -3,6 +3,7 @@
 use super::{AppState, ConnId, ConnRef, Frame, Outbox};
 use crate::protocol::channel::{ChannelKind, ChannelType};
 use crate::protocol::frame;
+use crate::webhooks::Trigger;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::sync::atomic::Ordering;
@@ -93,6 +94,9 @@ impl AppState {
                         max: self.config.max_presence_members,
                     });
                 }
+                if ch.subscribers.is_empty() {
+                    self.emit(|| Trigger::Occupied { channel: channel.to_string() });
+                }
                 match ch.members.entry(m.key.clone()) {
                     Entry::Occupied(mut e) => e.get_mut().sockets += 1,
                     Entry::Vacant(e) => {
@@ -103,8 +107,11 @@ impl AppState {
                         });
                         let added = Frame::from(frame::member_added(channel, &m.id_json, m.info_json.as_deref()));
                         self.fan_out(&ch, &added, Some(conn.id));
+                        self.emit(|| Trigger::MemberAdded { channel: channel.to_string(), user_id: m.key.clone() });
                     }
                 }
+            } else if ch.subscribers.is_empty() {
+                self.emit(|| Trigger::Occupied { channel: channel.to_string() });
             }
             ch.subscribers.insert(conn.id, Subscriber { outbox: conn.outbox.clone(), user: member.map(|m| m.key) });
             let presence = (ty.kind == ChannelKind::Presence).then(|| presence_json(&ch));
@@ -117,7 +124,10 @@ impl AppState {
             let cached = self.cached(channel);
             conn.outbox.push(Frame::from(match cached {
                 Some(ev) => frame::channel_event(&ev.event, channel, &ev.data),
-                None => frame::cache_miss(channel),
+                None => {
+                    self.emit(|| Trigger::CacheMiss { channel: channel.to_string() });
+                    frame::cache_miss(channel)
+                }
             }));
         }
         Ok(())
@@ -137,12 +147,16 @@ impl AppState {
         {
             e.get_mut().sockets -= 1;
             if e.get().sockets == 0 {
-                let gone = e.remove();
+                let (user_id, gone) = e.remove_entry();
                 let removed = Frame::from(frame::member_removed(channel, &gone.id_json));
                 self.fan_out(&ch, &removed, None);
+                self.emit(|| Trigger::MemberRemoved { channel: channel.to_string(), user_id });
             }
         }
         let empty = ch.subscribers.is_empty();
+        if empty {
+            self.emit(|| Trigger::Vacated { channel: channel.to_string() });
+        }
         if !empty && self.config.subscription_count && ChannelType::of(channel).kind != ChannelKind::Presence {
             self.send_count(channel, &mut ch);
         }
@@ -235,7 +249,7 @@ mod tests {
     use std::sync::Arc;
 
     fn app(cfg: AppConfig) -> AppState {
-        AppState::new(cfg, Arc::default())
+        AppState::new(cfg, Arc::default(), None)
     }
 
     fn conn(id: ConnId) -> ConnRef {

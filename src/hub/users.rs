@@ -115,7 +115,7 @@ mod tests {
 
     #[test]
     fn watchlist_online_offline() {
-        let app = AppState::new(AppConfig { watchlist: true, ..AppConfig::development() }, Arc::default());
+        let app = AppState::new(AppConfig { watchlist: true, ..AppConfig::development() }, Arc::default(), None);
         let (a, b) = (outbox(), outbox());
         app.sign_in(1, &a, "alice", &["bob".into()]);
         let ev = events(&a);
@@ -130,7 +130,7 @@ mod tests {
 
     #[tokio::test]
     async fn terminate_closes_only_that_user() {
-        let app = AppState::new(AppConfig::development(), Arc::default());
+        let app = AppState::new(AppConfig::development(), Arc::default(), None);
         let (a, b) = (outbox(), outbox());
         app.sign_in(1, &a, "alice", &[]);
         app.sign_in(2, &b, "bob", &[]);

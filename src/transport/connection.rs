@@ -7,6 +7,7 @@ use crate::hub::{AppState, ConnRef, Frame, Hub, Member, SubscribeError};
 use crate::protocol::channel::{self, ChannelKind, ChannelType};
 use crate::protocol::frame::{self, ChannelData, SigninData, SubscribeData, UnsubscribeData, UserData};
 use crate::protocol::signature;
+use crate::webhooks::Trigger;
 use serde_json::value::RawValue;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -316,6 +317,24 @@ impl Connection {
         self.rate.count += 1;
         let f = Frame::from(frame::client_event(event, channel, data_json, member.as_deref()));
         self.app.publish(channel, &f, Some(self.conn.id));
+        self.app.emit(|| Trigger::ClientEvent {
+            channel: channel.to_string(),
+            event: event.to_string(),
+            data: client_data_string(data),
+            socket_id: self.socket_id.clone(),
+            user_id: member.clone(),
+        });
+    }
+}
+
+/// The `client_event` webhook's `data`: a string as sent, anything else JSON-encoded.
+fn client_data_string(data: Option<&RawValue>) -> String {
+    match data {
+        Some(raw) => match serde_json::from_str::<String>(raw.get()) {
+            Ok(s) => s,
+            Err(_) => raw.get().to_string(),
+        },
+        None => String::new(),
     }
 }
 

@@ -1,0 +1,253 @@
+//! Webhooks: channel and member transitions, client events and cache misses, delivered to each app's
+//! endpoints as signed, batched POSTs with retries. What cannot be delivered is written to a
+//! dead-letter file (JSON lines) and counted, never dropped without a trace.
+//!
+//! Flow: the hub calls [`Emitter::emit`] (never blocks) -> the dispatcher applies the leave delay
+//! (a quick rejoin cancels `channel_vacated`/`member_removed` and the matching re-join event) ->
+//! one delivery task per endpoint batches, signs and POSTs.
+
+mod dead_letter;
+mod delivery;
+mod dispatch;
+
+pub use dead_letter::{DeadLetter, replay};
+
+use crate::config::{AppConfig, Config};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// What happened, as reported by the hub.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trigger {
+    /// First subscriber of a channel.
+    Occupied {
+        /// Channel name.
+        channel: String,
+    },
+    /// Last subscriber left.
+    Vacated {
+        /// Channel name.
+        channel: String,
+    },
+    /// First socket of a user joined a presence channel.
+    MemberAdded {
+        /// Channel name.
+        channel: String,
+        /// The user id (string form).
+        user_id: String,
+    },
+    /// Last socket of a user left a presence channel.
+    MemberRemoved {
+        /// Channel name.
+        channel: String,
+        /// The user id (string form).
+        user_id: String,
+    },
+    /// A client event was relayed.
+    ClientEvent {
+        /// Channel name.
+        channel: String,
+        /// Event name.
+        event: String,
+        /// The client's data as a string (JSON-encoded when it was not a string).
+        data: String,
+        /// Sender's socket id.
+        socket_id: String,
+        /// Sender's presence user id.
+        user_id: Option<String>,
+    },
+    /// A subscriber found an empty cache channel.
+    CacheMiss {
+        /// Channel name.
+        channel: String,
+    },
+    /// A cache channel received an event (resets cache-miss de-duplication; never sent).
+    CacheFilled {
+        /// Channel name.
+        channel: String,
+    },
+}
+
+impl Trigger {
+    /// The channel concerned.
+    pub fn channel(&self) -> &str {
+        match self {
+            Trigger::Occupied { channel }
+            | Trigger::Vacated { channel }
+            | Trigger::MemberAdded { channel, .. }
+            | Trigger::MemberRemoved { channel, .. }
+            | Trigger::ClientEvent { channel, .. }
+            | Trigger::CacheMiss { channel }
+            | Trigger::CacheFilled { channel } => channel,
+        }
+    }
+
+    /// The webhook event name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Trigger::Occupied { .. } => "channel_occupied",
+            Trigger::Vacated { .. } => "channel_vacated",
+            Trigger::MemberAdded { .. } => "member_added",
+            Trigger::MemberRemoved { .. } => "member_removed",
+            Trigger::ClientEvent { .. } => "client_event",
+            Trigger::CacheMiss { .. } | Trigger::CacheFilled { .. } => "cache_miss",
+        }
+    }
+
+    /// The event object as it appears in a webhook body's `events` array.
+    pub fn to_json(&self) -> Value {
+        match self {
+            Trigger::MemberAdded { channel, user_id } | Trigger::MemberRemoved { channel, user_id } => {
+                json!({ "name": self.name(), "channel": channel, "user_id": user_id })
+            }
+            Trigger::ClientEvent { channel, event, data, socket_id, user_id } => {
+                let mut v = json!({ "name": "client_event", "channel": channel, "event": event, "data": data, "socket_id": socket_id });
+                if let (Some(u), Value::Object(m)) = (user_id, &mut v) {
+                    m.insert("user_id".into(), json!(u));
+                }
+                v
+            }
+            other => json!({ "name": other.name(), "channel": other.channel() }),
+        }
+    }
+}
+
+/// Counters of webhook outcomes (per batch).
+#[derive(Debug, Default)]
+pub struct WebhookStats {
+    /// Batches answered with 2xx.
+    pub sent: AtomicU64,
+    /// Attempts that failed and were retried.
+    pub retried: AtomicU64,
+    /// Batches that failed for good (then dead-lettered).
+    pub failed: AtomicU64,
+    /// Batches or events written to the dead-letter file.
+    pub dead_lettered: AtomicU64,
+}
+
+/// Handed to each app's state; reports triggers without ever blocking.
+#[derive(Clone)]
+pub struct Emitter {
+    app_id: Arc<str>,
+    tx: mpsc::Sender<(Arc<str>, Trigger)>,
+    dead: DeadLetter,
+    stats: Arc<WebhookStats>,
+}
+
+impl std::fmt::Debug for Emitter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Emitter").field("app_id", &self.app_id).finish_non_exhaustive()
+    }
+}
+
+impl Emitter {
+    /// Reports a trigger. When the dispatcher is overloaded the event goes to the dead-letter file.
+    pub fn emit(&self, trigger: Trigger) {
+        if let Err(e) = self.tx.try_send((self.app_id.clone(), trigger)) {
+            let (reason, trigger) = match e {
+                mpsc::error::TrySendError::Full((_, t)) => ("webhook intake queue full", t),
+                mpsc::error::TrySendError::Closed((_, t)) => ("webhooks stopped", t),
+            };
+            self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(app = %self.app_id, event = trigger.name(), reason, "webhook event dead-lettered");
+            self.dead.write(&self.app_id, None, reason, &[trigger.to_json()]);
+        }
+    }
+}
+
+/// The running webhook machinery of a node.
+pub struct Webhooks {
+    emitters: HashMap<String, Emitter>,
+    stats: Arc<WebhookStats>,
+    pending: Mutex<Option<dispatch::Pending>>,
+    running: Mutex<Option<dispatch::Handle>>,
+}
+
+impl Webhooks {
+    /// Sets up emitters for every app with endpoints. Nothing runs until [`Webhooks::start`].
+    pub fn new(config: &Config) -> Self {
+        let stats = Arc::new(WebhookStats::default());
+        let apps: Vec<&AppConfig> = config.apps.iter().filter(|a| !a.webhooks.is_empty()).collect();
+        if apps.is_empty() {
+            return Webhooks { emitters: HashMap::new(), stats, pending: Mutex::new(None), running: Mutex::new(None) };
+        }
+        let dead = DeadLetter::new(&config.webhooks.dead_letter_file);
+        let (tx, rx) = mpsc::channel(config.webhooks.queue_size);
+        let emitters = apps
+            .iter()
+            .map(|a| {
+                let e =
+                    Emitter { app_id: a.id.as_str().into(), tx: tx.clone(), dead: dead.clone(), stats: stats.clone() };
+                (a.id.clone(), e)
+            })
+            .collect();
+        let pending = dispatch::Pending::new(config, rx, dead, stats.clone());
+        Webhooks { emitters, stats, pending: Mutex::new(Some(pending)), running: Mutex::new(None) }
+    }
+
+    /// The emitter of an app, if it has endpoints.
+    pub fn emitter(&self, app_id: &str) -> Option<Emitter> {
+        self.emitters.get(app_id).cloned()
+    }
+
+    /// Outcome counters.
+    pub fn stats(&self) -> &Arc<WebhookStats> {
+        &self.stats
+    }
+
+    /// Starts the dispatcher and delivery tasks (once).
+    pub fn start(&self) {
+        let pending = lock(&self.pending).take();
+        if let Some(p) = pending {
+            *lock(&self.running) = Some(p.spawn());
+        }
+    }
+
+    /// Sends everything pending (leave delays are cut short), waits up to `grace`, then
+    /// dead-letters what is left.
+    pub async fn finish(&self, grace: std::time::Duration) {
+        let running = lock(&self.running).take();
+        if let Some(d) = running {
+            d.finish(grace).await;
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A spawned task handle kept for shutdown.
+type Task = JoinHandle<()>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_json_shapes() {
+        let t = Trigger::ClientEvent {
+            channel: "presence-a".into(),
+            event: "client-x".into(),
+            data: "{\"a\":1}".into(),
+            socket_id: "1.2".into(),
+            user_id: Some("u".into()),
+        };
+        assert_eq!(
+            t.to_json(),
+            json!({"name":"client_event","channel":"presence-a","event":"client-x","data":"{\"a\":1}","socket_id":"1.2","user_id":"u"})
+        );
+        assert_eq!(
+            Trigger::Occupied { channel: "c".into() }.to_json(),
+            json!({"name":"channel_occupied","channel":"c"})
+        );
+        assert_eq!(
+            Trigger::MemberRemoved { channel: "presence-c".into(), user_id: "7".into() }.to_json(),
+            json!({"name":"member_removed","channel":"presence-c","user_id":"7"})
+        );
+    }
+}
