@@ -85,6 +85,19 @@ async fn protocol_versions_5_to_7_are_accepted_others_refused_with_4007() {
 }
 
 #[tokio::test]
+async fn malformed_version_is_refused_with_4006() {
+    let s = TestServer::default().await;
+    let mut c = Client::connect_path(s.addr, &format!("/app/{KEY}?protocol=7&client=js&version=not-a-version")).await;
+    assert_eq!(c.recv().await["data"]["code"], 4006);
+    assert_eq!(c.expect_close().await, Some(4006));
+    for v in ["8.6.0", "7.0.3-beta.1", "1"] {
+        let mut c = Client::connect_path(s.addr, &format!("/app/{KEY}?protocol=7&version={v}")).await;
+        assert_eq!(c.recv().await["event"], "pusher:connection_established", "{v}");
+    }
+    s.stop().await;
+}
+
+#[tokio::test]
 async fn path_prefix_and_trailing_slash_are_routed() {
     let s = TestServer::start(|c| c.path_prefix = "/ws".into()).await;
     let mut c = Client::connect_path(s.addr, &format!("/ws/app/{KEY}?protocol=7")).await;

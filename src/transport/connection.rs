@@ -35,6 +35,22 @@ impl Refusal {
     }
 }
 
+/// Checks the `version` query parameter (the client library's version): when present it must look
+/// like a version number (`8.6.0`, `7.0.3-beta`).
+pub fn check_version(version: Option<&str>) -> Result<(), Refusal> {
+    match version {
+        None | Some("") => Ok(()),
+        Some(v)
+            if v.starts_with(|c: char| c.is_ascii_digit())
+                && v.len() <= 64
+                && v.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '+' | '_')) =>
+        {
+            Ok(())
+        }
+        Some(v) => Err(Refusal::new(4006, format!("Invalid version string {v}"))),
+    }
+}
+
 /// Checks the `protocol` query parameter: 5 to 7 are served; missing means 7.
 pub fn check_protocol(protocol: Option<&str>) -> Result<(), Refusal> {
     match protocol {
@@ -43,6 +59,30 @@ pub fn check_protocol(protocol: Option<&str>) -> Result<(), Refusal> {
             Ok(5..=7) => Ok(()),
             _ => Err(Refusal::new(4007, format!("Unsupported protocol version {p}; this server speaks 5 to 7"))),
         },
+    }
+}
+
+/// The query parameters a client sends when it connects.
+#[derive(Debug, Clone, Default)]
+pub struct ClientQuery {
+    /// `protocol` (5 to 7 are served).
+    pub protocol: Option<String>,
+    /// `version` of the client library.
+    pub version: Option<String>,
+}
+
+impl ClientQuery {
+    /// Reads `protocol` and `version` from a raw query string.
+    pub fn parse(query: Option<&str>) -> Self {
+        let mut out = ClientQuery::default();
+        for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+            match k.as_ref() {
+                "protocol" => out.protocol = Some(v.into_owned()),
+                "version" => out.version = Some(v.into_owned()),
+                _ => {}
+            }
+        }
+        out
     }
 }
 
@@ -72,13 +112,14 @@ pub struct Connection {
 
 impl Connection {
     /// Validates the app and quota, registers the connection and queues `connection_established`.
-    pub fn open(hub: &Hub, app_key: &str, protocol: Option<&str>, activity_timeout: u64) -> Result<Self, Refusal> {
+    pub fn open(hub: &Hub, app_key: &str, query: &ClientQuery, activity_timeout: u64) -> Result<Self, Refusal> {
         let app =
             hub.app_by_key(app_key).ok_or_else(|| Refusal::new(4001, format!("App key {app_key} does not exist")))?;
         if !app.config.enabled {
             return Err(Refusal::new(4003, "Application is disabled"));
         }
-        check_protocol(protocol)?;
+        check_protocol(query.protocol.as_deref())?;
+        check_version(query.version.as_deref())?;
         if !app.try_reserve_connection() {
             return Err(Refusal::new(4004, "Application is over its connection quota"));
         }

@@ -1,7 +1,7 @@
 //! WebSocket transport: the upgrade at `/app/{key}`, then one task per connection that reads client
 //! frames into the [`Connection`] and writes its outbox to the socket in batches.
 
-use super::connection::{Connection, Refusal};
+use super::connection::{ClientQuery, Connection, Refusal};
 use crate::hub::{Drained, Frame};
 use crate::protocol::frame;
 use crate::state::Context;
@@ -38,10 +38,7 @@ pub async fn upgrade(State(ctx): State<Context>, Path(key): Path<String>, mut re
         )
             .into_response();
     };
-    let protocol = req
-        .uri()
-        .query()
-        .and_then(|q| form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "protocol").map(|(_, v)| v.into_owned()));
+    let query = ClientQuery::parse(req.uri().query());
     let on_upgrade = hyper::upgrade::on(&mut req);
     let task_ctx = ctx.clone();
     ctx.tasks.spawn(async move {
@@ -53,7 +50,7 @@ pub async fn upgrade(State(ctx): State<Context>, Path(key): Path<String>, mut re
                     .max_message_size(Some(task_ctx.config.max_message_bytes))
                     .max_frame_size(Some(task_ctx.config.max_message_bytes));
                 let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
-                serve(task_ctx, ws, &key, protocol.as_deref()).await;
+                serve(task_ctx, ws, &key, &query).await;
             }
             Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),
         }
@@ -102,13 +99,13 @@ async fn refuse(mut ws: Socket, refusal: Refusal) {
 }
 
 /// Runs one connection until the client leaves, the server closes it, or shutdown.
-async fn serve(ctx: Context, ws: Socket, key: &str, protocol: Option<&str>) {
+async fn serve(ctx: Context, ws: Socket, key: &str, query: &ClientQuery) {
     if ctx.is_draining() {
         return refuse(ws, Refusal { code: 4200, message: "Server is shutting down".into() }).await;
     }
     let activity = Duration::from_secs(ctx.config.activity_timeout);
     let pong_wait = Duration::from_secs(ctx.config.pong_timeout);
-    let mut conn = match Connection::open(&ctx.hub, key, protocol, ctx.config.activity_timeout) {
+    let mut conn = match Connection::open(&ctx.hub, key, query, ctx.config.activity_timeout) {
         Ok(c) => c,
         Err(refusal) => return refuse(ws, refusal).await,
     };

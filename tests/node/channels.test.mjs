@@ -113,11 +113,12 @@ describe('channels', () => {
     assert.equal(ok.event, 'pusher_internal:subscription_succeeded', ok.raw);
   });
 
-  test('raw: subscribing to a private channel without auth is refused', { timeout: 10000 }, async () => {
+  test('raw: private, encrypted and presence channels without auth are refused', { timeout: 10000 }, async () => {
     const [conn] = await rawEstablished(ctx.server, DEFAULT_APP.key);
-    const name = uniq('private-noauth-');
-    const res = await rawSubscribe(conn, name, {});
-    assert.notEqual(res.event, 'pusher_internal:subscription_succeeded', res.raw);
+    for (const prefix of ['private-noauth-', 'private-encrypted-noauth-', 'presence-noauth-', 'private-cache-noauth-']) {
+      const res = await rawSubscribe(conn, uniq(prefix), {});
+      assert.notEqual(res.event, 'pusher_internal:subscription_succeeded', res.raw);
+    }
   });
 
   test('prefix matching is anchored: my-private-x is a public channel', { timeout: 10000 }, async () => {
@@ -213,6 +214,16 @@ describe('cache channels', () => {
     const channel = c.subscribe(name);
     const { data } = await nextEvent(channel, 'state');
     assert.deepEqual(data, { s: 'cached' });
+  });
+
+  test('private-encrypted-cache channel replays the encrypted event and pusher-js decrypts it', { timeout: 10000 }, async () => {
+    const name = uniq('private-encrypted-cache-');
+    await ctx.sdk.trigger(name, 'sealed', { kept: 'secret' });
+    const c = client();
+    await connected(c);
+    const channel = c.subscribe(name);
+    const { data } = await nextEvent(channel, 'sealed');
+    assert.deepEqual(data, { kept: 'secret' });
   });
 
   test('a cache- lookalike (x-cache-y) is not a cache channel', { timeout: 10000 }, async () => {

@@ -107,6 +107,21 @@ describe('client events enabled', () => {
     assert.equal((await framesWithin(r2, (f) => f.event === 'client-x', 300)).length, 0);
   });
 
+  test('client events are not stored in cache channels', { timeout: 10000 }, async () => {
+    const name = uniq('private-cache-ce-');
+    const [r1, id1] = await rawEstablished(ctx.server, APP.key);
+    const [r2, id2] = await rawEstablished(ctx.server, APP.key);
+    await rawSubscribe(r1, name, { auth: privateAuth(APP, id1, name) });
+    await rawSubscribe(r2, name, { auth: privateAuth(APP, id2, name) });
+    const p = r2.nextNew('client-note');
+    r1.send({ event: 'client-note', channel: name, data: { x: 1 } });
+    await p;
+    const [late, lateId] = await rawEstablished(ctx.server, APP.key);
+    late.send({ event: 'pusher:subscribe', data: { auth: privateAuth(APP, lateId, name), channel: name } });
+    const f = await late.next((f) => f.channel === name && (f.event === 'pusher:cache_miss' || f.event === 'client-note'));
+    assert.equal(f.event, 'pusher:cache_miss', f.raw);
+  });
+
   test('a socket not subscribed to the channel cannot send into it', { timeout: 10000 }, async () => {
     const name = uniq('private-member-');
     const [r1, id1] = await rawEstablished(ctx.server, APP.key);

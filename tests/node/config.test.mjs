@@ -198,6 +198,20 @@ describe('several apps from one config', () => {
     await waitFor(() => counts.some((c) => c.data.subscription_count === 1), 'subscription_count 1');
   });
 
+  test('subscription_count is never sent on presence channels', { timeout: 10000 }, async () => {
+    const { presenceAuth } = await import('./lib/raw.mjs');
+    const name = uniq('presence-counted-');
+    const [a, aId] = await rawEstablished(ctx.server, FEATURES.key);
+    const [b, bId] = await rawEstablished(ctx.server, FEATURES.key);
+    const cd = (id) => JSON.stringify({ user_id: id });
+    await rawSubscribe(a, name, { auth: presenceAuth(FEATURES, aId, name, cd('a')), channel_data: cd('a') });
+    await rawSubscribe(b, name, { auth: presenceAuth(FEATURES, bId, name, cd('b')), channel_data: cd('b') });
+    await a.next('pusher_internal:member_added');
+    await sleep(200);
+    const counts = [...a.frames, ...b.frames].filter((f) => f.event === 'pusher_internal:subscription_count');
+    assert.deepEqual(counts.map((f) => f.raw), []);
+  });
+
   test('no subscription_count events when the feature is off (default)', { timeout: 10000 }, async () => {
     const name = uniq('uncounted-');
     const [a] = await rawEstablished(ctx.server, MAIN.key);

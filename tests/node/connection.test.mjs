@@ -3,10 +3,14 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { useSinew, appEnv } from './lib/fixture.mjs';
 import { startSinew } from './lib/server.mjs';
-import { makeClient, connected, reachesState } from './lib/pusher-client.mjs';
+import { makeClient, connected, reachesState, subscribe, nextEvent } from './lib/pusher-client.mjs';
+import { startAuthServer, sdkFor } from './lib/auth-server.mjs';
 import { rawConnect, rawEstablished, wsUrl, framesWithin } from './lib/raw.mjs';
 import { plainRequest } from './lib/rest.mjs';
-import { sleep, withTimeout } from './lib/util.mjs';
+import { sleep, withTimeout, waitFor } from './lib/util.mjs';
+
+const waitForState = (client, state, ms) =>
+  waitFor(() => client.connection.state === state, `state ${state} (states: ${client.__states.join(' > ')})`, ms);
 
 const SOCKET_ID_RE = /^\d+\.\d+$/;
 const APP = { id: '4242', key: 'conn-key', secret: 'conn-secret' };
@@ -91,6 +95,29 @@ describe('handshake', () => {
     const close = await withTimeout(conn.closed, 5000, 'close after bad protocol');
     assert.equal(close.code, 4007, `frames: ${conn.frames.map((f) => f.raw).join(' | ')}`);
     assert.ok(!conn.frames.some((f) => f.event === 'pusher:connection_established'));
+  });
+
+  test('protocol 5 and 6 are accepted; below 5 is refused with 4007', { timeout: 10000 }, async () => {
+    for (const p of ['5', '6']) {
+      const conn = rawConnect(wsUrl(ctx.server, APP.key, `protocol=${p}&client=js&version=8.6.0`));
+      await conn.opened;
+      assert.equal((await conn.next(() => true)).event, 'pusher:connection_established', `protocol ${p}`);
+    }
+    const old = rawConnect(wsUrl(ctx.server, APP.key, 'protocol=4&client=js&version=8.6.0'));
+    const close = await withTimeout(old.closed, 5000, 'close for protocol 4');
+    assert.equal(close.code, 4007);
+  });
+
+  test('a malformed version string is refused with 4006', { timeout: 10000 }, async () => {
+    const conn = rawConnect(wsUrl(ctx.server, APP.key, 'protocol=7&client=js&version=not-a-version'));
+    const first = await withTimeout(
+      Promise.race([conn.closed.then((c) => ({ close: c })), conn.next(() => true).then((f) => ({ frame: f }))]),
+      5000,
+      'a frame or a close for a malformed version',
+    );
+    if (first.frame) assert.notEqual(first.frame.event, 'pusher:connection_established', `accepted: ${first.frame.raw}`);
+    const close = await withTimeout(conn.closed, 5000, 'close for a malformed version');
+    assert.equal(close.code, 4006, `frames: ${conn.frames.map((f) => f.raw).join(' | ')}`);
   });
 
   test('a path other than /app/{key} is refused (404 or 4005)', { timeout: 10000 }, async () => {
@@ -214,6 +241,17 @@ describe('liveness timers', () => {
     assert.equal(conn.closeInfo, null, `closed: ${JSON.stringify(conn.closeInfo)}`);
   });
 
+  test('WebSocket-level ping frames count as activity', { timeout: 15000 }, async () => {
+    const [conn] = await rawEstablished(ctx.server, FAST.key);
+    const timer = setInterval(() => conn.ws.readyState === 1 && conn.ws.ping(), 500);
+    try {
+      await sleep(4500);
+    } finally {
+      clearInterval(timer);
+    }
+    assert.equal(conn.closeInfo, null, `closed although it kept pinging: ${JSON.stringify(conn.closeInfo)}`);
+  });
+
   test('pusher-js keeps one connection alive across several activity timeouts', { timeout: 15000 }, async () => {
     const client = makeClient(ctx.server, FAST.key);
     const id = await connected(client);
@@ -224,6 +262,45 @@ describe('liveness timers', () => {
 });
 
 describe('shutdown', () => {
+  test('after a restart pusher-js reconnects, signs in again and resubscribes', { timeout: 30000 }, async () => {
+    const APPR = { id: '1', key: 'app-key', secret: 'app-secret' };
+    let server = await startSinew();
+    const port = server.port;
+    const auth = await startAuthServer(server, APPR);
+    try {
+      const client = makeClient(server, APPR.key, {
+        auth,
+        userParams: { user_id: 'phoenix' },
+        channelParams: { user_id: 'phoenix', user_info: '{}' },
+      });
+      client.signin();
+      const firstId = await connected(client);
+      const [priv] = await subscribe(client, 'private-restart');
+      const [pres] = await subscribe(client, 'presence-restart');
+      await server.stop();
+      await reachesState(client, ['connecting', 'unavailable'], 5000);
+      server = await startSinew({ env: { SINEW_PORT: String(port) } });
+      assert.equal(server.port, port);
+      await waitForState(client, 'connected', 15000);
+      assert.notEqual(client.connection.socket_id, firstId);
+      await waitFor(() => priv.subscribed && pres.subscribed, 'resubscription after reconnect', 5000);
+      await waitFor(() => client.user.serverToUserChannel && client.user.serverToUserChannel.subscribed, 'sign-in after reconnect', 5000);
+      const sdk = sdkFor(server, APPR);
+      const got = nextEvent(priv, 'again');
+      await sdk.trigger('private-restart', 'again', { ok: true });
+      assert.deepEqual((await got).data, { ok: true });
+      const toUser = nextEvent(client.user, 'welcome-back');
+      await sdk.sendToUser('phoenix', 'welcome-back', { n: 1 });
+      assert.deepEqual((await toUser).data, { n: 1 });
+      assert.equal(pres.members.me.id, 'phoenix');
+      client.disconnect();
+    } finally {
+      await auth.stop();
+      await server.stop();
+    }
+  });
+
+
   test('SIGTERM closes sockets with 4200 and pusher-js starts reconnecting', { timeout: 15000 }, async () => {
     const server = await startSinew();
     try {

@@ -44,6 +44,13 @@ describe('presence channels', () => {
     assert.equal(member.id, 'bob');
     assert.deepEqual(member.info, { name: 'Bob' });
     assert.equal(aChan.members.count, 2);
+
+    // Closing the connection (not unsubscribing) also removes the member.
+    const removed = nextEvent(aChan, 'pusher:member_removed');
+    bob.disconnect();
+    const { data: gone } = await removed;
+    assert.equal(gone.id, 'bob');
+    assert.equal(aChan.members.count, 1);
   });
 
   test('member_added / member_removed once per user, not per socket', { timeout: 15000 }, async () => {
@@ -215,6 +222,28 @@ describe('presence channels', () => {
     assert.equal(members.count, 1);
     assert.equal(members.me.id, 'carol');
     assert.deepEqual(members.me.info, { name: 'Carol' });
+  });
+
+  test('fifteen pusher-js clients join and leave one presence channel', { timeout: 20000 }, async () => {
+    const name = uniq('presence-crowd-');
+    const clients = [];
+    for (let i = 0; i < 15; i++) {
+      clients.push(makeClient(ctx.server, APP.key, { auth: ctx.auth, channelParams: { user_id: `p${i}`, user_info: JSON.stringify({ i }) } }));
+    }
+    await Promise.all(clients.map((c) => connected(c, 8000)));
+    const chans = (await Promise.all(clients.map((c) => subscribe(c, name, 8000)))).map(([ch]) => ch);
+    await waitFor(() => chans.every((ch) => ch.members.count === 15), 'every client to see 15 members', 5000);
+    for (const ch of chans) assert.equal(Object.keys(membersOf(ch)).length, 15);
+    const users = await (await ctx.sdk.get({ path: `/channels/${name}/users` })).json();
+    assert.equal(users.users.length, 15);
+
+    for (const c of clients.slice(5)) c.disconnect();
+    await waitFor(() => chans.slice(0, 5).every((ch) => ch.members.count === 5), 'the remaining five to see 5 members', 5000);
+    for (const c of clients.slice(0, 5)) c.disconnect();
+    await waitFor(async () => {
+      const info = await (await ctx.sdk.get({ path: `/channels/${name}` })).json();
+      return info.occupied === false;
+    }, 'the channel to be vacated', 5000, 100);
   });
 
   test('REST: users list and counts for a presence channel', { timeout: 15000 }, async () => {

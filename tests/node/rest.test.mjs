@@ -41,6 +41,17 @@ describe('REST API', () => {
     assert.deepEqual(seen.map((s) => s.length), [1, 1, 1]);
   });
 
+  test('events from sequential triggers arrive in order', { timeout: 15000 }, async () => {
+    const c = makeClient(ctx.server, APP.key);
+    await connected(c);
+    const name = uniq('order-');
+    const [ch] = await subscribe(c, name);
+    const seen = record(ch, 'seq');
+    for (let i = 0; i < 40; i++) await ctx.sdk.trigger(name, 'seq', { i });
+    await waitFor(() => seen.length === 40, '40 events', 5000);
+    assert.deepEqual(seen.map((s) => s.data.i), Array.from({ length: 40 }, (_, i) => i));
+  });
+
   test('duplicate channels in one trigger deliver once', { timeout: 10000 }, async () => {
     const [conn] = await rawEstablished(ctx.server, APP.key);
     const name = uniq('dedupe-');
@@ -170,6 +181,20 @@ describe('REST API', () => {
     assert.equal(badInfo.status, 400, `user_count on a public channel: ${badInfo.text}`);
   });
 
+  test('channel names with = @ , . ; work in REST paths; a percent-encoded path is signed as sent', { timeout: 10000 }, async () => {
+    const name = `${uniq('odd-')}=@,.;x`;
+    const [conn] = await rawEstablished(ctx.server, APP.key);
+    assert.equal((await rawSubscribe(conn, name)).event, 'pusher_internal:subscription_succeeded');
+    const res = await sdkCall(ctx.sdk.get({ path: `/channels/${name}`, params: { info: 'subscription_count' } }));
+    assert.equal(res.status, 200, res.text);
+    assert.equal(res.json.occupied, true);
+    assert.equal(res.json.subscription_count, 1);
+    const encodedPath = `/apps/${APP.id}/channels/${name.replace('@', '%40')}`;
+    const enc = await signedRequest(ctx.server, APP, { path: encodedPath, query: { info: 'subscription_count' } });
+    assert.equal(enc.status, 200, enc.text);
+    assert.equal(enc.json.occupied, true, enc.text);
+  });
+
   test('GET /channels/{name}/users is 400 on a non-presence channel', { timeout: 10000 }, async () => {
     const res = await sdkCall(ctx.sdk.get({ path: `/channels/${uniq('public-')}/users` }));
     assert.equal(res.status, 400, res.text);
@@ -294,7 +319,7 @@ describe('REST API', () => {
       assert.equal(batch.status, 400, batch.text);
     });
 
-    test('missing fields, bad JSON, long event names and reserved names are 400', { timeout: 10000 }, async () => {
+    test('missing fields, bad JSON, long or reserved event names are 400', { timeout: 10000 }, async () => {
       const cases = [
         ['no name', body({ data: '{}', channels: ['a'] })],
         ['no data', body({ name: 'e', channels: ['a'] })],
@@ -302,6 +327,8 @@ describe('REST API', () => {
         ['bad json', '{"name":'],
         ['long name', body({ name: 'e'.repeat(201), data: '{}', channels: ['a'] })],
         ['empty channels', body({ name: 'e', data: '{}', channels: [] })],
+        ['reserved pusher: name', body({ name: 'pusher:subscribe', data: '{}', channels: ['a'] })],
+        ['reserved pusher_internal: name', body({ name: 'pusher_internal:member_added', data: '{}', channels: ['a'] })],
       ];
       for (const [what, b] of cases) {
         const res = await signedRequest(ctx.server, APP, { method: 'POST', path: `/apps/${APP.id}/events`, body: b });

@@ -47,6 +47,10 @@ describe('users', () => {
     // ...but not somebody else's.
     const no = await rawSubscribe(conn, '#server-to-user-someone-else');
     assert.notEqual(no.event, 'pusher_internal:subscription_succeeded', no.raw);
+    // Client events are refused on the user channel.
+    const errP = conn.nextNew('pusher:error', 3000);
+    conn.send({ event: 'client-x', channel: '#server-to-user-raw-user', data: {} });
+    await errP;
   });
 
   test('sendToUser reaches pusher.user.bind on every socket of that user only', { timeout: 15000 }, async () => {
