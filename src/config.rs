@@ -176,6 +176,30 @@ pub struct AppConfig {
     pub subscription_count: bool,
     /// Webhook endpoints.
     pub webhooks: Vec<WebhookTarget>,
+    /// Shared secret accepted for HS256/384/512 tokens at `/apps/{id}/auth` (empty: none).
+    pub jwt_secret: String,
+    /// PEM file with an RSA, EC or Ed25519 public key for RS*/PS*/ES*/EdDSA tokens (empty: none).
+    pub jwt_public_key: String,
+    /// JWKS file with public keys, reloaded when it changes or on SIGHUP (empty: none).
+    pub jwt_jwks_file: String,
+    /// Algorithms accepted (empty: every algorithm the configured keys support).
+    pub jwt_algorithms: Vec<String>,
+    /// Required `iss` (empty: not checked).
+    pub jwt_issuer: String,
+    /// Required `aud` (empty: not checked).
+    pub jwt_audience: String,
+    /// Clock leeway for `exp`, `nbf` and `iat`, in seconds.
+    pub jwt_leeway_seconds: u64,
+    /// Header carrying the token (`Bearer <token>` in `Authorization` by default).
+    pub jwt_header: String,
+    /// Cookie carrying the token when the header is absent (empty: no cookie).
+    pub jwt_cookie: String,
+    /// Requests per second accepted by the auth endpoints of this app.
+    pub auth_rate_limit_per_second: u32,
+    /// Origins allowed to call the auth endpoints from a browser (`*` for any; empty: same-origin only).
+    pub allowed_origins: Vec<String>,
+    /// 32-byte master key (base64) from which encrypted channels' shared secrets are derived.
+    pub encryption_master_key_base64: String,
 }
 
 impl Default for Config {
@@ -221,6 +245,18 @@ impl Default for AppConfig {
             max_watchlist_size: 100,
             subscription_count: false,
             webhooks: Vec::new(),
+            jwt_secret: String::new(),
+            jwt_public_key: String::new(),
+            jwt_jwks_file: String::new(),
+            jwt_algorithms: Vec::new(),
+            jwt_issuer: String::new(),
+            jwt_audience: String::new(),
+            jwt_leeway_seconds: 30,
+            jwt_header: "authorization".into(),
+            jwt_cookie: String::new(),
+            auth_rate_limit_per_second: 100,
+            allowed_origins: Vec::new(),
+            encryption_master_key_base64: String::new(),
         }
     }
 }
@@ -300,6 +336,13 @@ impl Config {
             }
             if !keys.insert(app.key.clone()) {
                 return Err(invalid(k("key"), "duplicate app key"));
+            }
+            if !app.encryption_master_key_base64.is_empty() {
+                use base64::Engine;
+                let decoded = base64::engine::general_purpose::STANDARD.decode(&app.encryption_master_key_base64);
+                if decoded.map(|k| k.len()) != Ok(32) {
+                    return Err(invalid(k("encryption_master_key_base64"), "must be 32 bytes in base64"));
+                }
             }
             for (j, w) in app.webhooks.iter().enumerate() {
                 if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
@@ -400,6 +443,9 @@ fn typed_value(var: &str, value: &str, template: &toml::Value) -> Result<toml::V
             "false" | "0" | "no" | "off" => false,
             _ => return Err(err("expected true or false")),
         }),
+        toml::Value::Array(_) => toml::Value::Array(
+            value.split(',').map(str::trim).filter(|v| !v.is_empty()).map(|v| toml::Value::String(v.into())).collect(),
+        ),
         _ => toml::Value::String(value.to_string()),
     })
 }

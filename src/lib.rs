@@ -5,7 +5,8 @@
 //! - [`protocol`]: pure wire format: messages, channel names, signatures.
 //! - [`hub`]: shared state: channels, presence members, users, cache, per-connection outboxes.
 //! - [`transport`]: the per-connection state machine and the WebSocket transport.
-//! - [`api`]: the signed REST API.
+//! - [`api`]: the signed REST API and the token-based auth endpoints.
+//! - [`jwt`]: JSON Web Token verification (secret, PEM, JWKS) and channel grants.
 //! - [`webhooks`]: batched, signed, retried webhooks with a dead-letter file.
 //! - [`ops`]: `/up`, `/ready`, `/usage`.
 //! - [`server`]: binds, routes, shuts down.
@@ -13,6 +14,7 @@
 pub mod api;
 pub mod config;
 pub mod hub;
+pub mod jwt;
 pub mod ops;
 pub mod protocol;
 pub mod server;

@@ -41,6 +41,9 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = Config::load(cli.config.as_deref(), std::env::vars()).context("configuration refused")?;
     sinew::telemetry::init(&config.log, &config.log_format);
+    for (i, app) in config.apps.iter().enumerate() {
+        sinew::jwt::check_app(app).map_err(|e| anyhow::anyhow!("invalid config key `apps[{i}].{e}"))?;
+    }
     if let Some(Command::Webhooks(WebhooksCommand::Replay { file })) = &cli.command {
         let summary = sinew::webhooks::replay(&config, file).await?;
         println!("delivered {} batches, {} remain in {}", summary.delivered, summary.remaining, file.display());

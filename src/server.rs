@@ -60,6 +60,7 @@ impl Server {
         let ctx = self.ctx.clone();
         ctx.webhooks.start();
         let purge = tokio::spawn(purge_caches(ctx.clone()));
+        let jwks = tokio::spawn(watch_jwks(ctx.clone()));
         let stop = ctx.clone();
         let served = axum::serve(self.listener, router(ctx.clone()))
             .with_graceful_shutdown(async move {
@@ -76,7 +77,33 @@ impl Server {
         }
         ctx.webhooks.finish(Duration::from_secs(ctx.config.webhooks.shutdown_grace_seconds)).await;
         purge.abort();
+        jwks.abort();
         served
+    }
+}
+
+/// Reloads changed JWKS files every few seconds, and all of them on SIGHUP.
+async fn watch_jwks(ctx: Context) {
+    if ctx.auth.is_empty() {
+        return;
+    }
+    #[cfg(unix)]
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        #[cfg(unix)]
+        let hangup = async {
+            match hup.as_mut() {
+                Some(s) => s.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let hangup = std::future::pending::<Option<()>>();
+        tokio::select! {
+            _ = tick.tick() => ctx.auth.refresh(false),
+            _ = hangup => ctx.auth.refresh(true),
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! The context every request handler and connection task shares.
 
+use crate::api::auth_endpoint::AuthApps;
 use crate::config::Config;
 use crate::hub::Hub;
 use crate::webhooks::Webhooks;
@@ -21,6 +22,8 @@ pub struct Context {
     pub tasks: TaskTracker,
     /// Webhook delivery.
     pub webhooks: Arc<Webhooks>,
+    /// Token verifiers of the built-in auth endpoints.
+    pub auth: Arc<AuthApps>,
     draining: Arc<AtomicBool>,
 }
 
@@ -31,6 +34,7 @@ impl Context {
         Context {
             hub: Hub::new(&config, &webhooks),
             webhooks,
+            auth: Arc::new(AuthApps::new(&config.apps)),
             config: Arc::new(config),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),

@@ -1,6 +1,7 @@
 //! The signed REST API, as the official Pusher server SDKs call it.
 
 pub mod auth;
+pub mod auth_endpoint;
 mod channels;
 mod error;
 mod events;
@@ -10,7 +11,7 @@ pub use error::ApiError;
 
 use crate::state::Context;
 use axum::Router;
-use axum::routing::{MethodRouter, get, post};
+use axum::routing::{MethodRouter, get, options, post};
 
 /// One REST route: its method and path template, and the handler serving it.
 pub struct Route {
@@ -33,6 +34,10 @@ pub const ROUTES: &[Route] = &[
         path: "/apps/{app_id}/users/{user_id}/terminate_connections",
         handler: || post(users::terminate_connections),
     },
+    Route { method: "POST", path: "/apps/{app_id}/auth", handler: || post(auth_endpoint::channel_auth) },
+    Route { method: "OPTIONS", path: "/apps/{app_id}/auth", handler: || options(auth_endpoint::preflight) },
+    Route { method: "POST", path: "/apps/{app_id}/user-auth", handler: || post(auth_endpoint::user_auth) },
+    Route { method: "OPTIONS", path: "/apps/{app_id}/user-auth", handler: || options(auth_endpoint::preflight) },
 ];
 
 /// The REST router.

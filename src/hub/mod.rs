@@ -54,6 +54,7 @@ pub struct AppState {
     /// The app's settings.
     pub config: AppConfig,
     connections: AtomicU64,
+    live: dashmap::DashSet<ConnId>,
     channels: DashMap<String, registry::Channel>,
     users: Mutex<users::Users>,
     cache: Mutex<HashMap<String, CachedEvent>>,
@@ -71,6 +72,7 @@ impl AppState {
             hooks,
             config,
             connections: AtomicU64::new(0),
+            live: dashmap::DashSet::new(),
             channels: DashMap::new(),
             users: Mutex::new(users::Users::default()),
             cache: Mutex::new(HashMap::new()),
@@ -101,6 +103,20 @@ impl AppState {
         self.connections
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (max == 0 || n < max).then_some(n + 1))
             .is_ok()
+    }
+
+    /// Marks a connection of this node as open (`true`) or closed (`false`).
+    pub fn set_live(&self, conn: ConnId, live: bool) {
+        if live {
+            self.live.insert(conn);
+        } else {
+            self.live.remove(&conn);
+        }
+    }
+
+    /// Whether a connection of this node is open in this app.
+    pub fn is_live(&self, conn: ConnId) -> bool {
+        self.live.contains(&conn)
     }
 
     /// Releases a slot taken by [`AppState::try_reserve_connection`].

@@ -124,6 +124,7 @@ impl Connection {
             return Err(Refusal::new(4004, "Application is over its connection quota"));
         }
         let conn = hub.new_connection();
+        app.set_live(conn.id, true);
         let socket_id = hub.socket_id(conn.id);
         conn.outbox.push(Frame::from(frame::connection_established(&socket_id, activity_timeout)));
         Ok(Connection {
@@ -387,6 +388,7 @@ impl Drop for Connection {
         if let Some(user) = &self.user {
             self.app.sign_out(self.conn.id, &user.id, &user.watchlist);
         }
+        self.app.set_live(self.conn.id, false);
         self.app.release_connection();
         self.hub.stats().connections_closed.fetch_add(1, Ordering::Relaxed);
     }

@@ -244,7 +244,8 @@ impl Rest {
         let url = format!("{}{}", self.base, path_and_query);
         let req = match method {
             "POST" => client.post(url).header("content-type", "application/json").body(body.to_string()),
-            _ => client.get(url),
+            "GET" => client.get(url),
+            other => client.request(reqwest::Method::from_bytes(other.as_bytes()).expect("method"), url),
         };
         let res = req.send().await.expect("http");
         let status = res.status().as_u16();

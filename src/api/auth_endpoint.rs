@@ -1,0 +1,297 @@
+//! `POST /apps/{id}/auth` and `POST /apps/{id}/user-auth`: Sinew verifies the caller's JSON Web
+//! Token and answers pusher-js's `channelAuthorization` / `userAuthentication` requests itself.
+
+use crate::config::AppConfig;
+use crate::hub::{AppState, is_valid_socket_id};
+use crate::jwt::{Claims, TokenError, Verifier, channel_granted};
+use crate::protocol::channel::{self, ChannelKind, ChannelType};
+use crate::protocol::{frame, signature};
+use crate::state::Context;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use tokio::time::{Duration, Instant};
+
+/// Per-app state of the auth endpoints: the token verifier and a request-rate window.
+pub struct AuthApp {
+    verifier: Verifier,
+    window: Mutex<(Instant, u32)>,
+}
+
+/// The apps that accept tokens, by app id.
+#[derive(Default)]
+pub struct AuthApps {
+    apps: HashMap<String, AuthApp>,
+}
+
+impl AuthApps {
+    /// Loads the verifier of every app that configures JWT keys (apps whose keys fail to load are
+    /// logged and left out; start-up checks them first).
+    pub fn new(apps: &[AppConfig]) -> Self {
+        let mut out = HashMap::new();
+        for app in apps {
+            match Verifier::for_app(app) {
+                Ok(Some(verifier)) => {
+                    out.insert(app.id.clone(), AuthApp { verifier, window: Mutex::new((Instant::now(), 0)) });
+                }
+                Ok(None) => {}
+                Err(e) => tracing::error!(app = %app.id, error = %e, "JWT keys not loaded"),
+            }
+        }
+        AuthApps { apps: out }
+    }
+
+    /// Reloads JWKS files that changed (or all, with `force`, as on SIGHUP).
+    pub fn refresh(&self, force: bool) {
+        for a in self.apps.values() {
+            a.verifier.refresh_jwks(force);
+        }
+    }
+
+    /// Whether any app has a JWKS file to watch.
+    pub fn is_empty(&self) -> bool {
+        self.apps.is_empty()
+    }
+}
+
+/// The `Access-Control-Allow-Origin` value for a request, `Ok(None)` without an `Origin`, or
+/// `Err(())` when the origin is not allowed.
+fn allowed_origin(app: &AppConfig, headers: &HeaderMap) -> Result<Option<HeaderValue>, ()> {
+    let Some(origin) = headers.get(header::ORIGIN) else { return Ok(None) };
+    let ok = app.allowed_origins.iter().any(|o| o == "*" || o.as_bytes() == origin.as_bytes());
+    if ok { Ok(Some(origin.clone())) } else { Err(()) }
+}
+
+fn with_cors(mut res: Response, origin: Option<HeaderValue>, app: &AppConfig) -> Response {
+    if let Some(o) = origin {
+        let h = res.headers_mut();
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, o);
+        h.insert(header::VARY, HeaderValue::from_static("Origin"));
+        if !app.jwt_cookie.is_empty() {
+            h.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
+        }
+    }
+    res
+}
+
+fn fail(status: StatusCode, message: &str) -> Response {
+    (status, axum::Json(json!({ "error": message }))).into_response()
+}
+
+/// `OPTIONS` preflight for both endpoints.
+pub async fn preflight(State(ctx): State<Context>, Path(app_id): Path<String>, headers: HeaderMap) -> Response {
+    let Some(app) = ctx.hub.app_by_id(&app_id) else { return fail(StatusCode::NOT_FOUND, "unknown app") };
+    let Ok(origin) = allowed_origin(&app.config, &headers) else {
+        return fail(StatusCode::FORBIDDEN, "origin not allowed");
+    };
+    let mut res = StatusCode::NO_CONTENT.into_response();
+    let h = res.headers_mut();
+    h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("POST, OPTIONS"));
+    let requested = headers.get(header::ACCESS_CONTROL_REQUEST_HEADERS).cloned();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        requested.unwrap_or_else(|| HeaderValue::from_static("Authorization, Content-Type")),
+    );
+    h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+    with_cors(res, origin, &app.config)
+}
+
+/// What both endpoints check before signing: app, origin, rate, form, live socket and token.
+struct Checked {
+    origin: Option<HeaderValue>,
+    form: HashMap<String, String>,
+    socket_id: String,
+    claims: Claims,
+}
+
+/// A refusal of the auth endpoints: status, message, and the CORS origin to echo.
+struct Refusal {
+    status: StatusCode,
+    message: String,
+    origin: Option<HeaderValue>,
+}
+
+impl Refusal {
+    fn into_response(self, app: Option<&AppConfig>) -> Response {
+        let res = fail(self.status, &self.message);
+        match app {
+            Some(a) => with_cors(res, self.origin, a),
+            None => res,
+        }
+    }
+}
+
+fn check(ctx: &Context, app: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Checked, Refusal> {
+    let cfg = &app.config;
+    let origin = allowed_origin(cfg, headers).map_err(|()| Refusal {
+        status: StatusCode::FORBIDDEN,
+        message: "origin not allowed".into(),
+        origin: None,
+    })?;
+    let refuse =
+        |status: StatusCode, message: &str| Refusal { status, message: message.to_string(), origin: origin.clone() };
+    let auth = ctx
+        .auth
+        .apps
+        .get(&cfg.id)
+        .ok_or_else(|| refuse(StatusCode::NOT_FOUND, "token authorization is not enabled for this app"))?;
+    if !take_slot(auth, cfg.auth_rate_limit_per_second) {
+        return Err(refuse(StatusCode::TOO_MANY_REQUESTS, "too many authorization requests"));
+    }
+    let form: HashMap<String, String> = form_urlencoded::parse(body).into_owned().collect();
+    let socket_id = form.get("socket_id").cloned().unwrap_or_default();
+    if !is_valid_socket_id(&socket_id) {
+        return Err(refuse(StatusCode::BAD_REQUEST, "socket_id is missing or malformed"));
+    }
+    let live = ctx.hub.local_conn(&socket_id).is_some_and(|c| app.is_live(c));
+    if !live {
+        return Err(refuse(StatusCode::FORBIDDEN, "socket_id is not a live connection of this app"));
+    }
+    let token =
+        token(cfg, headers).ok_or_else(|| refuse(StatusCode::UNAUTHORIZED, &TokenError::Missing.to_string()))?;
+    let claims = auth.verifier.verify(&token).map_err(|e| refuse(StatusCode::UNAUTHORIZED, &e.to_string()))?;
+    Ok(Checked { origin, form, socket_id, claims })
+}
+
+/// Takes one request slot in the app's one-second window.
+fn take_slot(auth: &AuthApp, per_second: u32) -> bool {
+    let mut w = auth.window.lock().unwrap_or_else(|p| p.into_inner());
+    let now = Instant::now();
+    if now.duration_since(w.0) >= Duration::from_secs(1) {
+        *w = (now, 0);
+    }
+    if w.1 >= per_second {
+        return false;
+    }
+    w.1 += 1;
+    true
+}
+
+/// The token from the configured header (`Bearer` prefix optional) or cookie.
+fn token(cfg: &AppConfig, headers: &HeaderMap) -> Option<String> {
+    let from_header = headers.get(cfg.jwt_header.as_str()).and_then(|v| v.to_str().ok()).map(|v| {
+        let v = v.trim();
+        v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")).unwrap_or(v).trim().to_string()
+    });
+    let from_cookie = || {
+        if cfg.jwt_cookie.is_empty() {
+            return None;
+        }
+        headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(
+            |c| {
+                let (k, v) = c.trim().split_once('=')?;
+                (k == cfg.jwt_cookie).then(|| v.to_string())
+            },
+        )
+    };
+    from_header.filter(|t| !t.is_empty()).or_else(from_cookie)
+}
+
+/// `POST /apps/{app_id}/auth`: signs a private, encrypted or presence subscription.
+pub async fn channel_auth(
+    State(ctx): State<Context>,
+    Path(app_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(app) = ctx.hub.app_by_id(&app_id) else { return fail(StatusCode::NOT_FOUND, "unknown app") };
+    let cfg = &app.config;
+    let c = match check(&ctx, &app, &headers, &body) {
+        Ok(c) => c,
+        Err(r) => return r.into_response(Some(cfg)),
+    };
+    let reply = |r: Response| with_cors(r, c.origin.clone(), cfg);
+    let name = c.form.get("channel_name").cloned().unwrap_or_default();
+    if let Err(e) = channel::validate_name(&name, cfg.max_channel_name_length, false) {
+        return reply(fail(StatusCode::BAD_REQUEST, &format!("invalid channel_name: {e}")));
+    }
+    let kind = ChannelType::of(&name).kind;
+    if !matches!(kind, ChannelKind::Private | ChannelKind::Encrypted | ChannelKind::Presence) {
+        return reply(fail(
+            StatusCode::BAD_REQUEST,
+            "only private, encrypted and presence channels need authorization",
+        ));
+    }
+    if !channel_granted(&c.claims.channels, &name) {
+        return reply(fail(StatusCode::FORBIDDEN, "channel not granted"));
+    }
+    let sign = |s: String| format!("{}:{}", cfg.key, signature::sign(&cfg.secret, s.as_bytes()));
+    let out = match kind {
+        ChannelKind::Presence => {
+            let mut data = format!("{{\"user_id\":{}", frame::json_str(&c.claims.sub));
+            if let Some(info) = &c.claims.user_info {
+                data.push_str(&format!(",\"user_info\":{info}"));
+            }
+            data.push('}');
+            let auth = sign(signature::presence_string(&c.socket_id, &name, &data));
+            json!({ "auth": auth, "channel_data": data })
+        }
+        ChannelKind::Encrypted => {
+            let Ok(master) = base64::engine::general_purpose::STANDARD.decode(&cfg.encryption_master_key_base64) else {
+                return reply(fail(StatusCode::BAD_REQUEST, "encrypted channels need an encryption master key"));
+            };
+            if master.len() != 32 {
+                return reply(fail(StatusCode::BAD_REQUEST, "encrypted channels need an encryption master key"));
+            }
+            let mut h = Sha256::new();
+            h.update(name.as_bytes());
+            h.update(&master);
+            let shared = base64::engine::general_purpose::STANDARD.encode(h.finalize());
+            json!({ "auth": sign(signature::private_string(&c.socket_id, &name)), "shared_secret": shared })
+        }
+        _ => json!({ "auth": sign(signature::private_string(&c.socket_id, &name)) }),
+    };
+    reply(axum::Json(out).into_response())
+}
+
+/// `POST /apps/{app_id}/user-auth`: signs a `pusher:signin` for the token's subject.
+pub async fn user_auth(
+    State(ctx): State<Context>,
+    Path(app_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(app) = ctx.hub.app_by_id(&app_id) else { return fail(StatusCode::NOT_FOUND, "unknown app") };
+    let cfg = &app.config;
+    let c = match check(&ctx, &app, &headers, &body) {
+        Ok(c) => c,
+        Err(r) => return r.into_response(Some(cfg)),
+    };
+    let mut user = serde_json::Map::new();
+    user.insert("id".into(), Value::String(c.claims.sub.clone()));
+    if let Some(info) = &c.claims.user_info {
+        user.insert("user_info".into(), info.clone());
+    }
+    if let Some(w) = &c.claims.watchlist {
+        user.insert("watchlist".into(), json!(w));
+    }
+    let user_data = Value::Object(user).to_string();
+    let auth = format!(
+        "{}:{}",
+        cfg.key,
+        signature::sign(&cfg.secret, signature::user_string(&c.socket_id, &user_data).as_bytes())
+    );
+    with_cors(axum::Json(json!({ "auth": auth, "user_data": user_data })).into_response(), c.origin.clone(), cfg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shared_secret_vector() {
+        // Spec 5.5: master key bytes 0..31, channel private-encrypted-foo.
+        let master: Vec<u8> = (0u8..32).collect();
+        let mut h = Sha256::new();
+        h.update(b"private-encrypted-foo");
+        h.update(&master);
+        let got = base64::engine::general_purpose::STANDARD.encode(h.finalize());
+        assert_eq!(got, "E3I6KxLwqP1Rr/p1676Vpnrw23CkRdS5bkX5NazRkeY=");
+    }
+}
