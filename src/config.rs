@@ -160,6 +160,8 @@ pub struct AppConfig {
     pub max_channel_name_length: usize,
     /// Longest event name.
     pub max_event_name_length: usize,
+    /// Channels one connection may be subscribed to at once.
+    pub max_subscriptions_per_connection: usize,
     /// Distinct members per presence channel.
     pub max_presence_members: usize,
     /// Largest presence `user_info`, in bytes.
@@ -237,6 +239,7 @@ impl Default for AppConfig {
             max_batch_size: 10,
             max_channel_name_length: 200,
             max_event_name_length: 200,
+            max_subscriptions_per_connection: 1000,
             max_presence_members: 100,
             max_presence_user_info_bytes: 1024,
             max_user_id_length: 128,
@@ -299,11 +302,23 @@ impl Config {
             self.apps.push(AppConfig::development());
         }
         let invalid = |key: String, reason: &str| ConfigError::Invalid { key, reason: reason.into() };
-        if self.activity_timeout == 0 {
-            return Err(invalid("activity_timeout".into(), "must be at least 1 second"));
-        }
-        if self.pong_timeout == 0 {
-            return Err(invalid("pong_timeout".into(), "must be at least 1 second"));
+        const HOUR: u64 = 3600;
+        const DAY: u64 = 24 * HOUR;
+        let w = &self.webhooks;
+        for (key, value, min, max) in [
+            ("activity_timeout", self.activity_timeout, 1, HOUR),
+            ("pong_timeout", self.pong_timeout, 1, HOUR),
+            ("webhooks.batch_window_ms", w.batch_window_ms, 0, 60_000),
+            ("webhooks.leave_delay_ms", w.leave_delay_ms, 0, HOUR * 1000),
+            ("webhooks.retry_window_seconds", w.retry_window_seconds, 0, 7 * DAY),
+            ("webhooks.initial_backoff_ms", w.initial_backoff_ms, 1, DAY * 1000),
+            ("webhooks.max_backoff_ms", w.max_backoff_ms, 1, DAY * 1000),
+            ("webhooks.timeout_seconds", w.timeout_seconds, 1, HOUR),
+            ("webhooks.shutdown_grace_seconds", w.shutdown_grace_seconds, 0, HOUR),
+        ] {
+            if value < min || value > max {
+                return Err(invalid(key.into(), &format!("must be between {min} and {max}")));
+            }
         }
         if !matches!(self.log_format.as_str(), "pretty" | "json") {
             return Err(invalid("log_format".into(), "must be `pretty` or `json`"));
@@ -337,6 +352,12 @@ impl Config {
             if !keys.insert(app.key.clone()) {
                 return Err(invalid(k("key"), "duplicate app key"));
             }
+            if app.cache_ttl_seconds > 30 * DAY {
+                return Err(invalid(k("cache_ttl_seconds"), "must be at most 30 days"));
+            }
+            if app.jwt_leeway_seconds > DAY {
+                return Err(invalid(k("jwt_leeway_seconds"), "must be at most 1 day"));
+            }
             if !app.encryption_master_key_base64.is_empty() {
                 use base64::Engine;
                 let decoded = base64::engine::general_purpose::STANDARD.decode(&app.encryption_master_key_base64);
@@ -362,6 +383,7 @@ impl Config {
                 ("max_channel_name_length", app.max_channel_name_length),
                 ("max_event_name_length", app.max_event_name_length),
                 ("max_presence_members", app.max_presence_members),
+                ("max_subscriptions_per_connection", app.max_subscriptions_per_connection),
                 ("max_user_id_length", app.max_user_id_length),
             ] {
                 if value == 0 {

@@ -50,6 +50,7 @@ pub async fn usage(State(ctx): State<Context>) -> Json<serde_json::Value> {
             "retried": hooks.retried.load(Ordering::Relaxed),
             "failed": hooks.failed.load(Ordering::Relaxed),
             "dead_lettered": hooks.dead_lettered.load(Ordering::Relaxed),
+            "lost": hooks.lost.load(Ordering::Relaxed),
         },
     }))
 }

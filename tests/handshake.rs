@@ -98,6 +98,32 @@ async fn malformed_version_is_refused_with_4006() {
 }
 
 #[tokio::test]
+async fn long_close_reasons_are_cut_to_fit_a_close_frame() {
+    let s = TestServer::default().await;
+    let long_key = "k".repeat(300);
+    let mut c = Client::connect(s.addr, &long_key).await;
+    assert_eq!(c.recv().await["data"]["code"], 4001);
+    assert_eq!(c.expect_close().await, Some(4001), "a valid close frame, not a protocol error");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn subscriptions_per_connection_are_bounded() {
+    let s = TestServer::start(|c| c.apps[0].max_subscriptions_per_connection = 3).await;
+    let mut c = s.client().await;
+    for i in 0..3 {
+        assert_eq!(c.subscribe(&format!("c{i}")).await["event"], "pusher_internal:subscription_succeeded");
+    }
+    let ev = c.subscribe("c3").await;
+    assert_eq!(ev["event"], "pusher:subscription_error");
+    assert_eq!(ev["data"]["status"], 403);
+    c.recv().await;
+    c.send(json!({"event":"pusher:unsubscribe","data":{"channel":"c0"}})).await;
+    assert_eq!(c.subscribe("c3").await["event"], "pusher_internal:subscription_succeeded");
+    s.stop().await;
+}
+
+#[tokio::test]
 async fn path_prefix_and_trailing_slash_are_routed() {
     let s = TestServer::start(|c| c.path_prefix = "/ws".into()).await;
     let mut c = Client::connect_path(s.addr, &format!("/ws/app/{KEY}?protocol=7")).await;

@@ -136,6 +136,11 @@ async fn signature_failures_are_401_and_unknown_apps_404() {
     // Tampering with a signed parameter breaks the signature.
     let tampered = q.replace("auth_version=1.0", "auth_version=1.0&info=subscription_count");
     assert_eq!(http.raw("POST", &format!("{path}?{tampered}"), &body).await.0, 401);
+    // Absurd timestamps are refused, never a crash.
+    for ts in ["-9223372036854775808", "9223372036854775807", "x"] {
+        let q = format!("auth_key=app-key&auth_timestamp={ts}&auth_version=1.0&auth_signature=00");
+        assert_eq!(http.raw("GET", &format!("/apps/1/channels?{q}"), "").await.0, 401, "{ts}");
+    }
     // No signature at all.
     assert_eq!(http.raw("POST", path, &body).await.0, 401);
 

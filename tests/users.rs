@@ -24,6 +24,21 @@ async fn signin_then_server_to_user_delivery() {
 }
 
 #[tokio::test]
+async fn identity_provider_style_ids_work_end_to_end() {
+    let s = TestServer::default().await;
+    let mut c = s.client().await;
+    c.sign_in(r#"{"id":"auth0|abc123"}"#).await;
+    assert_eq!(c.subscribe("#server-to-user-auth0|abc123").await["event"], "pusher_internal:subscription_succeeded");
+    let (status, _) = s.http().trigger("#server-to-user-auth0|abc123", "n", "1").await;
+    assert_eq!(status, 200);
+    assert_eq!(c.recv().await["event"], "n");
+    let (status, _) = s.http().post("/users/auth0%7Cabc123/terminate_connections", json!({})).await;
+    assert_eq!(status, 200);
+    assert_eq!(c.expect_close().await, Some(4009));
+    s.stop().await;
+}
+
+#[tokio::test]
 async fn user_channel_needs_signin() {
     let s = TestServer::default().await;
     let mut c = s.client().await;

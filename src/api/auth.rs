@@ -35,7 +35,7 @@ pub fn verify(ctx: &Context, app_id: &str, method: &Method, uri: &Uri, body: &[u
         .parse()
         .map_err(|_| unauthorized("auth_timestamp is not a number"))?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
-    if (now - ts).abs() > TIMESTAMP_WINDOW_SECS {
+    if now.abs_diff(ts) > TIMESTAMP_WINDOW_SECS.unsigned_abs() {
         return Err(ApiError::Unauthorized(format!(
             "Timestamp expired: {ts} is not within {TIMESTAMP_WINDOW_SECS}s of server time {now}"
         )));

@@ -115,9 +115,10 @@ fn deliver(hub: &Hub, app: &AppState, ev: &Event) -> Option<Map<String, Value>> 
     for c in &ev.channels {
         let f = Frame::from(frame::channel_event(&ev.name, c, &ev.data));
         if ChannelType::of(c).cache {
-            app.store_cached(c, &ev.name, &ev.data);
+            app.publish_cached(c, &ev.name, &ev.data, &f, except);
+        } else {
+            app.publish(c, &f, except);
         }
-        app.publish(c, &f, except);
     }
     hub.stats().events_published.fetch_add(1, Ordering::Relaxed);
     if ev.info.is_empty() {

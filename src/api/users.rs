@@ -1,7 +1,7 @@
 //! `POST /apps/{id}/users/{user_id}/terminate_connections`.
 
 use super::{ApiError, auth};
-use crate::protocol::channel::is_name_char;
+use crate::protocol::channel;
 use crate::state::Context;
 use axum::Json;
 use axum::body::Bytes;
@@ -18,8 +18,8 @@ pub async fn terminate_connections(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let app = auth::verify(&ctx, &app_id, &method, &uri, &body)?;
-    if user_id.is_empty() || user_id.len() > app.config.max_user_id_length || !user_id.bytes().all(is_name_char) {
-        return Err(ApiError::BadRequest(format!("Invalid user id {user_id}")));
+    if let Err(e) = channel::validate_user_id(&user_id, app.config.max_user_id_length) {
+        return Err(ApiError::BadRequest(format!("Invalid user id {user_id}: {e}")));
     }
     let closed = app.terminate_user(&user_id);
     tracing::info!(app = %app.config.id, user = %user_id, closed, "terminated user connections");

@@ -119,16 +119,17 @@ impl AppState {
             if ty.kind != ChannelKind::Presence && self.config.subscription_count {
                 self.send_count(channel, &mut ch);
             }
-        }
-        if ty.cache {
-            let cached = self.cached(channel);
-            conn.outbox.push(Frame::from(match cached {
-                Some(ev) => frame::channel_event(&ev.event, channel, &ev.data),
-                None => {
-                    self.emit(|| Trigger::CacheMiss { channel: channel.to_string() });
-                    frame::cache_miss(channel)
-                }
-            }));
+            // Under the channel guard, so a concurrent publish cannot slip between the cached
+            // event and this subscriber.
+            if ty.cache {
+                conn.outbox.push(Frame::from(match self.cached(channel) {
+                    Some(ev) => frame::channel_event(&ev.event, channel, &ev.data),
+                    None => {
+                        self.emit(|| Trigger::CacheMiss { channel: channel.to_string() });
+                        frame::cache_miss(channel)
+                    }
+                }));
+            }
         }
         Ok(())
     }
@@ -165,6 +166,28 @@ impl AppState {
             self.channels.remove_if(channel, |_, c| c.subscribers.is_empty());
         }
         true
+    }
+
+    /// Stores the last event of a cache channel and delivers it, under the channel's guard so that
+    /// subscribers see either the old cached event followed by this one, or only this one.
+    pub fn publish_cached(
+        &self,
+        channel: &str,
+        event: &str,
+        data: &str,
+        frame: &Frame,
+        except: Option<ConnId>,
+    ) -> usize {
+        match self.channels.get(channel) {
+            Some(ch) => {
+                self.store_cached(channel, event, data);
+                self.fan_out(&ch, frame, except)
+            }
+            None => {
+                self.store_cached(channel, event, data);
+                0
+            }
+        }
     }
 
     /// Queues `frame` for every subscriber of `channel` except `except`; returns how many got it.

@@ -91,16 +91,28 @@ pub fn validate_name(name: &str, max_len: usize, allow_user_channel: bool) -> Re
     if name.len() > max_len {
         return Err(ChannelNameError::TooLong(max_len));
     }
-    let rest = match name.strip_prefix(USER_CHANNEL_PREFIX) {
-        Some(id) if allow_user_channel => {
-            if id.is_empty() {
-                return Err(ChannelNameError::Empty);
-            }
-            id
-        }
-        _ => name,
-    };
-    if rest.bytes().all(is_name_char) { Ok(()) } else { Err(ChannelNameError::BadCharacter) }
+    if let Some(id) = name.strip_prefix(USER_CHANNEL_PREFIX)
+        && allow_user_channel
+    {
+        return validate_user_id(id, max_len);
+    }
+    if name.bytes().all(is_name_char) { Ok(()) } else { Err(ChannelNameError::BadCharacter) }
+}
+
+/// Validates a signed-in user id (as used in `#server-to-user-{id}` and `terminate_connections`):
+/// non-empty, at most `max_len` bytes, printable, no whitespace. Identity providers use ids like
+/// `auth0|abc`, so the channel-name character set is not required here.
+pub fn validate_user_id(id: &str, max_len: usize) -> Result<(), ChannelNameError> {
+    if id.is_empty() {
+        return Err(ChannelNameError::Empty);
+    }
+    if id.len() > max_len {
+        return Err(ChannelNameError::TooLong(max_len));
+    }
+    if id.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(ChannelNameError::BadCharacter);
+    }
+    Ok(())
 }
 
 /// The user id of a `#server-to-user-{id}` channel.
@@ -150,5 +162,7 @@ mod tests {
         assert_eq!(validate_name("#server-to-user-1", 200, true), Ok(()));
         assert_eq!(validate_name("#server-to-user-", 200, true), Err(ChannelNameError::Empty));
         assert_eq!(validate_name("#other", 200, true), Err(ChannelNameError::BadCharacter));
+        assert_eq!(validate_name("#server-to-user-auth0|abc", 200, true), Ok(()));
+        assert_eq!(validate_name("#server-to-user-a b", 200, true), Err(ChannelNameError::BadCharacter));
     }
 }

@@ -205,6 +205,10 @@ impl Connection {
         if self.subscriptions.contains_key(name) {
             return self.error(None, &format!("Existing subscription to channel {name}"));
         }
+        let max = self.app.config.max_subscriptions_per_connection;
+        if self.subscriptions.len() >= max {
+            return self.subscription_error(name, &format!("A connection may join at most {max} channels"), 403);
+        }
         let ty = ChannelType::of(name);
         let auth = d.auth.as_deref().unwrap_or("");
         let cfg = &self.app.config;
@@ -292,8 +296,8 @@ impl Connection {
             Some(serde_json::Value::String(s)) if !s.is_empty() => s,
             _ => return self.close_with(4009, "user_data.id must be a non-empty string"),
         };
-        if id.len() > cfg.max_user_id_length {
-            return self.close_with(4009, "user_data.id is too long");
+        if let Err(e) = channel::validate_user_id(&id, cfg.max_user_id_length) {
+            return self.close_with(4009, &format!("user_data.id is not a valid user id: {e}"));
         }
         if let Some(current) = &self.user {
             if current.id != id {

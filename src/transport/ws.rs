@@ -86,8 +86,13 @@ fn accept_key(headers: &HeaderMap) -> Option<String> {
 
 type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 
+/// A Close frame; the reason is cut to the 123 bytes a control frame allows.
 fn close_message(code: u16, reason: &str) -> Message {
-    Message::Close(Some(CloseFrame { code: CloseCode::from(code), reason: Utf8Bytes::from(reason) }))
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    Message::Close(Some(CloseFrame { code: CloseCode::from(code), reason: Utf8Bytes::from(&reason[..end]) }))
 }
 
 async fn refuse(mut ws: Socket, refusal: Refusal) {

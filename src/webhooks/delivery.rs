@@ -132,7 +132,6 @@ impl Delivery {
     }
 
     fn dead_letter(&self, batch: &[Value], reason: &str) {
-        self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
         tracing::error!(app = %self.target.app_id, url = %self.target.url, reason, events = batch.len(), "webhook batch dead-lettered");
         self.dead.write(&self.target.app_id, Some(&self.target.url), reason, batch);
     }

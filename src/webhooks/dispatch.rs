@@ -8,7 +8,6 @@ use futures_util::StreamExt;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -102,7 +101,6 @@ impl Pending {
             pending_leave: HashMap::new(),
             missed: HashSet::new(),
             dead: self.dead,
-            stats: self.stats,
         };
         let task = tokio::spawn(dispatcher.run(self.rx, finish_rx));
         Handle { finish_tx, dispatcher: task, deliveries, hard_stop }
@@ -140,7 +138,6 @@ struct Dispatcher {
     pending_leave: HashMap<LeaveKey, delay_queue::Key>,
     missed: HashSet<(Arc<str>, String)>,
     dead: DeadLetter,
-    stats: Arc<WebhookStats>,
 }
 
 impl Dispatcher {
@@ -150,15 +147,15 @@ impl Dispatcher {
             tokio::select! {
                 biased;
                 _ = &mut finish => break,
-                msg = rx.recv(), if open => match msg {
-                    Some((app, t)) => self.handle(app, t),
-                    None => open = false,
-                },
                 Some(expired) = self.leaving.next(), if !self.leaving.is_empty() => {
                     let (app, t) = expired.into_inner();
                     self.pending_leave.remove(&leave_key(&app, &t));
                     self.send(&app, &t);
                 }
+                msg = rx.recv(), if open => match msg {
+                    Some((app, t)) => self.handle(app, t),
+                    None => open = false,
+                },
             }
         }
         // Shutdown: take what was reported so far, then send delayed leaves at once.
@@ -219,7 +216,6 @@ impl Dispatcher {
                     mpsc::error::TrySendError::Full(_) => "webhook queue full",
                     mpsc::error::TrySendError::Closed(_) => "webhook delivery stopped",
                 };
-                self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(app = %app, url = %r.url, reason, "webhook event dead-lettered");
                 self.dead.write(app, Some(&r.url), reason, std::slice::from_ref(&json));
             }

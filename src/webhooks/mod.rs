@@ -15,7 +15,7 @@ pub use dead_letter::{DeadLetter, replay};
 use crate::config::{AppConfig, Config};
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -125,8 +125,10 @@ pub struct WebhookStats {
     pub retried: AtomicU64,
     /// Batches that failed for good (then dead-lettered).
     pub failed: AtomicU64,
-    /// Batches or events written to the dead-letter file.
+    /// Lines written to the dead-letter file.
     pub dead_lettered: AtomicU64,
+    /// Events that could not even be dead-lettered (writer overwhelmed or file unwritable); logged.
+    pub lost: AtomicU64,
 }
 
 /// Handed to each app's state; reports triggers without ever blocking.
@@ -135,7 +137,6 @@ pub struct Emitter {
     app_id: Arc<str>,
     tx: mpsc::Sender<(Arc<str>, Trigger)>,
     dead: DeadLetter,
-    stats: Arc<WebhookStats>,
 }
 
 impl std::fmt::Debug for Emitter {
@@ -152,7 +153,6 @@ impl Emitter {
                 mpsc::error::TrySendError::Full((_, t)) => ("webhook intake queue full", t),
                 mpsc::error::TrySendError::Closed((_, t)) => ("webhooks stopped", t),
             };
-            self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(app = %self.app_id, event = trigger.name(), reason, "webhook event dead-lettered");
             self.dead.write(&self.app_id, None, reason, &[trigger.to_json()]);
         }
@@ -165,6 +165,7 @@ pub struct Webhooks {
     stats: Arc<WebhookStats>,
     pending: Mutex<Option<dispatch::Pending>>,
     running: Mutex<Option<dispatch::Handle>>,
+    dead: Option<DeadLetter>,
 }
 
 impl Webhooks {
@@ -173,20 +174,25 @@ impl Webhooks {
         let stats = Arc::new(WebhookStats::default());
         let apps: Vec<&AppConfig> = config.apps.iter().filter(|a| !a.webhooks.is_empty()).collect();
         if apps.is_empty() {
-            return Webhooks { emitters: HashMap::new(), stats, pending: Mutex::new(None), running: Mutex::new(None) };
+            return Webhooks {
+                emitters: HashMap::new(),
+                stats,
+                pending: Mutex::new(None),
+                running: Mutex::new(None),
+                dead: None,
+            };
         }
-        let dead = DeadLetter::new(&config.webhooks.dead_letter_file);
+        let dead = DeadLetter::new(&config.webhooks.dead_letter_file, stats.clone());
         let (tx, rx) = mpsc::channel(config.webhooks.queue_size);
         let emitters = apps
             .iter()
             .map(|a| {
-                let e =
-                    Emitter { app_id: a.id.as_str().into(), tx: tx.clone(), dead: dead.clone(), stats: stats.clone() };
+                let e = Emitter { app_id: a.id.as_str().into(), tx: tx.clone(), dead: dead.clone() };
                 (a.id.clone(), e)
             })
             .collect();
-        let pending = dispatch::Pending::new(config, rx, dead, stats.clone());
-        Webhooks { emitters, stats, pending: Mutex::new(Some(pending)), running: Mutex::new(None) }
+        let pending = dispatch::Pending::new(config, rx, dead.clone(), stats.clone());
+        Webhooks { emitters, stats, pending: Mutex::new(Some(pending)), running: Mutex::new(None), dead: Some(dead) }
     }
 
     /// The emitter of an app, if it has endpoints.
@@ -213,6 +219,9 @@ impl Webhooks {
         let running = lock(&self.running).take();
         if let Some(d) = running {
             d.finish(grace).await;
+        }
+        if let Some(dead) = &self.dead {
+            dead.flush(grace).await;
         }
     }
 }
