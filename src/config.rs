@@ -65,6 +65,14 @@ pub struct Config {
     pub outbox_max_messages: usize,
     /// Bytes a connection may have queued before it is disconnected with 4100.
     pub outbox_max_bytes: usize,
+    /// Serve Prometheus metrics at `/metrics` on `metrics_port`.
+    pub metrics_enabled: bool,
+    /// Address for the metrics listener (empty: same as `host`).
+    pub metrics_host: String,
+    /// Port for `/metrics` (0 picks a free port).
+    pub metrics_port: u16,
+    /// Prefix of every metric name.
+    pub metrics_prefix: String,
     /// Webhook delivery settings (the endpoints themselves are per app).
     pub webhooks: WebhookSettings,
     /// Applications served by this node.
@@ -218,6 +226,10 @@ impl Default for Config {
             max_request_bytes: 1024 * 1024,
             outbox_max_messages: 1000,
             outbox_max_bytes: 1024 * 1024,
+            metrics_enabled: true,
+            metrics_host: String::new(),
+            metrics_port: 9601,
+            metrics_prefix: "sinew_".into(),
             webhooks: WebhookSettings::default(),
             apps: Vec::new(),
         }
@@ -278,7 +290,7 @@ impl AppConfig {
 }
 
 /// Variables read by later features; recognised so they are not reported as unknown.
-const RESERVED_VARS: &[&str] = &["SINEW_ADAPTER", "SINEW_REDIS_URL", "SINEW_METRICS_PORT"];
+const RESERVED_VARS: &[&str] = &["SINEW_ADAPTER", "SINEW_REDIS_URL"];
 
 impl Config {
     /// Loads the file (if any), applies overrides from `vars`, and validates the result.
@@ -319,6 +331,9 @@ impl Config {
             if value < min || value > max {
                 return Err(invalid(key.into(), &format!("must be between {min} and {max}")));
             }
+        }
+        if !self.metrics_prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(invalid("metrics_prefix".into(), "may only use A-Z a-z 0-9 _"));
         }
         if !matches!(self.log_format.as_str(), "pretty" | "json") {
             return Err(invalid("log_format".into(), "must be `pretty` or `json`"));

@@ -58,6 +58,9 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
     let addr = server.local_addr()?;
     print_banner(&config, addr, dev_app);
+    if let Some(m) = server.metrics_addr() {
+        println!("  metrics at http://{m}/metrics");
+    }
     server.run(shutdown_signal()).await?;
     Ok(())
 }

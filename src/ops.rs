@@ -39,12 +39,12 @@ pub async fn usage(State(ctx): State<Context>) -> Json<serde_json::Value> {
     Json(json!({
         "memory": { "rss": resident_bytes() },
         "connections": connections,
-        "connections_opened": stats.connections_opened.load(Ordering::Relaxed),
-        "connections_closed": stats.connections_closed.load(Ordering::Relaxed),
-        "outbox_overflows": stats.outbox_overflows.load(Ordering::Relaxed),
-        "events_published": stats.events_published.load(Ordering::Relaxed),
-        "deliveries": stats.deliveries.load(Ordering::Relaxed),
-        "client_events_rate_limited": stats.rate_limited.load(Ordering::Relaxed),
+        "connections_opened": stats.connections_opened,
+        "connections_closed": stats.connections_closed,
+        "outbox_overflows": stats.outbox_overflows,
+        "events_published": stats.events_published,
+        "deliveries": stats.deliveries,
+        "client_events_rate_limited": stats.rate_limited,
         "webhooks": {
             "sent": hooks.sent.load(Ordering::Relaxed),
             "retried": hooks.retried.load(Ordering::Relaxed),

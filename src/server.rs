@@ -21,7 +21,7 @@ pub fn router(ctx: Context) -> Router {
     let mut r = Router::new()
         .route(ws::ROUTE, get(ws::upgrade))
         .route(&format!("{}/", ws::ROUTE), get(ws::upgrade))
-        .merge(api::router())
+        .merge(api::router(&ctx))
         .merge(ops::router());
     if !prefix.is_empty() {
         r = r.route(&format!("{prefix}{}", ws::ROUTE), get(ws::upgrade));
@@ -34,6 +34,7 @@ pub fn router(ctx: Context) -> Router {
 /// A server bound to its address, ready to run.
 pub struct Server {
     listener: TcpListener,
+    metrics: Option<TcpListener>,
     ctx: Context,
 }
 
@@ -41,7 +42,24 @@ impl Server {
     /// Binds `host:port` from the configuration (port 0 picks a free port).
     pub async fn bind(ctx: Context) -> std::io::Result<Self> {
         let listener = TcpListener::bind((ctx.config.host.as_str(), ctx.config.port)).await?;
-        Ok(Server { listener, ctx })
+        let metrics = if ctx.config.metrics_enabled {
+            let host = if ctx.config.metrics_host.is_empty() { &ctx.config.host } else { &ctx.config.metrics_host };
+            match TcpListener::bind((host.as_str(), ctx.config.metrics_port)).await {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    tracing::error!(error = %e, host, port = ctx.config.metrics_port, "metrics listener not started");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        Ok(Server { listener, metrics, ctx })
+    }
+
+    /// The bound address of the metrics listener, if it runs.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// The bound address.
@@ -61,6 +79,7 @@ impl Server {
         ctx.webhooks.start();
         let purge = tokio::spawn(purge_caches(ctx.clone()));
         let jwks = tokio::spawn(watch_jwks(ctx.clone()));
+        let metrics = self.metrics.map(|l| tokio::spawn(serve_metrics(l, ctx.clone())));
         let stop = ctx.clone();
         let served = axum::serve(self.listener, router(ctx.clone()))
             .with_graceful_shutdown(async move {
@@ -78,7 +97,25 @@ impl Server {
         ctx.webhooks.finish(Duration::from_secs(ctx.config.webhooks.shutdown_grace_seconds)).await;
         purge.abort();
         jwks.abort();
+        if let Some(m) = metrics {
+            m.abort();
+        }
         served
+    }
+}
+
+/// `GET /metrics` on its own listener.
+async fn serve_metrics(listener: TcpListener, ctx: Context) {
+    let app = Router::new()
+        .route(
+            "/metrics",
+            get(|axum::extract::State(ctx): axum::extract::State<Context>| async move { ctx.metrics.render(&ctx) }),
+        )
+        .fallback(|| async { ApiError::NotFound("Not found".into()) })
+        .with_state(ctx.clone());
+    let stop = ctx.shutdown.clone();
+    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await {
+        tracing::error!(error = %e, "metrics listener failed");
     }
 }
 

@@ -3,6 +3,7 @@
 use crate::api::auth_endpoint::AuthApps;
 use crate::config::Config;
 use crate::hub::Hub;
+use crate::telemetry::metrics::Metrics;
 use crate::webhooks::Webhooks;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,6 +25,8 @@ pub struct Context {
     pub webhooks: Arc<Webhooks>,
     /// Token verifiers of the built-in auth endpoints.
     pub auth: Arc<AuthApps>,
+    /// Prometheus registry.
+    pub metrics: Arc<Metrics>,
     draining: Arc<AtomicBool>,
 }
 
@@ -35,6 +38,7 @@ impl Context {
             hub: Hub::new(&config, &webhooks),
             webhooks,
             auth: Arc::new(AuthApps::new(&config.apps)),
+            metrics: Arc::new(Metrics::new(&config.metrics_prefix)),
             config: Arc::new(config),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),

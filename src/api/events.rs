@@ -120,7 +120,7 @@ fn deliver(hub: &Hub, app: &AppState, ev: &Event) -> Option<Map<String, Value>> 
             app.publish(c, &f, except);
         }
     }
-    hub.stats().events_published.fetch_add(1, Ordering::Relaxed);
+    app.stats().events_published.fetch_add(1, Ordering::Relaxed);
     if ev.info.is_empty() {
         return None;
     }

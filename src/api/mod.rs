@@ -40,7 +40,25 @@ pub const ROUTES: &[Route] = &[
     Route { method: "OPTIONS", path: "/apps/{app_id}/user-auth", handler: || options(auth_endpoint::preflight) },
 ];
 
-/// The REST router.
-pub fn router() -> Router<Context> {
-    ROUTES.iter().fold(Router::new(), |r, route| r.route(route.path, (route.handler)()))
+/// The REST router; every call is counted by endpoint template and status.
+pub fn router(ctx: &Context) -> Router<Context> {
+    ROUTES
+        .iter()
+        .fold(Router::new(), |r, route| r.route(route.path, (route.handler)()))
+        .layer(axum::middleware::from_fn_with_state(ctx.clone(), count_call))
+}
+
+async fn count_call(
+    axum::extract::State(ctx): axum::extract::State<Context>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let endpoint = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| format!("{} {}", req.method(), p.as_str()));
+    let started = tokio::time::Instant::now();
+    let res = next.run(req).await;
+    ctx.metrics.http_call(&endpoint, res.status().as_u16(), started.elapsed().as_secs_f64());
+    res
 }

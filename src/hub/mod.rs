@@ -31,7 +31,8 @@ pub struct ConnRef {
     pub outbox: Outbox,
 }
 
-/// Counters shown on `/usage` (and, later, as metrics).
+/// Counters of one app (per-app labels in metrics; summed for `/usage`). Plain relaxed atomics,
+/// so the hot path never touches a metrics registry.
 #[derive(Debug, Default)]
 pub struct Stats {
     /// Connections accepted since start.
@@ -42,10 +43,80 @@ pub struct Stats {
     pub outbox_overflows: Arc<AtomicU64>,
     /// Events published through the REST API.
     pub events_published: AtomicU64,
-    /// Frames queued for subscribers.
+    /// Frames queued for subscribers by fan-out.
     pub deliveries: AtomicU64,
     /// Client events refused by the rate limit.
     pub rate_limited: AtomicU64,
+    /// WebSocket messages received from clients.
+    pub messages_in: AtomicU64,
+    /// WebSocket messages written to clients.
+    pub messages_out: AtomicU64,
+    /// Payload bytes received from clients.
+    pub bytes_in: AtomicU64,
+    /// Payload bytes written to clients.
+    pub bytes_out: AtomicU64,
+}
+
+/// A point-in-time copy of [`Stats`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct StatsSnapshot {
+    /// See [`Stats::connections_opened`].
+    pub connections_opened: u64,
+    /// See [`Stats::connections_closed`].
+    pub connections_closed: u64,
+    /// See [`Stats::outbox_overflows`].
+    pub outbox_overflows: u64,
+    /// See [`Stats::events_published`].
+    pub events_published: u64,
+    /// See [`Stats::deliveries`].
+    pub deliveries: u64,
+    /// See [`Stats::rate_limited`].
+    pub rate_limited: u64,
+    /// See [`Stats::messages_in`].
+    pub messages_in: u64,
+    /// See [`Stats::messages_out`].
+    pub messages_out: u64,
+    /// See [`Stats::bytes_in`].
+    pub bytes_in: u64,
+    /// See [`Stats::bytes_out`].
+    pub bytes_out: u64,
+}
+
+impl Stats {
+    /// Reads every counter.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        StatsSnapshot {
+            connections_opened: r(&self.connections_opened),
+            connections_closed: r(&self.connections_closed),
+            outbox_overflows: r(&self.outbox_overflows),
+            events_published: r(&self.events_published),
+            deliveries: r(&self.deliveries),
+            rate_limited: r(&self.rate_limited),
+            messages_in: r(&self.messages_in),
+            messages_out: r(&self.messages_out),
+            bytes_in: r(&self.bytes_in),
+            bytes_out: r(&self.bytes_out),
+        }
+    }
+}
+
+impl std::ops::Add for StatsSnapshot {
+    type Output = StatsSnapshot;
+    fn add(self, o: StatsSnapshot) -> StatsSnapshot {
+        StatsSnapshot {
+            connections_opened: self.connections_opened + o.connections_opened,
+            connections_closed: self.connections_closed + o.connections_closed,
+            outbox_overflows: self.outbox_overflows + o.outbox_overflows,
+            events_published: self.events_published + o.events_published,
+            deliveries: self.deliveries + o.deliveries,
+            rate_limited: self.rate_limited + o.rate_limited,
+            messages_in: self.messages_in + o.messages_in,
+            messages_out: self.messages_out + o.messages_out,
+            bytes_in: self.bytes_in + o.bytes_in,
+            bytes_out: self.bytes_out + o.bytes_out,
+        }
+    }
 }
 
 /// One application's live state.
@@ -92,6 +163,11 @@ impl AppState {
         self.hooks.is_some()
     }
 
+    /// This app's counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
     /// Connections currently open for this app.
     pub fn connection_count(&self) -> u64 {
         self.connections.load(Ordering::Relaxed)
@@ -131,7 +207,6 @@ struct HubInner {
     by_key: HashMap<String, Arc<AppState>>,
     by_id: HashMap<String, Arc<AppState>>,
     outbox_limits: OutboxLimits,
-    stats: Arc<Stats>,
 }
 
 /// Handle to all shared state of this node.
@@ -143,11 +218,10 @@ pub struct Hub {
 impl Hub {
     /// Builds the state for every configured app; `webhooks` supplies each app's emitter.
     pub fn new(config: &Config, webhooks: &Webhooks) -> Self {
-        let stats = Arc::new(Stats::default());
         let mut by_key = HashMap::new();
         let mut by_id = HashMap::new();
         for app in &config.apps {
-            let state = Arc::new(AppState::new(app.clone(), stats.clone(), webhooks.emitter(&app.id)));
+            let state = Arc::new(AppState::new(app.clone(), Arc::default(), webhooks.emitter(&app.id)));
             by_key.insert(app.key.clone(), state.clone());
             by_id.insert(app.id.clone(), state);
         }
@@ -163,7 +237,6 @@ impl Hub {
                     max_messages: config.outbox_max_messages,
                     max_bytes: config.outbox_max_bytes,
                 },
-                stats,
             }),
         }
     }
@@ -183,16 +256,16 @@ impl Hub {
         self.inner.by_id.values()
     }
 
-    /// Counters.
-    pub fn stats(&self) -> &Stats {
-        &self.inner.stats
+    /// Every app's counters, summed.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.apps().map(|a| a.stats.snapshot()).fold(StatsSnapshot::default(), |a, b| a + b)
     }
 
-    /// Allocates a new connection id and its outbound queue.
-    pub fn new_connection(&self) -> ConnRef {
+    /// Allocates a new connection id and its outbound queue for a connection of `app`.
+    pub fn new_connection(&self, app: &AppState) -> ConnRef {
         let id = self.inner.next_conn.fetch_add(1, Ordering::Relaxed);
-        self.inner.stats.connections_opened.fetch_add(1, Ordering::Relaxed);
-        ConnRef { id, outbox: Outbox::new(self.inner.outbox_limits, self.inner.stats.outbox_overflows.clone()) }
+        app.stats.connections_opened.fetch_add(1, Ordering::Relaxed);
+        ConnRef { id, outbox: Outbox::new(self.inner.outbox_limits, app.stats.outbox_overflows.clone()) }
     }
 
     /// The socket id clients see for a connection of this node.
@@ -228,7 +301,7 @@ mod tests {
     fn socket_ids_round_trip() {
         let config = Config::load(None, Vec::new()).unwrap_or_else(|e| panic!("{e}"));
         let hub = Hub::new(&config, &Webhooks::new(&config));
-        let c = hub.new_connection();
+        let c = hub.new_connection(&hub.app_by_key("app-key").unwrap_or_else(|| panic!("dev app")));
         let sid = hub.socket_id(c.id);
         assert!(is_valid_socket_id(&sid));
         assert_eq!(hub.local_conn(&sid), Some(c.id));

@@ -100,7 +100,6 @@ struct RateWindow {
 
 /// A live Pusher connection. Dropping it unsubscribes everything and releases its slot.
 pub struct Connection {
-    hub: Hub,
     app: Arc<AppState>,
     conn: ConnRef,
     socket_id: String,
@@ -123,12 +122,11 @@ impl Connection {
         if !app.try_reserve_connection() {
             return Err(Refusal::new(4004, "Application is over its connection quota"));
         }
-        let conn = hub.new_connection();
+        let conn = hub.new_connection(&app);
         app.set_live(conn.id, true);
         let socket_id = hub.socket_id(conn.id);
         conn.outbox.push(Frame::from(frame::connection_established(&socket_id, activity_timeout)));
         Ok(Connection {
-            hub: hub.clone(),
             app,
             conn,
             socket_id,
@@ -354,7 +352,7 @@ impl Connection {
             self.rate = RateWindow { start: now, count: 0 };
         }
         if self.rate.count >= cfg.max_client_events_per_second {
-            self.hub.stats().rate_limited.fetch_add(1, Ordering::Relaxed);
+            self.app.stats().rate_limited.fetch_add(1, Ordering::Relaxed);
             return self.error(
                 Some(4301),
                 &format!("Client event rejected: more than {} per second", cfg.max_client_events_per_second),
@@ -394,6 +392,6 @@ impl Drop for Connection {
         }
         self.app.set_live(self.conn.id, false);
         self.app.release_connection();
-        self.hub.stats().connections_closed.fetch_add(1, Ordering::Relaxed);
+        self.app.stats().connections_closed.fetch_add(1, Ordering::Relaxed);
     }
 }

@@ -11,6 +11,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
 use hyper_util::rt::TokioIo;
+use std::sync::atomic::Ordering;
 use tokio::time::{Duration, Instant, sleep_until, timeout};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -127,6 +128,9 @@ async fn serve(ctx: Context, ws: Socket, key: &str, query: &ClientQuery) {
             biased;
             drained = outbox.next(&mut batch) => {
                 let close = match drained { Drained::Close(c) => Some(c), Drained::Frames => None };
+                let stats = conn.app().stats();
+                stats.messages_out.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                stats.bytes_out.fetch_add(batch.iter().map(|f| f.len() as u64).sum(), Ordering::Relaxed);
                 let written = timeout(WRITE_TIMEOUT, async {
                     for f in batch.drain(..) {
                         sink.feed(Message::Text(f)).await?;
@@ -146,7 +150,12 @@ async fn serve(ctx: Context, ws: Socket, key: &str, query: &ClientQuery) {
                 last_seen = Instant::now();
                 pinged = false;
                 match msg {
-                    Some(Ok(Message::Text(text))) => conn.handle_text(text.as_str()),
+                    Some(Ok(Message::Text(text))) => {
+                        let stats = conn.app().stats();
+                        stats.messages_in.fetch_add(1, Ordering::Relaxed);
+                        stats.bytes_in.fetch_add(text.len() as u64, Ordering::Relaxed);
+                        conn.handle_text(text.as_str());
+                    }
                     Some(Ok(Message::Binary(_))) => {
                         outbox.push(Frame::from(frame::error(None, "Binary frames are not supported")));
                     }

@@ -21,6 +21,7 @@ const WAIT: Duration = Duration::from_secs(5);
 
 pub struct TestServer {
     pub addr: SocketAddr,
+    pub metrics_addr: Option<SocketAddr>,
     pub ctx: Context,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -32,9 +33,11 @@ impl TestServer {
         let mut config = Config::load(None, Vec::new()).expect("default config");
         config.host = "127.0.0.1".into();
         config.port = 0;
+        config.metrics_port = 0;
         tweak(&mut config);
         let server = Server::bind(Context::new(config)).await.expect("bind");
         let addr = server.local_addr().expect("addr");
+        let metrics_addr = server.metrics_addr();
         let ctx = server.context().clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -44,7 +47,7 @@ impl TestServer {
                 })
                 .await;
         });
-        TestServer { addr, ctx, stop: Some(tx), task: Some(task) }
+        TestServer { addr, metrics_addr, ctx, stop: Some(tx), task: Some(task) }
     }
 
     pub async fn default() -> TestServer {

@@ -52,7 +52,7 @@ function baseEnv(extra) {
   const env = { ...process.env };
   // Never inherit settings from the developer's shell.
   for (const k of Object.keys(env)) if (k.startsWith('SINEW_') && k !== 'SINEW_BIN') delete env[k];
-  return { ...env, SINEW_HOST: '127.0.0.1', SINEW_PORT: '0', SINEW_LOG: 'warn', ...extra };
+  return { ...env, SINEW_HOST: '127.0.0.1', SINEW_PORT: '0', SINEW_METRICS_PORT: '0', SINEW_LOG: 'warn', ...extra };
 }
 
 function writeConfig(config) {

@@ -8,3 +8,5 @@ pub fn init(filter: &str, format: &str) {
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = if format == "json" { builder.json().try_init() } else { builder.try_init() };
 }
+
+pub mod metrics;

@@ -1,0 +1,82 @@
+//! Prometheus metrics. Hot paths count in plain atomics ([`crate::hub::Stats`]); a scrape copies
+//! them into this server's own recorder (no global state, so several servers can share a process)
+//! and renders the text format. Labels are bounded: app id, REST endpoint template, status, outcome.
+
+use crate::state::Context;
+use metrics::{Label, counter, gauge, histogram, with_local_recorder};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use std::sync::atomic::Ordering;
+
+/// Latency buckets for REST handling, in seconds.
+const BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+
+/// This server's metrics registry.
+pub struct Metrics {
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
+    prefix: String,
+}
+
+impl Metrics {
+    /// A fresh registry whose metric names start with `prefix` (e.g. `sinew_`).
+    pub fn new(prefix: &str) -> Self {
+        let builder = PrometheusBuilder::new();
+        let builder = match builder.set_buckets_for_metric(Matcher::Suffix("seconds".into()), BUCKETS) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e, "histogram buckets refused; using summaries");
+                PrometheusBuilder::new()
+            }
+        };
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        Metrics { recorder, handle, prefix: prefix.to_string() }
+    }
+
+    fn name(&self, n: &str) -> String {
+        format!("{}{}", self.prefix, n)
+    }
+
+    /// Counts one REST call by endpoint template and status; publishes also record their latency.
+    pub fn http_call(&self, endpoint: &str, status: u16, seconds: f64) {
+        let labels = vec![Label::new("endpoint", endpoint.to_string()), Label::new("status", status.to_string())];
+        with_local_recorder(&self.recorder, || {
+            counter!(self.name("http_calls_received_total"), labels).increment(1);
+            if endpoint.ends_with("/events") || endpoint.ends_with("/batch_events") {
+                histogram!(self.name("rest_publish_duration_seconds")).record(seconds);
+            }
+        });
+    }
+
+    /// Copies the live counters into the registry and renders the Prometheus text format.
+    pub fn render(&self, ctx: &Context) -> String {
+        with_local_recorder(&self.recorder, || {
+            for app in ctx.hub.apps() {
+                let id = app.config.id.clone();
+                let s = app.stats().snapshot();
+                let l = || vec![Label::new("app_id", id.clone())];
+                gauge!(self.name("connected"), l()).set(app.connection_count() as f64);
+                counter!(self.name("new_connections_total"), l()).absolute(s.connections_opened);
+                counter!(self.name("new_disconnections_total"), l()).absolute(s.connections_closed);
+                counter!(self.name("socket_received_bytes"), l()).absolute(s.bytes_in);
+                counter!(self.name("socket_transmitted_bytes"), l()).absolute(s.bytes_out);
+                counter!(self.name("ws_messages_received_total"), l()).absolute(s.messages_in);
+                counter!(self.name("ws_messages_sent_total"), l()).absolute(s.messages_out);
+                counter!(self.name("events_published_total"), l()).absolute(s.events_published);
+                counter!(self.name("deliveries_total"), l()).absolute(s.deliveries);
+                counter!(self.name("outbox_overflows_total"), l()).absolute(s.outbox_overflows);
+                counter!(self.name("client_events_rate_limited_total"), l()).absolute(s.rate_limited);
+            }
+            let w = ctx.webhooks.stats();
+            for (outcome, v) in
+                [("sent", &w.sent), ("retried", &w.retried), ("failed", &w.failed), ("dead_lettered", &w.dead_lettered)]
+            {
+                counter!(self.name("webhook_batches_total"), vec![Label::new("outcome", outcome)])
+                    .absolute(v.load(Ordering::Relaxed));
+            }
+            counter!(self.name("webhook_events_lost_total")).absolute(w.lost.load(Ordering::Relaxed));
+            gauge!(self.name("process_resident_memory_bytes")).set(crate::ops::resident_bytes() as f64);
+        });
+        self.handle.render()
+    }
+}
