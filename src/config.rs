@@ -65,6 +65,12 @@ pub struct Config {
     pub outbox_max_messages: usize,
     /// Bytes a connection may have queued before it is disconnected with 4100.
     pub outbox_max_bytes: usize,
+    /// Path prefix of the HTTP fallback endpoints (pusher-js `httpPath`).
+    pub http_path: String,
+    /// Seconds of idleness before an HTTP fallback receiver gets an `h` heartbeat (below 30).
+    pub http_heartbeat_interval: u64,
+    /// Seconds an HTTP fallback session lives without a receive request attached.
+    pub http_session_timeout: u64,
     /// Applications served by this node.
     pub apps: Vec<AppConfig>,
 }
@@ -127,6 +133,9 @@ impl Default for Config {
             max_request_bytes: 1024 * 1024,
             outbox_max_messages: 1000,
             outbox_max_bytes: 1024 * 1024,
+            http_path: "/pusher".into(),
+            http_heartbeat_interval: 25,
+            http_session_timeout: 5,
             apps: Vec::new(),
         }
     }
@@ -210,6 +219,18 @@ impl Config {
         }
         if !self.path_prefix.is_empty() && (!self.path_prefix.starts_with('/') || self.path_prefix.ends_with('/')) {
             return Err(invalid("path_prefix".into(), "must start with `/` and not end with `/`"));
+        }
+        if self.http_path.len() < 2 || !self.http_path.starts_with('/') || self.http_path.ends_with('/') {
+            return Err(invalid("http_path".into(), "must start with `/`, not end with `/`, and not be `/` alone"));
+        }
+        if self.http_path.contains(['{', '}', '*', '?', '#']) {
+            return Err(invalid("http_path".into(), "may not contain { } * ? or #"));
+        }
+        if !(1..30).contains(&self.http_heartbeat_interval) {
+            return Err(invalid("http_heartbeat_interval".into(), "must be 1 to 29 seconds (pusher-js waits 30)"));
+        }
+        if self.http_session_timeout == 0 {
+            return Err(invalid("http_session_timeout".into(), "must be at least 1 second"));
         }
         let (mut ids, mut keys) = (HashSet::new(), HashSet::new());
         for (i, app) in self.apps.iter().enumerate() {

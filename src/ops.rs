@@ -38,6 +38,7 @@ pub async fn usage(State(ctx): State<Context>) -> Json<serde_json::Value> {
     Json(json!({
         "memory": { "rss": resident_bytes() },
         "connections": connections,
+        "http_sessions": ctx.http_sessions.len(),
         "connections_opened": stats.connections_opened.load(Ordering::Relaxed),
         "connections_closed": stats.connections_closed.load(Ordering::Relaxed),
         "outbox_overflows": stats.outbox_overflows.load(Ordering::Relaxed),

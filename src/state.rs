@@ -18,6 +18,8 @@ pub struct Context {
     pub shutdown: CancellationToken,
     /// Tracks connection tasks so shutdown can wait for them.
     pub tasks: TaskTracker,
+    /// Live HTTP fallback sessions.
+    pub http_sessions: crate::transport::http::Sessions,
     draining: Arc<AtomicBool>,
 }
 
@@ -29,6 +31,7 @@ impl Context {
             config: Arc::new(config),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            http_sessions: crate::transport::http::Sessions::default(),
             draining: Arc::new(AtomicBool::new(false)),
         }
     }
