@@ -385,6 +385,25 @@ mod tests {
     }
 
     #[test]
+    fn http_fallback_settings() {
+        let c = Config::load(None, env(&[("SINEW_HTTP_PATH", "/fallback"), ("SINEW_HTTP_SESSION_TIMEOUT", "2")]))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((c.http_path.as_str(), c.http_session_timeout, c.http_heartbeat_interval), ("/fallback", 2, 25));
+        for (var, value) in [
+            ("SINEW_HTTP_PATH", "pusher"),
+            ("SINEW_HTTP_PATH", "/pusher/"),
+            ("SINEW_HTTP_PATH", "/"),
+            ("SINEW_HTTP_PATH", "/{x}"),
+            ("SINEW_HTTP_HEARTBEAT_INTERVAL", "30"),
+            ("SINEW_HTTP_HEARTBEAT_INTERVAL", "0"),
+            ("SINEW_HTTP_SESSION_TIMEOUT", "0"),
+        ] {
+            let e = Config::load(None, env(&[(var, value)])).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(e.contains(&var["SINEW_".len()..].to_ascii_lowercase()), "{var}={value}: {e}");
+        }
+    }
+
+    #[test]
     fn file_with_apps_and_errors() {
         let ok = load_str(
             "port = 7001\n[[apps]]\nid = \"a\"\nkey = \"ka\"\nsecret = \"sa\"\n[[apps]]\nid = \"b\"\nkey = \"kb\"\nsecret = \"sb\"\nmax_batch_size = 3\n",
