@@ -107,11 +107,8 @@ async fn receive(
     if !valid_segment(&server) || !valid_segment(&conn) {
         return plain(headers, StatusCode::NOT_FOUND, "Session not found");
     }
-    let protocol = uri
-        .query()
-        .and_then(|q| form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "protocol").map(|(_, v)| v.into_owned()));
     let session = format!("{server}/{conn}");
-    let body = match ctx.http_sessions.receive(&ctx, &key, &session, kind, protocol.as_deref()).await {
+    let body = match ctx.http_sessions.receive(&ctx, &key, &session, kind, uri.query()).await {
         Opened::Body(rx) => Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
             rx.recv().await.map(|chunk| (Ok::<Bytes, Infallible>(chunk), rx))
         })),

@@ -89,14 +89,14 @@ impl Sessions {
     }
 
     /// Attaches a receive request to the session, opening the session (and its Pusher connection)
-    /// when it does not exist yet.
+    /// when it does not exist yet. `query` is the receive request's raw query string.
     pub async fn receive(
         &self,
         ctx: &Context,
         app_key: &str,
         session: &str,
         kind: Kind,
-        protocol: Option<&str>,
+        query: Option<&str>,
     ) -> Opened {
         let key = session_key(app_key, session);
         if let Some(h) = self.handle(&key) {
@@ -117,7 +117,10 @@ impl Sessions {
         let opened = if ctx.is_draining() {
             Err(Refusal { code: 4200, message: "Server is shutting down".into() })
         } else {
-            Connection::open(&ctx.hub, app_key, protocol, ctx.config.activity_timeout)
+            let protocol = form_urlencoded::parse(query.unwrap_or("").as_bytes())
+                .find(|(k, _)| k == "protocol")
+                .map(|(_, v)| v.into_owned());
+            Connection::open(&ctx.hub, app_key, protocol.as_deref(), ctx.config.activity_timeout)
         };
         let conn = match opened {
             Ok(conn) => conn,
