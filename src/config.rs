@@ -75,6 +75,12 @@ pub struct Config {
     pub metrics_prefix: String,
     /// Webhook delivery settings (the endpoints themselves are per app).
     pub webhooks: WebhookSettings,
+    /// Path prefix of the HTTP fallback endpoints (pusher-js `httpPath`).
+    pub http_path: String,
+    /// Seconds of idleness before an HTTP fallback receiver gets an `h` heartbeat (below 30).
+    pub http_heartbeat_interval: u64,
+    /// Seconds an HTTP fallback session lives without a receive request attached.
+    pub http_session_timeout: u64,
     /// Applications served by this node.
     pub apps: Vec<AppConfig>,
 }
@@ -231,6 +237,9 @@ impl Default for Config {
             metrics_port: 9601,
             metrics_prefix: "sinew_".into(),
             webhooks: WebhookSettings::default(),
+            http_path: "/pusher".into(),
+            http_heartbeat_interval: 25,
+            http_session_timeout: 5,
             apps: Vec::new(),
         }
     }
@@ -346,6 +355,18 @@ impl Config {
         }
         if !self.path_prefix.is_empty() && (!self.path_prefix.starts_with('/') || self.path_prefix.ends_with('/')) {
             return Err(invalid("path_prefix".into(), "must start with `/` and not end with `/`"));
+        }
+        if self.http_path.len() < 2 || !self.http_path.starts_with('/') || self.http_path.ends_with('/') {
+            return Err(invalid("http_path".into(), "must start with `/`, not end with `/`, and not be `/` alone"));
+        }
+        if self.http_path.contains(['{', '}', '*', '?', '#']) {
+            return Err(invalid("http_path".into(), "may not contain { } * ? or #"));
+        }
+        if !(1..30).contains(&self.http_heartbeat_interval) {
+            return Err(invalid("http_heartbeat_interval".into(), "must be 1 to 29 seconds (pusher-js waits 30)"));
+        }
+        if self.http_session_timeout == 0 {
+            return Err(invalid("http_session_timeout".into(), "must be at least 1 second"));
         }
         let (mut ids, mut keys) = (HashSet::new(), HashSet::new());
         for (i, app) in self.apps.iter().enumerate() {
@@ -561,6 +582,25 @@ mod tests {
         assert!(e.unwrap_or_default().contains("SINEW_PORT"));
         let e = Config::load(None, env(&[("SINEW_APP_CLIENT_EVENTS", "maybe")])).err().map(|e| e.to_string());
         assert!(e.unwrap_or_default().contains("SINEW_APP_CLIENT_EVENTS"));
+    }
+
+    #[test]
+    fn http_fallback_settings() {
+        let c = Config::load(None, env(&[("SINEW_HTTP_PATH", "/fallback"), ("SINEW_HTTP_SESSION_TIMEOUT", "2")]))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((c.http_path.as_str(), c.http_session_timeout, c.http_heartbeat_interval), ("/fallback", 2, 25));
+        for (var, value) in [
+            ("SINEW_HTTP_PATH", "pusher"),
+            ("SINEW_HTTP_PATH", "/pusher/"),
+            ("SINEW_HTTP_PATH", "/"),
+            ("SINEW_HTTP_PATH", "/{x}"),
+            ("SINEW_HTTP_HEARTBEAT_INTERVAL", "30"),
+            ("SINEW_HTTP_HEARTBEAT_INTERVAL", "0"),
+            ("SINEW_HTTP_SESSION_TIMEOUT", "0"),
+        ] {
+            let e = Config::load(None, env(&[(var, value)])).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(e.contains(&var["SINEW_".len()..].to_ascii_lowercase()), "{var}={value}: {e}");
+        }
     }
 
     #[test]

@@ -39,6 +39,7 @@ pub async fn usage(State(ctx): State<Context>) -> Json<serde_json::Value> {
     Json(json!({
         "memory": { "rss": resident_bytes() },
         "connections": connections,
+        "http_sessions": ctx.http_sessions.len(),
         "connections_opened": stats.connections_opened,
         "connections_closed": stats.connections_closed,
         "outbox_overflows": stats.outbox_overflows,

@@ -3,7 +3,7 @@
 use crate::api::{self, ApiError};
 use crate::ops;
 use crate::state::Context;
-use crate::transport::ws;
+use crate::transport::{http, ws};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
@@ -22,7 +22,8 @@ pub fn router(ctx: Context) -> Router {
         .route(ws::ROUTE, get(ws::upgrade))
         .route(&format!("{}/", ws::ROUTE), get(ws::upgrade))
         .merge(api::router(&ctx))
-        .merge(ops::router());
+        .merge(ops::router())
+        .merge(http::router(&ctx));
     if !prefix.is_empty() {
         r = r.route(&format!("{prefix}{}", ws::ROUTE), get(ws::upgrade));
     }

@@ -27,6 +27,8 @@ pub struct Context {
     pub auth: Arc<AuthApps>,
     /// Prometheus registry.
     pub metrics: Arc<Metrics>,
+    /// Live HTTP fallback sessions.
+    pub http_sessions: crate::transport::http::Sessions,
     draining: Arc<AtomicBool>,
 }
 
@@ -42,6 +44,7 @@ impl Context {
             config: Arc::new(config),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            http_sessions: crate::transport::http::Sessions::default(),
             draining: Arc::new(AtomicBool::new(false)),
         }
     }

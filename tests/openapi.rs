@@ -44,6 +44,7 @@ fn documented() -> BTreeSet<(String, String)> {
 fn routed() -> BTreeSet<(String, String)> {
     let mut out: BTreeSet<_> = sinew::api::ROUTES.iter().map(|r| (r.method.to_string(), shape(r.path))).collect();
     out.extend(sinew::ops::ROUTES.iter().map(|(m, p)| (m.to_string(), shape(p))));
+    out.extend(sinew::transport::http::ROUTES.iter().map(|(m, p)| (m.to_string(), shape(p))));
     out.insert(("GET".into(), shape(sinew::transport::ws::ROUTE)));
     out
 }
@@ -63,6 +64,20 @@ async fn every_documented_route_is_served() {
     let http = s.http();
     for (method, path) in documented() {
         let concrete = path.replacen("{}", "1", 1).replace("{}", "presence-x");
+        if path.starts_with("/pusher/") {
+            // HTTP fallback: preflights answer 204, receivers 200 (a refusal frame for key "1"),
+            // xhr_send 404 for a session that does not exist.
+            let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+            let res = reqwest::Client::new().request(m, format!("{}{concrete}", http.base)).send().await.unwrap();
+            let expected: u16 = match (method.as_str(), path.ends_with("xhr_send")) {
+                ("OPTIONS", _) => 204,
+                (_, true) => 404,
+                _ => 200,
+            };
+            assert_eq!(res.status().as_u16(), expected, "{method} {path}");
+            assert!(res.headers().contains_key("access-control-allow-origin"), "{method} {path}");
+            continue;
+        }
         let (status, body) = http.raw(&method, &concrete, "").await;
         // Unsigned REST calls are refused by the signature check, never by the router's fallback.
         assert_ne!(body["error"], "Not found", "{method} {path} fell through to the 404 fallback");

@@ -1,4 +1,5 @@
-//! Transports: how Pusher connections reach the protocol state machine.
+//! Transports: how Pusher connections reach the protocol state machine (WebSocket, HTTP fallbacks).
 
 pub mod connection;
+pub mod http;
 pub mod ws;
