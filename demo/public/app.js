@@ -40,8 +40,15 @@
   pusher.connection.bind('state_change', function (s) {
     $status.attr('data-state', s.current).text(s.current === 'connected' ? 'live' : s.current + '…');
   });
+  // Load the notes once the channel is subscribed: every change after that arrives as an event.
+  // (Later subscriptions, after a reconnect, are handled by the adapter's resync.)
+  var loaded = false;
   live.channel.bind('pusher:subscription_succeeded', function () {
     $status.attr('data-subscribed', 'yes');
+    if (!loaded) {
+      loaded = true;
+      Note.fetch();
+    }
   });
 
   function byId(a, b) {
@@ -93,6 +100,4 @@
     Note.create({ title: text, done: false });
     $input.val('');
   });
-
-  Note.fetch();
 })();
