@@ -1,6 +1,7 @@
 //! Sinew: a self-hosted realtime gateway that speaks the Pusher Channels protocol.
 //!
 //! # Layout
+//! - [`cli`]: the command line (serve, apps new, config check/print, sign, webhooks replay).
 //! - [`config`]: TOML file plus `SINEW_*` overrides, validated at start-up.
 //! - [`protocol`]: pure wire format: messages, channel names, signatures.
 //! - [`hub`]: shared state: channels, presence members, users, cache, per-connection outboxes.
@@ -12,6 +13,7 @@
 //! - [`server`]: binds, routes, shuts down.
 
 pub mod api;
+pub mod cli;
 pub mod config;
 pub mod hub;
 pub mod jwt;

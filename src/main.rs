@@ -1,57 +1,51 @@
-//! The `sinew` binary: parse the command line, load the configuration, serve.
+//! The `sinew` binary: parse the command line, load the configuration, run the command.
 
 use anyhow::Context as _;
 use clap::Parser;
+use sinew::cli::{AppsCommand, Cli, Command, ConfigCommand, WebhooksCommand};
 use sinew::config::Config;
 use sinew::server::Server;
 use sinew::state::Context;
-use std::path::PathBuf;
-
-/// Sinew: a realtime gateway that speaks the Pusher Channels protocol.
-#[derive(Debug, Parser)]
-#[command(version, about)]
-struct Cli {
-    /// TOML configuration file; every key can also be set with SINEW_* variables.
-    #[arg(long, short, value_name = "FILE", global = true)]
-    config: Option<PathBuf>,
-    #[command(subcommand)]
-    command: Option<Command>,
-}
-
-#[derive(Debug, clap::Subcommand)]
-enum Command {
-    /// Run the server (the default).
-    Serve,
-    /// Webhook tools.
-    #[command(subcommand)]
-    Webhooks(WebhooksCommand),
-}
-
-#[derive(Debug, clap::Subcommand)]
-enum WebhooksCommand {
-    /// Send the events of a dead-letter file again; delivered lines are removed from it.
-    Replay {
-        /// The dead-letter file (JSON lines).
-        file: PathBuf,
-    },
-}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let config = Config::load(cli.config.as_deref(), std::env::vars()).context("configuration refused")?;
-    sinew::telemetry::init(&config.log, &config.log_format);
+    if let Some(Command::Apps(AppsCommand::New)) = &cli.command {
+        print!("{}", sinew::cli::new_app());
+        return Ok(());
+    }
+    let mut config = Config::load(cli.config.as_deref(), std::env::vars()).context("configuration refused")?;
+    if let Some(f) = &cli.log_format {
+        config.log_format = f.clone();
+    }
     for (i, app) in config.apps.iter().enumerate() {
         sinew::jwt::check_app(app).map_err(|e| anyhow::anyhow!("invalid config key `apps[{i}].{e}"))?;
     }
-    if let Some(Command::Webhooks(WebhooksCommand::Replay { file })) = &cli.command {
-        let summary = sinew::webhooks::replay(&config, file).await?;
-        println!("delivered {} batches, {} remain in {}", summary.delivered, summary.remaining, file.display());
-        if summary.remaining > 0 {
-            std::process::exit(1);
+    match &cli.command {
+        Some(Command::Config(ConfigCommand::Check)) => {
+            println!("configuration OK: {} app(s), listening on {}:{}", config.apps.len(), config.host, config.port);
+            return Ok(());
         }
-        return Ok(());
+        Some(Command::Config(ConfigCommand::Print)) => {
+            print!("{}", sinew::cli::print_config(&config));
+            return Ok(());
+        }
+        Some(Command::Sign { method, path, body, app }) => {
+            println!("{}", sinew::cli::sign_command(&config, method, path, body.as_deref(), app.as_deref())?);
+            return Ok(());
+        }
+        Some(Command::Webhooks(WebhooksCommand::Replay { file })) => {
+            sinew::telemetry::init(&config.log, &config.log_format);
+            let summary = sinew::webhooks::replay(&config, file).await?;
+            println!("delivered {} batches, {} remain in {}", summary.delivered, summary.remaining, file.display());
+            if summary.remaining > 0 {
+                std::process::exit(1);
+            }
+            return Ok(());
+        }
+        Some(Command::Apps(_)) | Some(Command::Serve) | None => {}
     }
+    sinew::telemetry::init(&config.log, &config.log_format);
     let dev_app = cli.config.is_none() && !std::env::vars().any(|(k, _)| k.starts_with("SINEW_APP_"));
     let server = Server::bind(Context::new(config.clone()))
         .await
@@ -64,7 +58,6 @@ async fn main() -> anyhow::Result<()> {
     server.run(shutdown_signal()).await?;
     Ok(())
 }
-
 fn print_banner(config: &Config, addr: std::net::SocketAddr, dev_app: bool) {
     println!("Sinew listening on {addr}");
     for app in &config.apps {
