@@ -65,6 +65,8 @@ pub struct Config {
     pub outbox_max_messages: usize,
     /// Bytes a connection may have queued before it is disconnected with 4100.
     pub outbox_max_bytes: usize,
+    /// Seconds connections get to close (after `pusher:error` 4200) once shutdown begins.
+    pub shutdown_grace_seconds: u64,
     /// Serve Prometheus metrics at `/metrics` on `metrics_port`.
     pub metrics_enabled: bool,
     /// Address for the metrics listener (empty: same as `host`).
@@ -232,6 +234,7 @@ impl Default for Config {
             max_request_bytes: 1024 * 1024,
             outbox_max_messages: 1000,
             outbox_max_bytes: 1024 * 1024,
+            shutdown_grace_seconds: 5,
             metrics_enabled: true,
             metrics_host: String::new(),
             metrics_port: 9601,
@@ -329,6 +332,7 @@ impl Config {
         for (key, value, min, max) in [
             ("activity_timeout", self.activity_timeout, 1, HOUR),
             ("pong_timeout", self.pong_timeout, 1, HOUR),
+            ("shutdown_grace_seconds", self.shutdown_grace_seconds, 0, HOUR),
             ("webhooks.batch_window_ms", w.batch_window_ms, 0, 60_000),
             ("webhooks.leave_delay_ms", w.leave_delay_ms, 0, HOUR * 1000),
             ("webhooks.retry_window_seconds", w.retry_window_seconds, 0, 7 * DAY),

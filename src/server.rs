@@ -12,9 +12,6 @@ use std::net::SocketAddr;
 use tokio::net::TcpListener;
 use tokio::time::Duration;
 
-/// How long connections get to say goodbye after shutdown begins.
-const DRAIN_GRACE: Duration = Duration::from_secs(5);
-
 /// The full HTTP router: WebSocket endpoint, REST API, operational endpoints, JSON 404s.
 pub fn router(ctx: Context) -> Router {
     let prefix = ctx.config.path_prefix.clone();
@@ -92,7 +89,8 @@ impl Server {
             .await;
         ctx.begin_shutdown();
         ctx.tasks.close();
-        if tokio::time::timeout(DRAIN_GRACE, ctx.tasks.wait()).await.is_err() {
+        let grace = Duration::from_secs(ctx.config.shutdown_grace_seconds);
+        if tokio::time::timeout(grace, ctx.tasks.wait()).await.is_err() {
             tracing::warn!("some connections did not close within the grace period");
         }
         ctx.webhooks.finish(Duration::from_secs(ctx.config.webhooks.shutdown_grace_seconds)).await;
