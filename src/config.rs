@@ -47,6 +47,10 @@ pub struct Config {
     pub host: String,
     /// Port for WebSocket and REST (0 picks a free port).
     pub port: u16,
+    /// PEM certificate chain; with `tls_key`, the main port speaks TLS only (`wss://`, `https://`).
+    pub tls_cert: String,
+    /// PEM private key for `tls_cert`.
+    pub tls_key: String,
     /// Optional prefix before `/app/{key}` (pusher-js `wsPath`).
     pub path_prefix: String,
     /// Seconds of client silence before the server pings; sent to clients as `activity_timeout`.
@@ -225,6 +229,8 @@ impl Default for Config {
         Config {
             host: "0.0.0.0".into(),
             port: 6001,
+            tls_cert: String::new(),
+            tls_key: String::new(),
             path_prefix: String::new(),
             activity_timeout: 120,
             pong_timeout: 30,
@@ -344,6 +350,10 @@ impl Config {
             if value < min || value > max {
                 return Err(invalid(key.into(), &format!("must be between {min} and {max}")));
             }
+        }
+        if self.tls_cert.is_empty() != self.tls_key.is_empty() {
+            let key = if self.tls_cert.is_empty() { "tls_cert" } else { "tls_key" };
+            return Err(invalid(key.into(), "tls_cert and tls_key go together"));
         }
         if !self.metrics_prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
             return Err(invalid("metrics_prefix".into(), "may only use A-Z a-z 0-9 _"));

@@ -11,6 +11,7 @@
 //! - [`webhooks`]: batched, signed, retried webhooks with a dead-letter file.
 //! - [`ops`]: `/up`, `/ready`, `/usage`.
 //! - [`server`]: binds, routes, shuts down.
+//! - [`tls`]: rustls for `wss://` and `https://` on the main port.
 
 pub mod api;
 pub mod cli;
@@ -22,5 +23,6 @@ pub mod protocol;
 pub mod server;
 pub mod state;
 pub mod telemetry;
+pub mod tls;
 pub mod transport;
 pub mod webhooks;

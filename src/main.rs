@@ -52,6 +52,9 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
     let addr = server.local_addr()?;
     print_banner(&config, addr, dev_app);
+    if server.is_tls() {
+        println!("  TLS on: wss://{addr} and https://{addr} (pusher-js forceTLS: true, SDK useTLS: true)");
+    }
     if let Some(m) = server.metrics_addr() {
         println!("  metrics at http://{m}/metrics");
     }

@@ -29,9 +29,15 @@ pub fn router(ctx: Context) -> Router {
         .with_state(ctx)
 }
 
+/// The main port: plain TCP, or TLS when `tls_cert`/`tls_key` are set.
+enum Listener {
+    Plain(TcpListener),
+    Tls(crate::tls::TlsListener),
+}
+
 /// A server bound to its address, ready to run.
 pub struct Server {
-    listener: TcpListener,
+    listener: Listener,
     metrics: Option<TcpListener>,
     ctx: Context,
 }
@@ -39,7 +45,14 @@ pub struct Server {
 impl Server {
     /// Binds `host:port` from the configuration (port 0 picks a free port).
     pub async fn bind(ctx: Context) -> std::io::Result<Self> {
-        let listener = TcpListener::bind((ctx.config.host.as_str(), ctx.config.port)).await?;
+        let tcp = TcpListener::bind((ctx.config.host.as_str(), ctx.config.port)).await?;
+        let listener = if ctx.config.tls_cert.is_empty() {
+            Listener::Plain(tcp)
+        } else {
+            let tls =
+                crate::tls::server_config(&ctx.config.tls_cert, &ctx.config.tls_key).map_err(std::io::Error::other)?;
+            Listener::Tls(crate::tls::TlsListener::new(tcp, tls)?)
+        };
         let metrics = if ctx.config.metrics_enabled {
             let host = if ctx.config.metrics_host.is_empty() { &ctx.config.host } else { &ctx.config.metrics_host };
             match TcpListener::bind((host.as_str(), ctx.config.metrics_port)).await {
@@ -62,7 +75,15 @@ impl Server {
 
     /// The bound address.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
+        match &self.listener {
+            Listener::Plain(l) => l.local_addr(),
+            Listener::Tls(l) => axum::serve::Listener::local_addr(l),
+        }
+    }
+
+    /// Whether the main port speaks TLS.
+    pub fn is_tls(&self) -> bool {
+        matches!(self.listener, Listener::Tls(_))
     }
 
     /// The shared context (for tests and embedding).
@@ -79,14 +100,17 @@ impl Server {
         let jwks = tokio::spawn(watch_jwks(ctx.clone()));
         let metrics = self.metrics.map(|l| tokio::spawn(serve_metrics(l, ctx.clone())));
         let stop = ctx.clone();
-        let served = axum::serve(self.listener, router(ctx.clone()))
-            .with_graceful_shutdown(async move {
-                tokio::select! {
-                    () = signal => stop.begin_shutdown(),
-                    () = stop.shutdown.cancelled() => {}
-                }
-            })
-            .await;
+        let until = async move {
+            tokio::select! {
+                () = signal => stop.begin_shutdown(),
+                () = stop.shutdown.cancelled() => {}
+            }
+        };
+        let app = router(ctx.clone());
+        let served = match self.listener {
+            Listener::Plain(l) => axum::serve(l, app).with_graceful_shutdown(until).await,
+            Listener::Tls(l) => axum::serve(l, app).with_graceful_shutdown(until).await,
+        };
         ctx.begin_shutdown();
         ctx.tasks.close();
         let grace = Duration::from_secs(ctx.config.shutdown_grace_seconds);
