@@ -69,6 +69,8 @@ pub struct Config {
     pub outbox_max_messages: usize,
     /// Bytes a connection may have queued before it is disconnected with 4100.
     pub outbox_max_bytes: usize,
+    /// Admin token of the debug console at `/debug?token=...` (empty: the console is off).
+    pub debug_console_token: String,
     /// Seconds connections get to close (after `pusher:error` 4200) once shutdown begins.
     pub shutdown_grace_seconds: u64,
     /// Serve Prometheus metrics at `/metrics` on `metrics_port`.
@@ -240,6 +242,7 @@ impl Default for Config {
             max_request_bytes: 1024 * 1024,
             outbox_max_messages: 1000,
             outbox_max_bytes: 1024 * 1024,
+            debug_console_token: String::new(),
             shutdown_grace_seconds: 5,
             metrics_enabled: true,
             metrics_host: String::new(),

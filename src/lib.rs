@@ -9,6 +9,7 @@
 //! - [`api`]: the signed REST API and the token-based auth endpoints.
 //! - [`jwt`]: JSON Web Token verification (secret, PEM, JWKS) and channel grants.
 //! - [`webhooks`]: batched, signed, retried webhooks with a dead-letter file.
+//! - [`debug_console`]: the opt-in live console at `/debug`.
 //! - [`ops`]: `/up`, `/ready`, `/usage`.
 //! - [`server`]: binds, routes, shuts down.
 //! - [`tls`]: rustls for `wss://` and `https://` on the main port.
@@ -16,6 +17,7 @@
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod debug_console;
 pub mod hub;
 pub mod jwt;
 pub mod ops;

@@ -20,6 +20,7 @@ pub fn router(ctx: Context) -> Router {
         .route(&format!("{}/", ws::ROUTE), get(ws::upgrade))
         .merge(api::router(&ctx))
         .merge(ops::router())
+        .merge(crate::debug_console::router(&ctx))
         .merge(http::router(&ctx));
     if !prefix.is_empty() {
         r = r.route(&format!("{prefix}{}", ws::ROUTE), get(ws::upgrade));

@@ -2,6 +2,7 @@
 
 use crate::api::auth_endpoint::AuthApps;
 use crate::config::Config;
+use crate::debug_console::DebugFeed;
 use crate::hub::Hub;
 use crate::telemetry::metrics::Metrics;
 use crate::webhooks::Webhooks;
@@ -27,6 +28,8 @@ pub struct Context {
     pub auth: Arc<AuthApps>,
     /// Prometheus registry.
     pub metrics: Arc<Metrics>,
+    /// Live feed of the debug console.
+    pub debug: DebugFeed,
     /// Live HTTP fallback sessions.
     pub http_sessions: crate::transport::http::Sessions,
     draining: Arc<AtomicBool>,
@@ -36,8 +39,10 @@ impl Context {
     /// Builds the context for a validated configuration.
     pub fn new(config: Config) -> Self {
         let webhooks = Arc::new(Webhooks::new(&config));
+        let debug = DebugFeed::default();
         Context {
-            hub: Hub::new(&config, &webhooks),
+            hub: Hub::new(&config, &webhooks, &debug),
+            debug,
             webhooks,
             auth: Arc::new(AuthApps::new(&config.apps)),
             metrics: Arc::new(Metrics::new(&config.metrics_prefix)),

@@ -44,6 +44,7 @@ fn documented() -> BTreeSet<(String, String)> {
 fn routed() -> BTreeSet<(String, String)> {
     let mut out: BTreeSet<_> = sinew::api::ROUTES.iter().map(|r| (r.method.to_string(), shape(r.path))).collect();
     out.extend(sinew::ops::ROUTES.iter().map(|(m, p)| (m.to_string(), shape(p))));
+    out.extend(sinew::debug_console::ROUTES.iter().map(|(m, p)| (m.to_string(), shape(p))));
     out.extend(sinew::transport::http::ROUTES.iter().map(|(m, p)| (m.to_string(), shape(p))));
     out.insert(("GET".into(), shape(sinew::transport::ws::ROUTE)));
     out
@@ -60,7 +61,7 @@ fn document_and_router_list_the_same_routes() {
 
 #[tokio::test]
 async fn every_documented_route_is_served() {
-    let s = TestServer::default().await;
+    let s = TestServer::start(|c| c.debug_console_token = "console-token".into()).await;
     let http = s.http();
     for (method, path) in documented() {
         let concrete = path.replacen("{}", "1", 1).replace("{}", "presence-x");

@@ -121,6 +121,10 @@ fn deliver(hub: &Hub, app: &AppState, ev: &Event) -> Option<Map<String, Value>> 
         }
     }
     app.stats().events_published.fetch_add(1, Ordering::Relaxed);
+    app.debug(|| {
+        json!({"type": "rest_publish", "channels": ev.channels, "event": ev.name,
+            "socket_id": ev.socket_id, "data": crate::debug_console::preview(&ev.data, 200)})
+    });
     if ev.info.is_empty() {
         return None;
     }

@@ -13,6 +13,7 @@ pub use outbox::{CloseRequest, Drained, Frame, OVERFLOW_CLOSE_CODE, Outbox, Outb
 pub use registry::{ChannelSummary, Member, SubscribeError};
 
 use crate::config::{AppConfig, Config};
+use crate::debug_console::DebugFeed;
 use crate::webhooks::{Emitter, Trigger, Webhooks};
 use dashmap::DashMap;
 use std::collections::HashMap;
@@ -131,6 +132,7 @@ pub struct AppState {
     cache: Mutex<HashMap<String, CachedEvent>>,
     stats: Arc<Stats>,
     hooks: Option<Emitter>,
+    debug: DebugFeed,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -138,8 +140,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl AppState {
+    #[cfg(test)]
     fn new(config: AppConfig, stats: Arc<Stats>, hooks: Option<Emitter>) -> Self {
+        Self::with_feed(config, stats, hooks, DebugFeed::default())
+    }
+
+    fn with_feed(config: AppConfig, stats: Arc<Stats>, hooks: Option<Emitter>, debug: DebugFeed) -> Self {
         AppState {
+            debug,
             hooks,
             config,
             connections: AtomicU64::new(0),
@@ -156,6 +164,11 @@ impl AppState {
         if let Some(h) = &self.hooks {
             h.emit(trigger());
         }
+    }
+
+    /// Sends an event to open debug consoles (built only when one is watching).
+    pub fn debug(&self, event: impl FnOnce() -> serde_json::Value) {
+        self.debug.emit(&self.config.id, event);
     }
 
     /// Whether the app has webhook endpoints.
@@ -217,11 +230,12 @@ pub struct Hub {
 
 impl Hub {
     /// Builds the state for every configured app; `webhooks` supplies each app's emitter.
-    pub fn new(config: &Config, webhooks: &Webhooks) -> Self {
+    pub fn new(config: &Config, webhooks: &Webhooks, debug: &DebugFeed) -> Self {
         let mut by_key = HashMap::new();
         let mut by_id = HashMap::new();
         for app in &config.apps {
-            let state = Arc::new(AppState::new(app.clone(), Arc::default(), webhooks.emitter(&app.id)));
+            let state =
+                Arc::new(AppState::with_feed(app.clone(), Arc::default(), webhooks.emitter(&app.id), debug.clone()));
             by_key.insert(app.key.clone(), state.clone());
             by_id.insert(app.id.clone(), state);
         }
@@ -300,7 +314,7 @@ mod tests {
     #[test]
     fn socket_ids_round_trip() {
         let config = Config::load(None, Vec::new()).unwrap_or_else(|e| panic!("{e}"));
-        let hub = Hub::new(&config, &Webhooks::new(&config));
+        let hub = Hub::new(&config, &Webhooks::new(&config), &DebugFeed::default());
         let c = hub.new_connection(&hub.app_by_key("app-key").unwrap_or_else(|| panic!("dev app")));
         let sid = hub.socket_id(c.id);
         assert!(is_valid_socket_id(&sid));

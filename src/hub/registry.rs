@@ -108,6 +108,9 @@ impl AppState {
                         let added = Frame::from(frame::member_added(channel, &m.id_json, m.info_json.as_deref()));
                         self.fan_out(&ch, &added, Some(conn.id));
                         self.emit(|| Trigger::MemberAdded { channel: channel.to_string(), user_id: m.key.clone() });
+                        self.debug(
+                            || serde_json::json!({"type": "member_added", "channel": channel, "user_id": m.key}),
+                        );
                     }
                 }
             } else if ch.subscribers.is_empty() {
@@ -151,6 +154,7 @@ impl AppState {
                 let (user_id, gone) = e.remove_entry();
                 let removed = Frame::from(frame::member_removed(channel, &gone.id_json));
                 self.fan_out(&ch, &removed, None);
+                self.debug(|| serde_json::json!({"type": "member_removed", "channel": channel, "user_id": user_id}));
                 self.emit(|| Trigger::MemberRemoved { channel: channel.to_string(), user_id });
             }
         }

@@ -126,6 +126,7 @@ impl Connection {
         app.set_live(conn.id, true);
         let socket_id = hub.socket_id(conn.id);
         conn.outbox.push(Frame::from(frame::connection_established(&socket_id, activity_timeout)));
+        app.debug(|| serde_json::json!({"type": "connection_opened", "socket_id": socket_id}));
         Ok(Connection {
             app,
             conn,
@@ -234,6 +235,9 @@ impl Connection {
         let key = member.as_ref().map(|m| m.key.clone());
         match self.app.subscribe(&self.conn, name, member) {
             Ok(()) => {
+                self.app.debug(|| {
+                    serde_json::json!({"type": "subscribed", "channel": name, "socket_id": self.socket_id, "user_id": key})
+                });
                 self.subscriptions.insert(d.channel, key);
             }
             Err(e @ SubscribeError::AlreadySubscribed(_)) => self.error(None, &e.to_string()),
@@ -278,6 +282,8 @@ impl Connection {
     fn unsubscribe(&mut self, channel: &str) {
         if self.subscriptions.remove(channel).is_some() {
             self.app.unsubscribe(self.conn.id, channel);
+            self.app
+                .debug(|| serde_json::json!({"type": "unsubscribed", "channel": channel, "socket_id": self.socket_id}));
         }
     }
 
@@ -361,6 +367,10 @@ impl Connection {
         self.rate.count += 1;
         let f = Frame::from(frame::client_event(event, channel, data_json, member.as_deref()));
         self.app.publish(channel, &f, Some(self.conn.id));
+        self.app.debug(|| {
+            serde_json::json!({"type": "client_event", "channel": channel, "event": event, "socket_id": self.socket_id,
+                "user_id": member, "data": crate::debug_console::preview(data_json.unwrap_or(""), 200)})
+        });
         self.app.emit(|| Trigger::ClientEvent {
             channel: channel.to_string(),
             event: event.to_string(),
@@ -390,6 +400,7 @@ impl Drop for Connection {
         if let Some(user) = &self.user {
             self.app.sign_out(self.conn.id, &user.id, &user.watchlist);
         }
+        self.app.debug(|| serde_json::json!({"type": "connection_closed", "socket_id": self.socket_id}));
         self.app.set_live(self.conn.id, false);
         self.app.release_connection();
         self.app.stats().connections_closed.fetch_add(1, Ordering::Relaxed);

@@ -11,6 +11,7 @@ mod delivery;
 mod dispatch;
 
 pub use dead_letter::{DeadLetter, replay};
+pub use delivery::now_ms;
 
 use crate::config::{AppConfig, Config};
 use serde_json::{Value, json};
