@@ -179,6 +179,17 @@ async fn websocket_ping_frames_count_as_activity() {
 }
 
 #[tokio::test]
+async fn a_client_close_frame_is_answered() {
+    let s = TestServer::default().await;
+    let mut c = s.client().await;
+    c.ws.send(Message::Close(None)).await.unwrap();
+    // The server answers with its own Close frame rather than just dropping the TCP connection.
+    let reply = tokio::time::timeout(Duration::from_secs(2), futures_util::StreamExt::next(&mut c.ws)).await.unwrap();
+    assert!(matches!(reply, Some(Ok(Message::Close(_)))), "{reply:?}");
+    s.stop().await;
+}
+
+#[tokio::test]
 async fn bad_input_gets_errors_and_the_socket_stays_open() {
     let s = TestServer::default().await;
     let mut c = s.client().await;

@@ -19,6 +19,18 @@ const EMPTY_MD5: &str = "d41d8cd98f00b204e9800998ecf8427e";
 /// Order: unknown app id (404), then key, timestamp, body_md5 and signature (401), then disabled (403).
 pub fn verify(ctx: &Context, app_id: &str, method: &Method, uri: &Uri, body: &[u8]) -> Result<Arc<AppState>, ApiError> {
     let app = ctx.hub.app_by_id(app_id).ok_or_else(|| ApiError::NotFound(format!("Unknown app id {app_id}")))?;
+    verify_for(app, method, uri, body)
+}
+
+/// Like [`verify`] for routes without an app id in the path: the app is the one whose key is
+/// `auth_key` (the Python SDK posts `terminate_connections` to `/users/{id}/...` this way).
+pub fn verify_by_key(ctx: &Context, method: &Method, uri: &Uri, body: &[u8]) -> Result<Arc<AppState>, ApiError> {
+    let key = query_param(uri, "auth_key").ok_or_else(|| ApiError::Unauthorized("Missing auth_key".into()))?;
+    let app = ctx.hub.app_by_key(&key).ok_or_else(|| ApiError::Unauthorized("Unknown auth_key".into()))?;
+    verify_for(app, method, uri, body)
+}
+
+fn verify_for(app: Arc<AppState>, method: &Method, uri: &Uri, body: &[u8]) -> Result<Arc<AppState>, ApiError> {
     let params: Vec<(String, String)> = uri
         .query()
         .map(|q| form_urlencoded::parse(q.as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())).collect())

@@ -34,6 +34,11 @@ pub const ROUTES: &[Route] = &[
         path: "/apps/{app_id}/users/{user_id}/terminate_connections",
         handler: || post(users::terminate_connections),
     },
+    Route {
+        method: "POST",
+        path: "/users/{user_id}/terminate_connections",
+        handler: || post(users::terminate_connections_by_key),
+    },
     Route { method: "POST", path: "/apps/{app_id}/auth", handler: || post(auth_endpoint::channel_auth) },
     Route { method: "OPTIONS", path: "/apps/{app_id}/auth", handler: || options(auth_endpoint::preflight) },
     Route { method: "POST", path: "/apps/{app_id}/user-auth", handler: || post(auth_endpoint::user_auth) },

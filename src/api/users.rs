@@ -1,6 +1,9 @@
-//! `POST /apps/{id}/users/{user_id}/terminate_connections`.
+//! `POST /apps/{id}/users/{user_id}/terminate_connections`, and the same without the app prefix
+//! (`POST /users/{user_id}/terminate_connections`, app taken from `auth_key`) as the official
+//! Python SDK sends it.
 
 use super::{ApiError, auth};
+use crate::hub::AppState;
 use crate::protocol::channel;
 use crate::state::Context;
 use axum::Json;
@@ -18,10 +21,26 @@ pub async fn terminate_connections(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let app = auth::verify(&ctx, &app_id, &method, &uri, &body)?;
-    if let Err(e) = channel::validate_user_id(&user_id, app.config.max_user_id_length) {
+    terminate(&app, &user_id)
+}
+
+/// `POST /users/{user_id}/terminate_connections` (the app is the one owning `auth_key`).
+pub async fn terminate_connections_by_key(
+    State(ctx): State<Context>,
+    Path(user_id): Path<String>,
+    method: Method,
+    uri: Uri,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let app = auth::verify_by_key(&ctx, &method, &uri, &body)?;
+    terminate(&app, &user_id)
+}
+
+fn terminate(app: &AppState, user_id: &str) -> Result<Json<Value>, ApiError> {
+    if let Err(e) = channel::validate_user_id(user_id, app.config.max_user_id_length) {
         return Err(ApiError::BadRequest(format!("Invalid user id {user_id}: {e}")));
     }
-    let closed = app.terminate_user(&user_id);
+    let closed = app.terminate_user(user_id);
     tracing::info!(app = %app.config.id, user = %user_id, closed, "terminated user connections");
     Ok(Json(json!({})))
 }

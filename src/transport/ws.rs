@@ -160,7 +160,12 @@ async fn serve(ctx: Context, ws: Socket, key: &str, query: &ClientQuery) {
                         outbox.push(Frame::from(frame::error(None, "Binary frames are not supported")));
                     }
                     Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
-                    Some(Ok(Message::Close(_))) | None => break,
+                    Some(Ok(Message::Close(_))) => {
+                        // Answer the client's close frame (the library queued the reply) before leaving.
+                        let _ = timeout(Duration::from_secs(1), sink.close()).await;
+                        break;
+                    }
+                    None => break,
                     Some(Err(e)) => {
                         tracing::debug!(error = %e, "websocket read failed");
                         if matches!(e, tokio_tungstenite::tungstenite::Error::Capacity(_)) {
