@@ -64,7 +64,7 @@ class PythonClients(unittest.TestCase):
         client.connection.bind("pusher:connection_established", lambda _data: connected.set())
         client.connect()
         self.assertTrue(connected.wait(5), "pysher connected")
-        self.addCleanup(client.disconnect)
+        self.addCleanup(client.disconnect, 2)
         return client
 
     def test_public_private_and_presence_with_sdk_events(self):
