@@ -91,7 +91,20 @@ const REDACTED: &str = "<redacted>";
 /// The configuration as TOML with every secret replaced.
 pub fn print_config(config: &Config) -> String {
     let mut c = config.clone();
+    if !c.debug_console_token.is_empty() {
+        c.debug_console_token = REDACTED.into();
+    }
     for app in &mut c.apps {
+        for w in &mut app.webhooks {
+            // Credentials in a URL (`https://user:password@host/...`).
+            if let Some((scheme, rest)) = w.url.split_once("://")
+                && let Some((authority, path)) = rest.split_once('/').or(Some((rest, "")))
+                && let Some((_, host)) = authority.rsplit_once('@')
+            {
+                let slash = if rest.contains('/') { "/" } else { "" };
+                w.url = format!("{scheme}://{REDACTED}@{host}{slash}{path}");
+            }
+        }
         for s in [&mut app.secret, &mut app.jwt_secret, &mut app.encryption_master_key_base64] {
             if !s.is_empty() {
                 *s = REDACTED.into();
@@ -176,8 +189,15 @@ mod tests {
     fn print_redacts_secrets() {
         let mut c = Config::load(None, Vec::new()).unwrap_or_else(|e| panic!("{e}"));
         c.apps[0].jwt_secret = "shh".into();
+        c.debug_console_token = "admin-token".into();
+        c.apps[0].webhooks = vec![crate::config::WebhookTarget {
+            url: "https://u:pw@h.example/x".into(),
+            event_types: vec![],
+            channel_prefix: None,
+        }];
         let out = print_config(&c);
-        assert!(!out.contains("app-secret") && !out.contains("shh"), "{out}");
+        assert!(!out.contains("app-secret") && !out.contains("shh") && !out.contains("admin-token"), "{out}");
+        assert!(!out.contains("pw@") && out.contains("@h.example/x"), "{out}");
         assert!(out.contains(REDACTED));
         assert!(out.contains("key = \"app-key\""));
     }

@@ -285,3 +285,33 @@ async fn shutdown_closes_sessions_with_4200() {
     }
     stop.await.unwrap();
 }
+
+#[tokio::test]
+async fn listen_only_streams_are_pinged_before_any_4201() {
+    let s = TestServer::start(|c| {
+        fast(c);
+        c.activity_timeout = 1;
+        c.pong_timeout = 1;
+    })
+    .await;
+    let mut r = Receiver::open(&s, KEY, "3/listener", "xhr_streaming").await;
+    r.established(true).await;
+    // The client never sends anything on its own: the server asks with pusher:ping first.
+    r.event("pusher:ping").await;
+    send_msgs(&s, "3/listener", &[json!({"event":"pusher:pong","data":{}})]).await;
+    // Answered: still open after longer than activity + pong timeouts, and pinged again.
+    r.event("pusher:ping").await;
+    send_msgs(&s, "3/listener", &[json!({"event":"pusher:pong","data":{}})]).await;
+    r.event("pusher:ping").await;
+    // Unanswered: closed with 4201.
+    loop {
+        match r.frame().await {
+            Fr::Close(code, _) => {
+                assert_eq!(code, 4201);
+                break;
+            }
+            _ => continue,
+        }
+    }
+    s.stop().await;
+}

@@ -157,3 +157,68 @@ async fn rate_limited_per_app_and_disabled_without_keys() {
     assert_eq!(r.status(), 404);
     plain.stop().await;
 }
+
+#[tokio::test]
+async fn wildcard_origins_never_get_the_cookie_token() {
+    let s = TestServer::start(|c| {
+        c.apps[0].jwt_secret = JWT_SECRET.into();
+        c.apps[0].jwt_cookie = "session".into();
+        c.apps[0].allowed_origins = vec!["*".into()];
+    })
+    .await;
+    let c = s.client().await;
+    let token = hs256(claims(&["private-*"]));
+    let form = [("socket_id", c.socket_id.as_str()), ("channel_name", "private-a")];
+    let res = post(
+        &s,
+        "/apps/1/user-auth",
+        &[("cookie", format!("session={token}")), ("origin", "https://evil.example".into())],
+        &form,
+    )
+    .await;
+    assert_eq!(res.status(), 401, "a cross-site page cannot use the visitor's cookie");
+    assert!(res.headers().get("access-control-allow-credentials").is_none());
+    // A bearer token the page holds itself is fine from any origin.
+    let res = post(
+        &s,
+        "/apps/1/auth",
+        &[("authorization", format!("Bearer {token}")), ("origin", "https://evil.example".into())],
+        &form,
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    // Same-origin pages may use the cookie.
+    let own = format!("http://{}", s.addr);
+    let res = post(&s, "/apps/1/auth", &[("cookie", format!("session={token}")), ("origin", own)], &form).await;
+    assert_eq!(res.status(), 200);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn configured_issuer_and_audience_are_required() {
+    let s = TestServer::start(|c| {
+        c.apps[0].jwt_secret = JWT_SECRET.into();
+        c.apps[0].jwt_issuer = "https://id.example".into();
+        c.apps[0].jwt_audience = "sinew".into();
+    })
+    .await;
+    let c = s.client().await;
+    let form = [("socket_id", c.socket_id.as_str()), ("channel_name", "private-a")];
+    let base = || json!({"sub":"u1","channels":["private-*"],"exp": common::now() + 300});
+    let mut full = base();
+    full["iss"] = json!("https://id.example");
+    full["aud"] = json!("sinew");
+    let mut no_iss = full.clone();
+    no_iss.as_object_mut().unwrap().remove("iss");
+    let mut no_aud = full.clone();
+    no_aud.as_object_mut().unwrap().remove("aud");
+    let mut numeric = full.clone();
+    numeric["iss"] = json!(123);
+    for (what, claims, status) in
+        [("full", full, 200), ("no iss", no_iss, 401), ("no aud", no_aud, 401), ("numeric iss", numeric, 401)]
+    {
+        let r = post(&s, "/apps/1/auth", &[("authorization", format!("Bearer {}", hs256(claims)))], &form).await;
+        assert_eq!(r.status(), status, "{what}");
+    }
+    s.stop().await;
+}

@@ -64,16 +64,28 @@ impl AuthApps {
 /// `Err(())` when the origin is not allowed.
 fn allowed_origin(app: &AppConfig, headers: &HeaderMap) -> Result<Option<HeaderValue>, ()> {
     let Some(origin) = headers.get(header::ORIGIN) else { return Ok(None) };
-    let ok = app.allowed_origins.iter().any(|o| o == "*" || o.as_bytes() == origin.as_bytes());
-    if ok { Ok(Some(origin.clone())) } else { Err(()) }
+    let listed = app.allowed_origins.iter().any(|o| o == "*" || o.as_bytes() == origin.as_bytes());
+    if listed || same_origin(headers, origin) { Ok(Some(origin.clone())) } else { Err(()) }
+}
+
+/// Whether `origin` is this server itself (a page served from the same host and port).
+fn same_origin(headers: &HeaderMap, origin: &HeaderValue) -> bool {
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    origin.to_str().is_ok_and(|o| o.strip_prefix("http://").or_else(|| o.strip_prefix("https://")) == host)
+}
+
+/// Credentials (the token cookie) may only be shared with an origin named explicitly.
+fn credentials_allowed(app: &AppConfig, origin: &HeaderValue) -> bool {
+    !app.jwt_cookie.is_empty() && app.allowed_origins.iter().any(|o| o.as_bytes() == origin.as_bytes())
 }
 
 fn with_cors(mut res: Response, origin: Option<HeaderValue>, app: &AppConfig) -> Response {
     if let Some(o) = origin {
+        let credentials = credentials_allowed(app, &o);
         let h = res.headers_mut();
         h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, o);
         h.insert(header::VARY, HeaderValue::from_static("Origin"));
-        if !app.jwt_cookie.is_empty() {
+        if credentials {
             h.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
         }
     }
@@ -153,8 +165,8 @@ fn check(ctx: &Context, app: &AppState, headers: &HeaderMap, body: &[u8]) -> Res
     if !live {
         return Err(refuse(StatusCode::FORBIDDEN, "socket_id is not a live connection of this app"));
     }
-    let token =
-        token(cfg, headers).ok_or_else(|| refuse(StatusCode::UNAUTHORIZED, &TokenError::Missing.to_string()))?;
+    let token = token(cfg, headers, origin.as_ref())
+        .ok_or_else(|| refuse(StatusCode::UNAUTHORIZED, &TokenError::Missing.to_string()))?;
     let claims = auth.verifier.verify(&token).map_err(|e| refuse(StatusCode::UNAUTHORIZED, &e.to_string()))?;
     Ok(Checked { origin, form, socket_id, claims })
 }
@@ -173,14 +185,16 @@ fn take_slot(auth: &AuthApp, per_second: u32) -> bool {
     true
 }
 
-/// The token from the configured header (`Bearer` prefix optional) or cookie.
-fn token(cfg: &AppConfig, headers: &HeaderMap) -> Option<String> {
+/// The token from the configured header (`Bearer` prefix optional) or cookie. The cookie is only
+/// read without an `Origin`, from the same origin, or from an origin listed by name (never `*`).
+fn token(cfg: &AppConfig, headers: &HeaderMap, origin: Option<&HeaderValue>) -> Option<String> {
     let from_header = headers.get(cfg.jwt_header.as_str()).and_then(|v| v.to_str().ok()).map(|v| {
         let v = v.trim();
         v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")).unwrap_or(v).trim().to_string()
     });
+    let cookie_ok = origin.is_none_or(|o| same_origin(headers, o) || credentials_allowed(cfg, o));
     let from_cookie = || {
-        if cfg.jwt_cookie.is_empty() {
+        if cfg.jwt_cookie.is_empty() || !cookie_ok {
             return None;
         }
         headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(

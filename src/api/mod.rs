@@ -11,6 +11,7 @@ pub use error::ApiError;
 
 use crate::state::Context;
 use axum::Router;
+use axum::http::Method;
 use axum::routing::{MethodRouter, get, options, post};
 
 /// One REST route: its method and path template, and the handler serving it.
@@ -58,10 +59,14 @@ async fn count_call(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    let endpoint = req
-        .extensions()
-        .get::<axum::extract::MatchedPath>()
-        .map_or_else(|| "unmatched".to_string(), |p| format!("{} {}", req.method(), p.as_str()));
+    let endpoint = req.extensions().get::<axum::extract::MatchedPath>().map_or_else(
+        || "unmatched".to_string(),
+        |p| {
+            let m = req.method();
+            let method = if [Method::GET, Method::POST, Method::OPTIONS].contains(m) { m.as_str() } else { "OTHER" };
+            format!("{method} {}", p.as_str())
+        },
+    );
     let started = tokio::time::Instant::now();
     let res = next.run(req).await;
     ctx.metrics.http_call(&endpoint, res.status().as_u16(), started.elapsed().as_secs_f64());

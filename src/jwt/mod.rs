@@ -102,7 +102,14 @@ impl Verifier {
         let mut validation = Validation::new(alg);
         validation.leeway = self.leeway;
         validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["exp", "sub"]);
+        let mut required = vec!["exp", "sub"];
+        if self.issuer.is_some() {
+            required.push("iss");
+        }
+        if self.audience.is_some() {
+            required.push("aud");
+        }
+        validation.set_required_spec_claims(&required);
         match &self.audience {
             Some(a) => validation.set_audience(&[a]),
             None => validation.validate_aud = false,

@@ -52,8 +52,9 @@ impl DeadLetter {
         let path = PathBuf::from(path);
         let thread_stats = stats.clone();
         let spawned = std::thread::Builder::new().name("sinew-dead-letter".into()).spawn(move || {
-            let mut file: Option<BufWriter<std::fs::File>> = None;
             while let Ok(first) = rx.recv() {
+                // Opened per batch, so a file moved away (by a replay) is recreated at the path.
+                let mut file: Option<BufWriter<std::fs::File>> = None;
                 let mut lines = Vec::new();
                 let mut flushes = Vec::new();
                 for m in std::iter::once(first).chain(rx.try_iter()) {
@@ -79,7 +80,6 @@ impl DeadLetter {
                         thread_stats.dead_lettered.fetch_add(lines.len() as u64, Ordering::Relaxed);
                     }
                     Err(e) => {
-                        file = None;
                         thread_stats.lost.fetch_add(events as u64, Ordering::Relaxed);
                         for (line, _) in &lines {
                             tracing::error!(path = %path.display(), error = %e, lost = %line, "cannot write the webhook dead-letter file");

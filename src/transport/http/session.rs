@@ -241,7 +241,12 @@ impl Task {
         let cfg = self.ctx.config.clone();
         let heartbeat = Duration::from_secs(cfg.http_heartbeat_interval);
         let orphan = Duration::from_secs(cfg.http_session_timeout);
-        let silence = Duration::from_secs(cfg.activity_timeout + cfg.pong_timeout);
+        let activity = Duration::from_secs(cfg.activity_timeout);
+        let pong_wait = Duration::from_secs(cfg.pong_timeout);
+        // Like the WebSocket transport: after `activity_timeout` of client silence send a
+        // `pusher:ping` (pusher-js answers through xhr_send); close with 4201 only if that goes
+        // unanswered too. Listen-only clients never send anything otherwise.
+        let mut pinged = false;
         let mut batch: Vec<Frame> = Vec::new();
         let mut shutdown_seen = false;
         while !self.done {
@@ -265,6 +270,7 @@ impl Task {
                 cmd = cmds.recv() => match cmd {
                     Some(Command::Attach(r)) => {
                         self.last_inbound = Instant::now();
+                        pinged = false;
                         self.receiver = Some(r);
                         if let Some((bytes, closes)) = self.pending.take() {
                             self.deliver(bytes, closes).await;
@@ -272,6 +278,10 @@ impl Task {
                     }
                     Some(Command::Messages(messages)) => {
                         self.last_inbound = Instant::now();
+                        pinged = false;
+                        let stats = self.conn.app().stats();
+                        stats.messages_in.fetch_add(messages.len() as u64, Ordering::Relaxed);
+                        stats.bytes_in.fetch_add(messages.iter().map(|m| m.len() as u64).sum(), Ordering::Relaxed);
                         for m in &messages {
                             self.conn.handle_text(m);
                         }
@@ -279,6 +289,9 @@ impl Task {
                     None => break,
                 },
                 drained = outbox.next(&mut batch), if writable => {
+                    let stats = self.conn.app().stats();
+                    stats.messages_out.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    stats.bytes_out.fetch_add(batch.iter().map(|f| f.len() as u64).sum(), Ordering::Relaxed);
                     let mut text = String::new();
                     framing::push_messages(&mut text, &batch);
                     batch.clear();
@@ -294,8 +307,13 @@ impl Task {
                 () = receiver_gone(self.receiver.as_ref()) => self.detach(),
                 () = sleep_until_some(heartbeat_at) => self.deliver(Bytes::from_static(framing::HEARTBEAT), false).await,
                 () = sleep_until_some(expire_at) => break,
-                () = sleep_until(self.last_inbound + silence), if !closing => {
-                    outbox.close(None, 4201, "Pong reply not received");
+                () = sleep_until(self.last_inbound + activity + if pinged { pong_wait } else { Duration::ZERO }), if !closing => {
+                    if pinged {
+                        outbox.close(None, 4201, "Pong reply not received");
+                    } else {
+                        outbox.push(Frame::from(frame::ping()));
+                        pinged = true;
+                    }
                 }
             }
         }
