@@ -61,6 +61,10 @@ pub async fn upgrade(State(ctx): State<Context>, Path(key): Path<String>, mut re
         match upgraded.downcast::<TokioIo<TcpStream>>() {
             Ok(parts) => {
                 let (io, early) = (parts.io.into_inner(), parts.read_buf.to_vec());
+                // Frames are written in whole batches; do not hold one back waiting for an ACK.
+                if let Err(e) = io.set_nodelay(true) {
+                    tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+                }
                 let ws = if early.is_empty() {
                     WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await
                 } else {
