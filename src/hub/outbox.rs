@@ -2,11 +2,14 @@
 //!
 //! Publishers push shared frames without blocking. A connection whose queue overflows is marked for
 //! closing with 4100 and its queue is dropped, so a client that does not read never slows others down.
+//!
+//! The writer's waker lives under the same lock as the queue, so a push costs one uncontended lock and
+//! at most one wake-up (none while the writer is already awake).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use tokio::sync::Notify;
+use std::task::{Poll, Waker};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 /// One encoded message, shared by every recipient (cloning bumps a reference count).
@@ -38,11 +41,12 @@ struct State {
     queue: VecDeque<Frame>,
     bytes: usize,
     close: Option<CloseRequest>,
+    /// The writer waiting in [`Outbox::next`], if it is waiting.
+    waker: Option<Waker>,
 }
 
 struct Inner {
     state: Mutex<State>,
-    notify: Notify,
     limits: OutboxLimits,
     overflows: Arc<AtomicU64>,
 }
@@ -71,9 +75,7 @@ pub enum Drained {
 impl Outbox {
     /// Creates an empty queue; `overflows` counts connections dropped for not reading.
     pub fn new(limits: OutboxLimits, overflows: Arc<AtomicU64>) -> Self {
-        Outbox {
-            inner: Arc::new(Inner { state: Mutex::new(State::default()), notify: Notify::new(), limits, overflows }),
-        }
+        Outbox { inner: Arc::new(Inner { state: Mutex::new(State::default()), limits, overflows }) }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -93,15 +95,17 @@ impl Outbox {
             st.bytes = 0;
             st.close =
                 Some(CloseRequest { code: OVERFLOW_CLOSE_CODE, reason: "Over capacity: client is not reading".into() });
+            let waker = st.waker.take();
             drop(st);
             self.inner.overflows.fetch_add(1, Ordering::Relaxed);
-            self.inner.notify.notify_one();
+            wake(waker);
             return false;
         }
         st.bytes += len;
         st.queue.push_back(frame);
+        let waker = st.waker.take();
         drop(st);
-        self.inner.notify.notify_one();
+        wake(waker);
         true
     }
 
@@ -116,8 +120,9 @@ impl Outbox {
             st.queue.push_back(f);
         }
         st.close = Some(CloseRequest { code, reason: reason.to_string() });
+        let waker = st.waker.take();
         drop(st);
-        self.inner.notify.notify_one();
+        wake(waker);
     }
 
     /// True once a close was requested (by overflow, terminate or shutdown).
@@ -127,7 +132,10 @@ impl Outbox {
 
     /// Moves every queued frame into `batch` (without waiting); a pending close comes last.
     pub fn drain(&self, batch: &mut Vec<Frame>) -> Option<Drained> {
-        let mut st = self.lock();
+        Self::drain_locked(&mut self.lock(), batch)
+    }
+
+    fn drain_locked(st: &mut State, batch: &mut Vec<Frame>) -> Option<Drained> {
         if st.queue.is_empty() && st.close.is_none() {
             return None;
         }
@@ -142,14 +150,19 @@ impl Outbox {
         })
     }
 
-    /// Waits until something is queued, then drains it into `batch`.
+    /// Waits until something is queued, then drains it into `batch`. Meant for one writer task.
     pub async fn next(&self, batch: &mut Vec<Frame>) -> Drained {
-        loop {
-            if let Some(d) = self.drain(batch) {
-                return d;
+        std::future::poll_fn(|cx| {
+            let mut st = self.lock();
+            if let Some(d) = Self::drain_locked(&mut st, batch) {
+                return Poll::Ready(d);
             }
-            self.inner.notify.notified().await;
-        }
+            if !st.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                st.waker = Some(cx.waker().clone());
+            }
+            Poll::Pending
+        })
+        .await
     }
 
     /// Frames currently queued.
@@ -160,6 +173,12 @@ impl Outbox {
     /// True when nothing is queued.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+fn wake(waker: Option<Waker>) {
+    if let Some(w) = waker {
+        w.wake();
     }
 }
 
@@ -188,6 +207,33 @@ mod tests {
             Drained::Frames => panic!("expected close"),
         }
         assert_eq!(batch, vec![Frame::from("bye")]);
+    }
+
+    #[tokio::test]
+    async fn push_and_close_wake_a_waiting_writer() {
+        let (o, _) = outbox(10, 1000);
+        let writer = {
+            let o = o.clone();
+            tokio::spawn(async move {
+                let mut batch = Vec::new();
+                let first = o.next(&mut batch).await;
+                let frames = std::mem::take(&mut batch);
+                let second = o.next(&mut batch).await;
+                (first, frames, second)
+            })
+        };
+        for _ in 0..3 {
+            tokio::task::yield_now().await;
+        }
+        assert!(o.push(Frame::from("x")));
+        for _ in 0..3 {
+            tokio::task::yield_now().await;
+        }
+        o.close(None, 4009, "bye");
+        let (first, frames, second) = writer.await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(first, Drained::Frames));
+        assert_eq!(frames, vec![Frame::from("x")]);
+        assert!(matches!(second, Drained::Close(c) if c.code == 4009));
     }
 
     #[tokio::test]

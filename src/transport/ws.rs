@@ -2,25 +2,28 @@
 //! frames into the [`Connection`] and writes its outbox to the socket in batches.
 
 use super::connection::{ClientQuery, Connection, Refusal};
-use crate::hub::{Drained, Frame};
+use crate::hub::{CloseRequest, Drained, Frame};
 use crate::protocol::frame;
 use crate::state::Context;
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use hyper_util::rt::TokioIo;
 use std::sync::atomic::Ordering;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
 use tokio::time::{Duration, Instant, sleep_until, timeout};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
-/// Read buffer per connection: client messages are small, so idle sockets stay cheap.
-const READ_BUFFER: usize = 4 * 1024;
+/// Read buffer per connection: client messages are small, so idle sockets stay cheap (larger
+/// messages are read in several steps). Tungstenite zeroes this much before every read attempt.
+const READ_BUFFER: usize = 1024;
 /// Frames are buffered up to this size before a write; each batch is flushed at its end.
 const WRITE_BUFFER: usize = 16 * 1024;
 /// A socket whose writes stall this long is dropped.
@@ -43,17 +46,34 @@ pub async fn upgrade(State(ctx): State<Context>, Path(key): Path<String>, mut re
     let on_upgrade = hyper::upgrade::on(&mut req);
     let task_ctx = ctx.clone();
     ctx.tasks.spawn(async move {
-        match on_upgrade.await {
-            Ok(upgraded) => {
-                let config = WebSocketConfig::default()
-                    .read_buffer_size(READ_BUFFER)
-                    .write_buffer_size(WRITE_BUFFER)
-                    .max_message_size(Some(task_ctx.config.max_message_bytes))
-                    .max_frame_size(Some(task_ctx.config.max_message_bytes));
+        let upgraded = match on_upgrade.await {
+            Ok(u) => u,
+            Err(e) => return tracing::debug!(error = %e, "websocket upgrade failed"),
+        };
+        let config = WebSocketConfig::default()
+            .read_buffer_size(READ_BUFFER)
+            .write_buffer_size(WRITE_BUFFER)
+            .max_message_size(Some(task_ctx.config.max_message_bytes))
+            .max_frame_size(Some(task_ctx.config.max_message_bytes));
+        // The plain TCP stream underneath, when it is one: no boxed I/O layer on every read and write.
+        match upgraded.downcast::<TokioIo<TcpStream>>() {
+            Ok(parts) => {
+                let (io, early) = (parts.io.into_inner(), parts.read_buf.to_vec());
+                // Frames are written in whole batches; do not hold one back waiting for an ACK.
+                if let Err(e) = io.set_nodelay(true) {
+                    tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+                }
+                let ws = if early.is_empty() {
+                    WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await
+                } else {
+                    WebSocketStream::from_partially_read(io, early, Role::Server, Some(config)).await
+                };
+                serve(task_ctx, ws, &key, &query).await;
+            }
+            Err(upgraded) => {
                 let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
                 serve(task_ctx, ws, &key, &query).await;
             }
-            Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),
         }
     });
     let mut res = Response::new(Body::empty());
@@ -85,7 +105,9 @@ fn accept_key(headers: &HeaderMap) -> Option<String> {
     Some(derive_accept_key(key.as_bytes()))
 }
 
-type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+/// What a connection task needs from its socket.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 /// A Close frame; the reason is cut to the 123 bytes a control frame allows.
 fn close_message(code: u16, reason: &str) -> Message {
@@ -96,7 +118,7 @@ fn close_message(code: u16, reason: &str) -> Message {
     Message::Close(Some(CloseFrame { code: CloseCode::from(code), reason: Utf8Bytes::from(&reason[..end]) }))
 }
 
-async fn refuse(mut ws: Socket, refusal: Refusal) {
+async fn refuse(mut ws: WebSocketStream<impl Io>, refusal: Refusal) {
     let _ = timeout(WRITE_TIMEOUT, async {
         ws.feed(Message::Text(refusal.frame())).await?;
         ws.send(close_message(refusal.code, &refusal.message)).await
@@ -104,8 +126,39 @@ async fn refuse(mut ws: Socket, refusal: Refusal) {
     .await;
 }
 
+/// Feeds `batch[*done..]` (then the close frame, if any) and flushes. `done` counts what was handed
+/// to the socket, so an interrupted call can be resumed without repeating or losing a frame.
+async fn write_from(
+    ws: &mut WebSocketStream<impl Io>,
+    batch: &[Frame],
+    close: Option<&CloseRequest>,
+    done: &mut usize,
+) -> Result<(), WsError> {
+    while let Some(f) = batch.get(*done) {
+        ws.feed(Message::Text(f.clone())).await?;
+        *done += 1;
+    }
+    if let Some(c) = close
+        && *done == batch.len()
+    {
+        ws.feed(close_message(c.code, &c.reason)).await?;
+        *done += 1;
+    }
+    ws.flush().await
+}
+
+/// Writes a drained batch; a socket that accepts nothing for [`WRITE_TIMEOUT`] fails.
+async fn write_batch(ws: &mut WebSocketStream<impl Io>, batch: &[Frame], close: Option<&CloseRequest>) -> bool {
+    let mut done = 0;
+    // Nearly every write completes at once; only a stalled one arms the timer.
+    if let Some(r) = write_from(ws, batch, close, &mut done).now_or_never() {
+        return r.is_ok();
+    }
+    matches!(timeout(WRITE_TIMEOUT, write_from(ws, batch, close, &mut done)).await, Ok(Ok(())))
+}
+
 /// Runs one connection until the client leaves, the server closes it, or shutdown.
-async fn serve(ctx: Context, ws: Socket, key: &str, query: &ClientQuery) {
+async fn serve(ctx: Context, mut ws: WebSocketStream<impl Io>, key: &str, query: &ClientQuery) {
     if ctx.is_draining() {
         return refuse(ws, Refusal { code: 4200, message: "Server is shutting down".into() }).await;
     }
@@ -117,13 +170,16 @@ async fn serve(ctx: Context, ws: Socket, key: &str, query: &ClientQuery) {
     };
     tracing::debug!(socket_id = conn.socket_id(), app = %conn.app().config.id, "connection opened");
     let outbox = conn.outbox().clone();
-    let (mut sink, mut stream) = ws.split();
     let mut batch: Vec<Frame> = Vec::new();
     let mut last_seen = Instant::now();
     let mut pinged = false;
     let mut shutdown_sent = false;
+    // Both futures live as long as the connection: a read does not touch the timer wheel (the timer
+    // checks `last_seen` when it fires), and the shutdown waiter is registered once.
+    let idle = sleep_until(last_seen + activity);
+    let shutdown = ctx.shutdown.clone().cancelled_owned();
+    tokio::pin!(idle, shutdown);
     loop {
-        let deadline = if pinged { last_seen + activity + pong_wait } else { last_seen + activity };
         tokio::select! {
             biased;
             drained = outbox.next(&mut batch) => {
@@ -131,22 +187,13 @@ async fn serve(ctx: Context, ws: Socket, key: &str, query: &ClientQuery) {
                 let stats = conn.app().stats();
                 stats.messages_out.fetch_add(batch.len() as u64, Ordering::Relaxed);
                 stats.bytes_out.fetch_add(batch.iter().map(|f| f.len() as u64).sum(), Ordering::Relaxed);
-                let written = timeout(WRITE_TIMEOUT, async {
-                    for f in batch.drain(..) {
-                        sink.feed(Message::Text(f)).await?;
-                    }
-                    match &close {
-                        Some(c) => sink.send(close_message(c.code, &c.reason)).await,
-                        None => sink.flush().await,
-                    }
-                })
-                .await;
+                let written = write_batch(&mut ws, &batch, close.as_ref()).await;
                 batch.clear();
-                if close.is_some() || !matches!(written, Ok(Ok(()))) {
+                if close.is_some() || !written {
                     break;
                 }
             }
-            msg = stream.next() => {
+            msg = ws.next() => {
                 last_seen = Instant::now();
                 pinged = false;
                 match msg {
@@ -162,28 +209,33 @@ async fn serve(ctx: Context, ws: Socket, key: &str, query: &ClientQuery) {
                     Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
                     Some(Ok(Message::Close(_))) => {
                         // Answer the client's close frame (the library queued the reply) before leaving.
-                        let _ = timeout(Duration::from_secs(1), sink.close()).await;
+                        let _ = timeout(Duration::from_secs(1), ws.flush()).await;
                         break;
                     }
                     None => break,
                     Some(Err(e)) => {
                         tracing::debug!(error = %e, "websocket read failed");
-                        if matches!(e, tokio_tungstenite::tungstenite::Error::Capacity(_)) {
-                            let _ = timeout(WRITE_TIMEOUT, sink.send(close_message(1009, "Message too big"))).await;
+                        if matches!(e, WsError::Capacity(_)) {
+                            let _ = timeout(WRITE_TIMEOUT, ws.send(close_message(1009, "Message too big"))).await;
                         }
                         break;
                     }
                 }
             }
-            () = sleep_until(deadline) => {
-                if pinged {
+            () = &mut idle => {
+                let due = if pinged { last_seen + activity + pong_wait } else { last_seen + activity };
+                if Instant::now() < due {
+                    idle.as_mut().reset(due);
+                } else if pinged {
                     outbox.close(None, 4201, "Pong reply not received");
+                    idle.as_mut().reset(due + WRITE_TIMEOUT);
                 } else {
                     outbox.push(Frame::from(frame::ping()));
                     pinged = true;
+                    idle.as_mut().reset(last_seen + activity + pong_wait);
                 }
             }
-            () = ctx.shutdown.cancelled(), if !shutdown_sent => {
+            () = &mut shutdown, if !shutdown_sent => {
                 shutdown_sent = true;
                 outbox.close(Some(Frame::from(frame::error(Some(4200), "Server is shutting down"))), 4200, "Server is shutting down");
             }

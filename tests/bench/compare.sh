@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark of Sinew, soketi and sockudo (run on demand; never part of CI).
+#
+#   tests/bench/compare.sh                 # every scenario, every server
+#   SERVERS="sinew" SCENARIOS="fanout-1k" tests/bench/compare.sh
+#
+# Each server runs alone, pinned to core 0 (`taskset -c 0`), on a fresh port, restarted for every
+# scenario, with the same app credentials; sinew-bench runs pinned to core 1. Results are appended
+# as JSON lines to $OUT/results.jsonl and summarised with the ratios at the end.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT="$PWD"
+
+PEERS="${PEERS:-/work/peers}"
+INSTALL_PEERS="${INSTALL_PEERS:-/work/shared/tools/install-peers.sh}"
+SERVERS="${SERVERS:-sinew soketi sockudo}"
+SCENARIOS="${SCENARIOS:-connect-5k connect-15k fanout-100 fanout-1k fanout-5k fanout-10k throughput client-events presence-churn}"
+OUT="${OUT:-$ROOT/target/bench/$(date +%Y%m%d-%H%M%S)}"
+SERVER_CORE="${SERVER_CORE:-0}"
+BENCH_CORE="${BENCH_CORE:-1}"
+APP_ID=bench-app APP_KEY=bench-key APP_SECRET=bench-secret
+
+mkdir -p "$OUT"
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+case " $SERVERS " in *" soketi "*|*" sockudo "*) "$INSTALL_PEERS" "$PEERS" ;; esac
+cargo build --release --locked --bin sinew --bin sinew-bench >/dev/null
+BENCH="$ROOT/target/release/sinew-bench"
+
+scenario_args() {
+  case "$1" in
+    connect-5k) echo "connect --connections 5000" ;;
+    connect-15k) echo "connect --connections 15000" ;;
+    fanout-100) echo "fanout --subscribers 100 --messages 2000 --rate 200" ;;
+    fanout-1k) echo "fanout --subscribers 1000 --messages 200 --rate 20" ;;
+    fanout-5k) echo "fanout --subscribers 5000 --messages 40 --rate 4" ;;
+    fanout-10k) echo "fanout --subscribers 10000 --messages 40 --rate 2" ;;
+    fanout-15k) echo "fanout --subscribers 15000 --messages 30 --rate 1.33" ;;
+    throughput) echo "throughput --channels 1000 --per-channel 10 --publishers 8 --duration 10" ;;
+    client-events) echo "client-events --pairs 500 --rate 4 --duration 10" ;;
+    presence-churn) echo "presence-churn --watchers 10 --churners 40 --rate 5 --duration 10" ;;
+    *) echo "unknown scenario $1" >&2; return 1 ;;
+  esac
+}
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# Starts server $1 on port $2 in the background; sets SERVER_PID.
+start_server() {
+  local name="$1" port="$2" log="$OUT/$1.log"
+  case "$name" in
+    sinew)
+      SINEW_HOST=127.0.0.1 SINEW_PORT="$port" SINEW_LOG=warn \
+      SINEW_APP_ID="$APP_ID" SINEW_APP_KEY="$APP_KEY" SINEW_APP_SECRET="$APP_SECRET" SINEW_APP_CLIENT_EVENTS=true \
+        taskset -c "$SERVER_CORE" "$ROOT/target/release/sinew" >>"$log" 2>&1 &
+      ;;
+    soketi)
+      SOKETI_HOST=127.0.0.1 SOKETI_PORT="$port" SOKETI_DEBUG=false SOKETI_METRICS_ENABLED=false \
+      SOKETI_DEFAULT_APP_ID="$APP_ID" SOKETI_DEFAULT_APP_KEY="$APP_KEY" SOKETI_DEFAULT_APP_SECRET="$APP_SECRET" \
+      SOKETI_DEFAULT_APP_ENABLE_CLIENT_MESSAGES=true SOKETI_DEFAULT_APP_MAX_CONNS=-1 \
+      SOKETI_DEFAULT_APP_MAX_BACKEND_EVENTS_PER_SEC=-1 SOKETI_DEFAULT_APP_MAX_CLIENT_EVENTS_PER_SEC=-1 \
+        taskset -c "$SERVER_CORE" node "$PEERS/soketi/node_modules/@soketi/soketi/dist/cli/index.js" start >>"$log" 2>&1 &
+      ;;
+    sockudo)
+      # Run from an empty directory so no config/config.toml is picked up.
+      mkdir -p "$OUT/sockudo-cwd"
+      (cd "$OUT/sockudo-cwd" && HOST=127.0.0.1 PORT="$port" METRICS_ENABLED=false RATE_LIMITER_ENABLED=false \
+        ADAPTER_DRIVER=local CACHE_DRIVER=memory QUEUE_DRIVER=memory APP_MANAGER_DRIVER=memory \
+        SOCKUDO_DEFAULT_APP_ID="$APP_ID" SOCKUDO_DEFAULT_APP_KEY="$APP_KEY" SOCKUDO_DEFAULT_APP_SECRET="$APP_SECRET" \
+        SOCKUDO_DEFAULT_APP_ENABLE_CLIENT_MESSAGES=true SOCKUDO_DEFAULT_APP_MAX_CONNECTIONS=1000000 \
+        SOCKUDO_DEFAULT_APP_MAX_BACKEND_EVENTS_PER_SECOND=1000000 SOCKUDO_DEFAULT_APP_MAX_CLIENT_EVENTS_PER_SECOND=100 \
+        SOCKUDO_DEFAULT_APP_MAX_READ_REQUESTS_PER_SECOND=1000000 RUST_LOG=warn \
+        exec taskset -c "$SERVER_CORE" "$PEERS/sockudo/bin/sockudo") >>"$log" 2>&1 &
+      ;;
+  esac
+  SERVER_PID=$!
+  for _ in $(seq 1 100); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then sleep 1; return 0; fi
+    kill -0 "$SERVER_PID" 2>/dev/null || { echo "$name exited; see $log" >&2; return 1; }
+    sleep 0.1
+  done
+  echo "$name did not listen on $port; see $log" >&2
+  return 1
+}
+
+stop_server() {
+  kill "$SERVER_PID" 2>/dev/null || true
+  for _ in $(seq 1 50); do kill -0 "$SERVER_PID" 2>/dev/null || return 0; sleep 0.1; done
+  kill -9 "$SERVER_PID" 2>/dev/null || true
+}
+trap 'stop_server 2>/dev/null || true' EXIT
+
+for scenario in $SCENARIOS; do
+  args="$(scenario_args "$scenario")"
+  for server in $SERVERS; do
+    port="$(free_port)"
+    echo "--- $server: $scenario (port $port)"
+    start_server "$server" "$port"
+    # shellcheck disable=SC2086
+    taskset -c "$BENCH_CORE" "$BENCH" --port "$port" --server-pid "$SERVER_PID" \
+      --app-id "$APP_ID" --key "$APP_KEY" --secret "$APP_SECRET" \
+      --label "$server/$scenario" --json "$OUT/results.jsonl" $args || echo "($server $scenario reported failures)"
+    stop_server
+    sleep 2
+  done
+done
+
+python3 "$ROOT/tests/bench/summary.py" "$OUT/results.jsonl" | tee "$OUT/summary.md"

@@ -1,0 +1,72 @@
+#!/usr/bin/env python3
+"""Summarises sinew-bench JSON lines (labels "server/scenario") as a Markdown table with ratios."""
+import json
+import sys
+
+# (scenario, figure path, unit, better) -- better: "low" for costs, "high" for rates.
+FIGURES = [
+    ("connect-5k", "server_bytes_per_connection", "B/conn", "low"),
+    ("connect-15k", "server_bytes_per_connection", "B/conn", "low"),
+    ("connect-5k", "server_cpu_us_per_connection", "us/conn", "low"),
+    ("connect-15k", "server_cpu_us_per_connection", "us/conn", "low"),
+    ("fanout-100", "server_cpu_us_per_delivery", "us/msg", "low"),
+    ("fanout-1k", "server_cpu_us_per_delivery", "us/msg", "low"),
+    ("fanout-5k", "server_cpu_us_per_delivery", "us/msg", "low"),
+    ("fanout-10k", "server_cpu_us_per_delivery", "us/msg", "low"),
+    ("fanout-15k", "server_cpu_us_per_delivery", "us/msg", "low"),
+    ("fanout-1k", "latency.p99_ms", "ms p99", "low"),
+    ("fanout-10k", "latency.p50_ms", "ms p50", "low"),
+    ("fanout-10k", "latency.p99_ms", "ms p99", "low"),
+    ("throughput", "publishes_per_s", "pub/s", "high"),
+    ("throughput", "server_cpu_us_per_publish", "us/pub", "low"),
+    ("client-events", "server_cpu_us_per_client_event", "us/event", "low"),
+    ("client-events", "round_trip.p99_ms", "ms p99", "low"),
+    ("presence-churn", "server_cpu_us_per_join_leave", "us/cycle", "low"),
+    ("presence-churn", "joins_per_s", "joins/s", "high"),
+]
+
+
+def get(d, path):
+    for part in path.split("."):
+        if not isinstance(d, dict) or part not in d:
+            return None
+        d = d[part]
+    return d
+
+
+def main(path):
+    results, failed = {}, []
+    for line in open(path):
+        r = json.loads(line)
+        server, scenario = r["params"].get("label", "?/?").split("/", 1)
+        results[(server, scenario)] = r["figures"]
+        if not r["ok"]:
+            failed.append(f"{server}/{scenario}: {'; '.join(r['failures'])}")
+    servers = [s for s in ("sinew", "soketi", "sockudo") if any(k[0] == s for k in results)]
+    peers = [s for s in servers if s != "sinew"]
+    head = ["scenario", "figure"] + servers + (["best peer / sinew"] if peers and "sinew" in servers else [])
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for scenario, fig, unit, better in FIGURES:
+        vals = {s: get(results.get((s, scenario), {}), fig) for s in servers}
+        if all(v is None for v in vals.values()):
+            continue
+        row = [scenario, f"{fig} ({unit})"] + ["-" if vals[s] is None else f"{vals[s]:g}" for s in servers]
+        if len(head) > len(servers) + 2:
+            pv = [vals[p] for p in peers if vals[p] is not None]
+            sv = vals.get("sinew")
+            if pv and sv:
+                best = min(pv) if better == "low" else max(pv)
+                ratio = best / sv if better == "low" else sv / best
+                row.append(f"{ratio:.2f}x")
+            else:
+                row.append("-")
+        print("| " + " | ".join(row) + " |")
+    print()
+    print("Ratios above 1 mean Sinew is ahead (cheaper or faster) of the best peer by that factor.")
+    for f in failed:
+        print(f"FAILED {f}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
