@@ -129,13 +129,23 @@ async fn send_errors_and_unknown_sessions() {
     assert_eq!(send(&s, KEY, "9/errors01", "{not json").await, 400);
     assert_eq!(send(&s, KEY, "9/errors01", "[1]").await, 400);
     assert_eq!(send(&s, KEY, "9/errors01", "[]").await, 204);
-    let big = serde_json::to_string(&vec!["x".repeat(70 * 1024)]).unwrap();
-    assert_eq!(send(&s, KEY, "9/errors01", &big).await, 413);
     // A message that is not valid Pusher JSON is answered inside the session, which stays open.
     assert_eq!(send(&s, KEY, "9/errors01", "[\"nope\"]").await, 204);
     assert!(r.event("pusher:error").await["data"]["message"].is_string());
     // Sessions are per app key.
     assert_eq!(send(&s, "other-key", "9/errors01", "[]").await, 404);
+    // A message over the size limit closes the session (pusher-js ignores xhr_send answers).
+    let big = serde_json::to_string(&vec!["x".repeat(70 * 1024)]).unwrap();
+    assert_eq!(send(&s, KEY, "9/errors01", &big).await, 413);
+    loop {
+        match r.frame().await {
+            Fr::Close(code, _) => {
+                assert_eq!(code, 1009);
+                break;
+            }
+            _ => continue,
+        }
+    }
     s.stop().await;
 }
 

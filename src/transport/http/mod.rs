@@ -145,6 +145,8 @@ async fn send(
         return plain(&headers, StatusCode::BAD_REQUEST, "Broken JSON encoding.");
     };
     if messages.iter().any(|m| m.len() > ctx.config.max_message_bytes) {
+        // pusher-js ignores xhr_send answers: close the session, as a WebSocket gets 1009.
+        ctx.http_sessions.close(&key, &session, 1009, "Message too big").await;
         return plain(&headers, StatusCode::PAYLOAD_TOO_LARGE, "Message too big.");
     }
     if !ctx.http_sessions.send(&key, &session, messages).await {

@@ -44,6 +44,8 @@ pub enum Opened {
 enum Command {
     Attach(Attached),
     Messages(Vec<String>),
+    /// Close the session with this code (e.g. 1009 for a message over the size limit).
+    Close(u16, &'static str),
 }
 
 #[derive(Clone)]
@@ -172,6 +174,15 @@ impl Sessions {
     }
 
     /// Hands messages from `xhr_send` to the session, in order. False when there is no such session.
+    /// Closes a session with `code` (as a `c[code,reason]` frame on its stream).
+    pub async fn close(&self, app_key: &str, session: &str, code: u16, reason: &'static str) -> bool {
+        match self.handle(&session_key(app_key, session)) {
+            Some(h) => h.cmds.send(Command::Close(code, reason)).await.is_ok(),
+            None => false,
+        }
+    }
+
+    /// Hands client messages to a session's task.
     pub async fn send(&self, app_key: &str, session: &str, messages: Vec<String>) -> bool {
         match self.handle(&session_key(app_key, session)) {
             Some(h) => h.cmds.send(Command::Messages(messages)).await.is_ok(),
@@ -286,6 +297,7 @@ impl Task {
                             self.conn.handle_text(m);
                         }
                     }
+                    Some(Command::Close(code, reason)) => outbox.close(None, code, reason),
                     None => break,
                 },
                 drained = outbox.next(&mut batch), if writable => {
