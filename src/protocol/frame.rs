@@ -117,8 +117,18 @@ pub fn user_id_key(raw: &RawValue) -> Option<String> {
     }
 }
 
-/// Appends `s` to `out` as a JSON string literal.
+/// Appends `s` to `out` as a JSON string literal (non-ASCII characters kept as UTF-8).
 pub fn push_json_str(out: &mut String, s: &str) {
+    push_escaped(out, s, false);
+}
+
+/// Appends `s` as a JSON string literal using only ASCII (`\uXXXX` escapes), for transports whose
+/// clients count characters and bytes alike (the HTTP fallback framing).
+pub fn push_json_str_ascii(out: &mut String, s: &str) {
+    push_escaped(out, s, true);
+}
+
+fn push_escaped(out: &mut String, s: &str, ascii_only: bool) {
     out.reserve(s.len() + 2);
     out.push('"');
     for c in s.chars() {
@@ -128,8 +138,11 @@ pub fn push_json_str(out: &mut String, s: &str) {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                out.push_str(&format!("\\u{:04x}", c as u32));
+            c if (c as u32) < 0x20 || (ascii_only && !(' '..='~').contains(&c)) => {
+                let mut units = [0u16; 2];
+                for u in c.encode_utf16(&mut units) {
+                    out.push_str(&format!("\\u{u:04x}"));
+                }
             }
             c => out.push(c),
         }
@@ -319,6 +332,15 @@ mod tests {
         assert!(parse_client_message(r#"{"data":1}"#).is_err());
         let m = parse_client_message(r#"{"event":"pusher:subscribe"}"#).unwrap_or_else(|e| panic!("{e}"));
         assert!(decode_data::<SubscribeData>(&m.event, m.data).is_err());
+    }
+
+    #[test]
+    fn ascii_only_escaping() {
+        let mut a = String::new();
+        push_json_str_ascii(&mut a, "é😀\u{1}\"x");
+        assert_eq!(a, "\"\\u00e9\\ud83d\\ude00\\u0001\\\"x\"");
+        assert_eq!(serde_json::from_str::<String>(&a).unwrap_or_default(), "é😀\u{1}\"x");
+        assert_eq!(json_str("é"), "\"é\"");
     }
 
     #[test]

@@ -35,7 +35,7 @@ pub fn push_messages(out: &mut String, frames: &[Frame]) {
         if i > 0 {
             out.push(',');
         }
-        push_json_string(out, f.as_str());
+        crate::protocol::frame::push_json_str_ascii(out, f.as_str());
     }
     out.push_str("]\n");
 }
@@ -43,31 +43,8 @@ pub fn push_messages(out: &mut String, frames: &[Frame]) {
 /// Appends `c[code,"reason"]\n`.
 pub fn push_close(out: &mut String, code: u16, reason: &str) {
     let _ = write!(out, "c[{code},");
-    push_json_string(out, reason);
+    crate::protocol::frame::push_json_str_ascii(out, reason);
     out.push_str("]\n");
-}
-
-/// Appends `s` as a JSON string literal using only ASCII characters.
-fn push_json_string(out: &mut String, s: &str) {
-    out.reserve(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            ' '..='~' => out.push(c),
-            _ => {
-                let mut units = [0u16; 2];
-                for u in c.encode_utf16(&mut units) {
-                    let _ = write!(out, "\\u{u:04x}");
-                }
-            }
-        }
-    }
-    out.push('"');
 }
 
 #[cfg(test)]
@@ -100,7 +77,7 @@ mod tests {
     #[test]
     fn control_characters_are_escaped() {
         let mut out = String::new();
-        push_json_string(&mut out, "\u{1}\u{7f}");
+        crate::protocol::frame::push_json_str_ascii(&mut out, "\u{1}\u{7f}");
         assert_eq!(out, "\"\\u0001\\u007f\"");
         assert_eq!(serde_json::from_str::<String>(&out).unwrap_or_default(), "\u{1}\u{7f}");
     }
