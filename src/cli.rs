@@ -94,16 +94,10 @@ pub fn print_config(config: &Config) -> String {
     if !c.debug_console_token.is_empty() {
         c.debug_console_token = REDACTED.into();
     }
+    redact_url_credentials(&mut c.redis_url);
     for app in &mut c.apps {
         for w in &mut app.webhooks {
-            // Credentials in a URL (`https://user:password@host/...`).
-            if let Some((scheme, rest)) = w.url.split_once("://")
-                && let Some((authority, path)) = rest.split_once('/').or(Some((rest, "")))
-                && let Some((_, host)) = authority.rsplit_once('@')
-            {
-                let slash = if rest.contains('/') { "/" } else { "" };
-                w.url = format!("{scheme}://{REDACTED}@{host}{slash}{path}");
-            }
+            redact_url_credentials(&mut w.url);
         }
         for s in [&mut app.secret, &mut app.jwt_secret, &mut app.encryption_master_key_base64] {
             if !s.is_empty() {
@@ -112,6 +106,17 @@ pub fn print_config(config: &Config) -> String {
         }
     }
     toml::to_string(&c).unwrap_or_else(|e| format!("# cannot print the configuration: {e}\n"))
+}
+
+/// Replaces credentials in a URL (`https://user:password@host/...`).
+fn redact_url_credentials(url: &mut String) {
+    if let Some((scheme, rest)) = url.split_once("://")
+        && let Some((authority, path)) = rest.split_once('/').or(Some((rest, "")))
+        && let Some((_, host)) = authority.rsplit_once('@')
+    {
+        let slash = if rest.contains('/') { "/" } else { "" };
+        *url = format!("{scheme}://{REDACTED}@{host}{slash}{path}");
+    }
 }
 
 /// Why `sign` could not build a command.

@@ -89,6 +89,16 @@ pub struct Config {
     pub http_heartbeat_interval: u64,
     /// Seconds an HTTP fallback session lives without a receive request attached.
     pub http_session_timeout: u64,
+    /// `local` (one node, the default) or `redis` (many nodes sharing one Redis).
+    pub adapter: String,
+    /// Redis URL for `adapter = "redis"` (`redis://[user:pass@]host:port[/db]`, `rediss://` for TLS).
+    pub redis_url: String,
+    /// Prefix of every Redis key and pub/sub channel, so several clusters can share one Redis.
+    pub redis_prefix: String,
+    /// Seconds after which a node that stopped heartbeating is considered dead and its members removed.
+    pub cluster_node_timeout_seconds: u64,
+    /// Seconds a gracefully stopped node's presence members stay while their clients reconnect elsewhere.
+    pub cluster_handover_seconds: u64,
     /// Applications served by this node.
     pub apps: Vec<AppConfig>,
 }
@@ -252,6 +262,11 @@ impl Default for Config {
             http_path: "/pusher".into(),
             http_heartbeat_interval: 25,
             http_session_timeout: 5,
+            adapter: "local".into(),
+            redis_url: "redis://127.0.0.1:6379".into(),
+            redis_prefix: "sinew".into(),
+            cluster_node_timeout_seconds: 20,
+            cluster_handover_seconds: 5,
             apps: Vec::new(),
         }
     }
@@ -309,9 +324,6 @@ impl AppConfig {
         }
     }
 }
-
-/// Variables read by later features; recognised so they are not reported as unknown.
-const RESERVED_VARS: &[&str] = &["SINEW_ADAPTER", "SINEW_REDIS_URL"];
 
 impl Config {
     /// Loads the file (if any), applies overrides from `vars`, and validates the result.
@@ -381,6 +393,21 @@ impl Config {
         }
         if !(1..30).contains(&self.http_heartbeat_interval) {
             return Err(invalid("http_heartbeat_interval".into(), "must be 1 to 29 seconds (pusher-js waits 30)"));
+        }
+        if !matches!(self.adapter.as_str(), "local" | "redis") {
+            return Err(invalid("adapter".into(), "must be `local` or `redis`"));
+        }
+        if self.adapter == "redis" && redis::Client::open(self.redis_url.as_str()).is_err() {
+            return Err(invalid("redis_url".into(), "is not a valid redis:// or rediss:// URL"));
+        }
+        if self.redis_prefix.is_empty() || !self.redis_prefix.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(invalid("redis_prefix".into(), "must be non-empty printable ASCII without spaces"));
+        }
+        if !(3..=3600).contains(&self.cluster_node_timeout_seconds) {
+            return Err(invalid("cluster_node_timeout_seconds".into(), "must be between 3 and 3600"));
+        }
+        if self.cluster_handover_seconds > 600 {
+            return Err(invalid("cluster_handover_seconds".into(), "must be at most 600"));
         }
         if self.http_session_timeout == 0 {
             return Err(invalid("http_session_timeout".into(), "must be at least 1 second"));
@@ -455,9 +482,6 @@ fn apply_env(table: &mut toml::Table, vars: impl IntoIterator<Item = (String, St
     let mut vars: Vec<_> = vars.into_iter().filter(|(k, _)| k.starts_with("SINEW_")).collect();
     vars.sort();
     for (var, value) in vars {
-        if RESERVED_VARS.contains(&var.as_str()) {
-            continue;
-        }
         if var == "SINEW_WEBHOOK_URL" {
             // Single-app shortcut: one endpoint for every event type of the first app.
             let mut target = toml::Table::new();

@@ -14,6 +14,7 @@
 //! - [`server`]: binds, routes, shuts down.
 //! - [`tls`]: rustls for `wss://` and `https://` on the main port.
 
+pub mod adapter;
 pub mod api;
 pub mod cli;
 pub mod config;

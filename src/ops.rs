@@ -22,12 +22,18 @@ pub async fn up() -> &'static str {
     "OK"
 }
 
-/// `GET /ready`: 200 while serving, 503 once shutdown began.
+/// `GET /ready`: 200 while serving; 503 once shutdown began, and while a clustered node cannot
+/// reach Redis (it keeps serving its own clients meanwhile).
 pub async fn ready(State(ctx): State<Context>) -> impl IntoResponse {
-    if ctx.is_draining() {
-        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "ready": false })))
+    let adapter = ctx.hub.cluster().map(|c| if c.is_connected() { "connected" } else { "disconnected" });
+    let body = |ready: bool| match adapter {
+        Some(state) => json!({ "ready": ready, "adapter": state }),
+        None => json!({ "ready": ready }),
+    };
+    if ctx.is_ready() {
+        (StatusCode::OK, Json(body(true)))
     } else {
-        (StatusCode::OK, Json(json!({ "ready": true })))
+        (StatusCode::SERVICE_UNAVAILABLE, Json(body(false)))
     }
 }
 
@@ -36,7 +42,24 @@ pub async fn usage(State(ctx): State<Context>) -> Json<serde_json::Value> {
     let stats = ctx.hub.stats();
     let hooks = ctx.webhooks.stats();
     let connections: u64 = ctx.hub.apps().map(|a| a.connection_count()).sum();
+    let adapter = match ctx.hub.cluster() {
+        Some(c) => {
+            let r = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+            json!({
+                "kind": "redis",
+                "node": c.node(),
+                "connected": c.is_connected(),
+                "published": r(&c.stats.published),
+                "received": r(&c.stats.received),
+                "errors": r(&c.stats.errors),
+                "reconnects": r(&c.stats.reconnects),
+                "dropped": r(&c.stats.dropped),
+            })
+        }
+        None => json!({ "kind": "local" }),
+    };
     Json(json!({
+        "adapter": adapter,
         "memory": { "rss": resident_bytes() },
         "connections": connections,
         "http_sessions": ctx.http_sessions.len(),

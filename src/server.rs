@@ -97,6 +97,7 @@ impl Server {
     pub async fn run(self, signal: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let ctx = self.ctx.clone();
         ctx.webhooks.start();
+        ctx.hub.start_cluster();
         let purge = tokio::spawn(purge_caches(ctx.clone()));
         let jwks = tokio::spawn(watch_jwks(ctx.clone()));
         let metrics = self.metrics.map(|l| tokio::spawn(serve_metrics(l, ctx.clone())));
@@ -117,6 +118,9 @@ impl Server {
         let grace = Duration::from_secs(ctx.config.shutdown_grace_seconds);
         if tokio::time::timeout(grace, ctx.tasks.wait()).await.is_err() {
             tracing::warn!("some connections did not close within the grace period");
+        }
+        if let Some(cluster) = ctx.hub.cluster() {
+            cluster.flush().await;
         }
         ctx.webhooks.finish(Duration::from_secs(ctx.config.webhooks.shutdown_grace_seconds)).await;
         purge.abort();

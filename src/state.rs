@@ -54,6 +54,11 @@ impl Context {
         }
     }
 
+    /// True when this node can serve: not draining, and connected to the cluster if it is in one.
+    pub fn is_ready(&self) -> bool {
+        !self.is_draining() && self.hub.cluster().is_none_or(|c| c.is_connected())
+    }
+
     /// True once shutdown began: new connections are refused and `/ready` answers 503.
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Acquire)
@@ -61,7 +66,12 @@ impl Context {
 
     /// Flips readiness off and tells every connection to close with 4200.
     pub fn begin_shutdown(&self) {
-        self.draining.store(true, Ordering::Release);
+        if !self.draining.swap(true, Ordering::AcqRel)
+            && let Some(cluster) = self.hub.cluster()
+        {
+            // Before any connection closes, so their departures are handed over, not announced.
+            cluster.begin_handover();
+        }
         self.shutdown.cancel();
     }
 }

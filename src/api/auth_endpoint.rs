@@ -161,7 +161,7 @@ fn check(ctx: &Context, app: &AppState, headers: &HeaderMap, body: &[u8]) -> Res
     if !is_valid_socket_id(&socket_id) {
         return Err(refuse(StatusCode::BAD_REQUEST, "socket_id is missing or malformed"));
     }
-    let live = ctx.hub.local_conn(&socket_id).is_some_and(|c| app.is_live(c));
+    let live = ctx.hub.is_socket_live(app, &socket_id);
     if !live {
         return Err(refuse(StatusCode::FORBIDDEN, "socket_id is not a live connection of this app"));
     }

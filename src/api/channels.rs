@@ -8,7 +8,6 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{Method, Uri};
 use serde_json::{Map, Value, json};
-use tokio::time::Instant;
 
 fn info_attrs(uri: &Uri) -> Vec<String> {
     auth::query_param(uri, "info")
@@ -41,7 +40,7 @@ pub async fn list(
         }
     }
     let mut channels = Map::new();
-    for (name, summary) in app.channels_with_prefix(&prefix) {
+    for (name, summary) in app.channel_list(&prefix, user_count).await? {
         let mut attrs = Map::new();
         if user_count {
             attrs.insert("user_count".into(), json!(summary.user_count));
@@ -66,7 +65,7 @@ pub async fn show(
     channel::validate_name(&name, app.config.max_channel_name_length, true)
         .map_err(|e| ApiError::BadRequest(format!("Invalid channel name {name}: {e}")))?;
     let ty = ChannelType::of(&name);
-    let summary = app.channel_summary(&name);
+    let summary = app.channel_info(&name).await?;
     let mut out = Map::new();
     out.insert("occupied".into(), json!(summary.is_some()));
     for attr in info_attrs(&uri) {
@@ -79,9 +78,8 @@ pub async fn show(
                 out.insert("subscription_count".into(), json!(summary.as_ref().map_or(0, |s| s.subscription_count)));
             }
             "cache" if ty.cache => {
-                if let Some(ev) = app.cached(&name) {
-                    let ttl = ev.expires_at.saturating_duration_since(Instant::now()).as_secs();
-                    out.insert("cache".into(), json!({ "event": ev.event, "data": ev.data, "ttl": ttl }));
+                if let Some((event, data, ttl)) = app.cached_event(&name).await? {
+                    out.insert("cache".into(), json!({ "event": event, "data": data, "ttl": ttl }));
                 }
             }
             "cache" => return Err(ApiError::BadRequest("info=cache is only for cache channels".into())),
@@ -105,6 +103,6 @@ pub async fn users(
     if ChannelType::of(&name).kind != ChannelKind::Presence {
         return Err(ApiError::BadRequest("Only presence channels have users".into()));
     }
-    let users: Vec<Value> = app.member_ids(&name).into_iter().map(|id| json!({ "id": id })).collect();
+    let users: Vec<Value> = app.channel_members(&name).await?.into_iter().map(|id| json!({ "id": id })).collect();
     Ok(Json(json!({ "users": users })))
 }

@@ -22,6 +22,15 @@ pub enum ApiError {
     /// Event data over the app's limit.
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// The cluster state in Redis could not be read.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl From<crate::adapter::ClusterError> for ApiError {
+    fn from(e: crate::adapter::ClusterError) -> Self {
+        ApiError::Unavailable(e.to_string())
+    }
 }
 
 impl ApiError {
@@ -33,6 +42,7 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! `POST /apps/{id}/events` and `POST /apps/{id}/batch_events`.
 
 use super::{ApiError, auth};
+use crate::adapter::BusMessage;
 use crate::hub::{AppState, Frame, Hub, is_valid_socket_id};
 use crate::protocol::channel::{self, ChannelKind, ChannelType};
 use crate::protocol::frame;
@@ -110,15 +111,27 @@ fn parse_info(info: Option<&str>) -> Result<Vec<InfoAttr>, ApiError> {
 }
 
 /// Delivers an event to its channels; returns the `info` attributes per channel when asked for.
-fn deliver(hub: &Hub, app: &AppState, ev: &Event) -> Option<Map<String, Value>> {
+async fn deliver(hub: &Hub, app: &AppState, ev: &Event) -> Result<Option<Map<String, Value>>, ApiError> {
     let except = ev.socket_id.as_deref().and_then(|s| hub.local_conn(s));
     for c in &ev.channels {
         let f = Frame::from(frame::channel_event(&ev.name, c, &ev.data));
         if ChannelType::of(c).cache {
             app.publish_cached(c, &ev.name, &ev.data, &f, except);
+            app.share_cached(c, &ev.name, &ev.data);
         } else {
             app.publish(c, &f, except);
         }
+    }
+    if let Some(cluster) = app.cluster() {
+        // One message for the other nodes, whatever the number of channels and subscribers.
+        cluster.publish(&BusMessage::Event {
+            node: cluster.node(),
+            app: app.config.id.clone(),
+            channels: ev.channels.clone(),
+            event: ev.name.clone(),
+            data: ev.data.clone(),
+            except: ev.socket_id.clone(),
+        });
     }
     app.stats().events_published.fetch_add(1, Ordering::Relaxed);
     app.debug(|| {
@@ -126,11 +139,11 @@ fn deliver(hub: &Hub, app: &AppState, ev: &Event) -> Option<Map<String, Value>> 
             "socket_id": ev.socket_id, "data": crate::debug_console::preview(&ev.data, 200)})
     });
     if ev.info.is_empty() {
-        return None;
+        return Ok(None);
     }
     let mut channels = Map::new();
     for c in &ev.channels {
-        let summary = app.channel_summary(c);
+        let summary = app.channel_info(c).await?;
         let mut attrs = Map::new();
         for a in &ev.info {
             match a {
@@ -148,7 +161,7 @@ fn deliver(hub: &Hub, app: &AppState, ev: &Event) -> Option<Map<String, Value>> 
         }
         channels.insert(c.clone(), Value::Object(attrs));
     }
-    Some(channels)
+    Ok(Some(channels))
 }
 
 /// `POST /apps/{app_id}/events`.
@@ -161,7 +174,7 @@ pub async fn trigger(
 ) -> Result<Json<Value>, ApiError> {
     let app = auth::verify(&ctx, &app_id, &method, &uri, &body)?;
     let ev = validate(&app, parse_body(&body)?, false)?;
-    Ok(Json(match deliver(&ctx.hub, &app, &ev) {
+    Ok(Json(match deliver(&ctx.hub, &app, &ev).await? {
         Some(channels) => json!({ "channels": channels }),
         None => json!({}),
     }))
@@ -181,7 +194,10 @@ pub async fn trigger_batch(
         return Err(ApiError::BadRequest(format!("Batch has more than {} events", app.config.max_batch_size)));
     }
     let events = batch.batch.into_iter().map(|b| validate(&app, b, true)).collect::<Result<Vec<_>, _>>()?;
-    let infos: Vec<_> = events.iter().map(|ev| deliver(&ctx.hub, &app, ev)).collect();
+    let mut infos = Vec::with_capacity(events.len());
+    for ev in &events {
+        infos.push(deliver(&ctx.hub, &app, ev).await?);
+    }
     if infos.iter().all(Option::is_none) {
         return Ok(Json(json!({})));
     }

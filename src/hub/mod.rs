@@ -4,6 +4,7 @@
 //! outbound frames are pushed into each connection's [`Outbox`] without blocking.
 
 mod cache;
+mod cluster;
 mod outbox;
 mod registry;
 mod users;
@@ -12,6 +13,7 @@ pub use cache::CachedEvent;
 pub use outbox::{CloseRequest, Drained, Frame, OVERFLOW_CLOSE_CODE, Outbox, OutboxLimits};
 pub use registry::{ChannelSummary, Member, SubscribeError};
 
+use crate::adapter::RedisAdapter;
 use crate::config::{AppConfig, Config};
 use crate::debug_console::DebugFeed;
 use crate::webhooks::{Emitter, Trigger, Webhooks};
@@ -133,6 +135,7 @@ pub struct AppState {
     stats: Arc<Stats>,
     hooks: Option<Emitter>,
     debug: DebugFeed,
+    cluster: Option<Arc<RedisAdapter>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -142,11 +145,18 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl AppState {
     #[cfg(test)]
     fn new(config: AppConfig, stats: Arc<Stats>, hooks: Option<Emitter>) -> Self {
-        Self::with_feed(config, stats, hooks, DebugFeed::default())
+        Self::with_feed(config, stats, hooks, DebugFeed::default(), None)
     }
 
-    fn with_feed(config: AppConfig, stats: Arc<Stats>, hooks: Option<Emitter>, debug: DebugFeed) -> Self {
+    fn with_feed(
+        config: AppConfig,
+        stats: Arc<Stats>,
+        hooks: Option<Emitter>,
+        debug: DebugFeed,
+        cluster: Option<Arc<RedisAdapter>>,
+    ) -> Self {
         AppState {
+            cluster,
             debug,
             hooks,
             config,
@@ -220,6 +230,7 @@ struct HubInner {
     by_key: HashMap<String, Arc<AppState>>,
     by_id: HashMap<String, Arc<AppState>>,
     outbox_limits: OutboxLimits,
+    cluster: Option<Arc<RedisAdapter>>,
 }
 
 /// Handle to all shared state of this node.
@@ -230,17 +241,38 @@ pub struct Hub {
 
 impl Hub {
     /// Builds the state for every configured app; `webhooks` supplies each app's emitter.
+    ///
+    /// With `adapter = "redis"` it prepares the Redis adapter (connected by [`Hub::start_cluster`]);
+    /// this must then run inside a Tokio runtime.
     pub fn new(config: &Config, webhooks: &Webhooks, debug: &DebugFeed) -> Self {
+        // A random node id keeps socket ids unique across nodes and restarts.
+        let node_id = rand::random::<u32>() % 1_000_000_000 + 1;
+        let cluster = (config.adapter == "redis")
+            .then(|| {
+                let settings = crate::adapter::Settings {
+                    url: config.redis_url.clone(),
+                    prefix: config.redis_prefix.clone(),
+                    node_timeout: std::time::Duration::from_secs(config.cluster_node_timeout_seconds),
+                    handover: std::time::Duration::from_secs(config.cluster_handover_seconds),
+                };
+                RedisAdapter::new(settings, node_id)
+                    .inspect_err(|e| tracing::error!(error = %e, "cannot set up the Redis adapter; running alone"))
+                    .ok()
+            })
+            .flatten();
         let mut by_key = HashMap::new();
         let mut by_id = HashMap::new();
         for app in &config.apps {
-            let state =
-                Arc::new(AppState::with_feed(app.clone(), Arc::default(), webhooks.emitter(&app.id), debug.clone()));
+            let state = Arc::new(AppState::with_feed(
+                app.clone(),
+                Arc::default(),
+                webhooks.emitter(&app.id),
+                debug.clone(),
+                cluster.clone(),
+            ));
             by_key.insert(app.key.clone(), state.clone());
             by_id.insert(app.id.clone(), state);
         }
-        // A random node id keeps socket ids unique across nodes and restarts.
-        let node_id = rand::random::<u32>() % 1_000_000_000 + 1;
         Hub {
             inner: Arc::new(HubInner {
                 node_id,
@@ -251,6 +283,7 @@ impl Hub {
                     max_messages: config.outbox_max_messages,
                     max_bytes: config.outbox_max_bytes,
                 },
+                cluster,
             }),
         }
     }

@@ -78,6 +78,11 @@ impl Outbox {
         Outbox { inner: Arc::new(Inner { state: Mutex::new(State::default()), limits, overflows }) }
     }
 
+    /// A new, empty queue with the same limits and overflow counter.
+    pub fn sibling(&self) -> Outbox {
+        Outbox::new(self.inner.limits, self.inner.overflows.clone())
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding this lock cannot leave the queue inconsistent; keep serving.
         self.inner.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())

@@ -21,25 +21,25 @@ pub struct Member {
 }
 
 #[derive(Debug)]
-struct Subscriber {
-    outbox: Outbox,
+pub(super) struct Subscriber {
+    pub(super) outbox: Outbox,
     /// Presence member key of this subscriber.
-    user: Option<String>,
+    pub(super) user: Option<String>,
 }
 
 #[derive(Debug)]
-struct MemberEntry {
-    id_json: String,
-    info_json: Option<String>,
-    sockets: usize,
+pub(super) struct MemberEntry {
+    pub(super) id_json: String,
+    pub(super) info_json: Option<String>,
+    pub(super) sockets: usize,
 }
 
-/// The subscribers and members of one channel.
+/// The subscribers and members of one channel (on this node).
 #[derive(Debug, Default)]
 pub struct Channel {
-    subscribers: HashMap<ConnId, Subscriber>,
-    members: HashMap<String, MemberEntry>,
-    last_count_sent: Option<Instant>,
+    pub(super) subscribers: HashMap<ConnId, Subscriber>,
+    pub(super) members: HashMap<String, MemberEntry>,
+    pub(super) last_count_sent: Option<Instant>,
 }
 
 /// Why a subscription was refused after authorization.
@@ -68,8 +68,8 @@ pub struct ChannelSummary {
 }
 
 /// Channels with more subscribers than this get `subscription_count` at most every 5 s.
-const COUNT_THROTTLE_SUBSCRIBERS: usize = 100;
-const COUNT_THROTTLE: Duration = Duration::from_secs(5);
+pub(super) const COUNT_THROTTLE_SUBSCRIBERS: usize = 100;
+pub(super) const COUNT_THROTTLE: Duration = Duration::from_secs(5);
 
 impl AppState {
     /// Adds `conn` to `channel`, sends `subscription_succeeded` (with the member list on presence
@@ -202,7 +202,7 @@ impl AppState {
         }
     }
 
-    fn fan_out(&self, ch: &Channel, frame: &Frame, except: Option<ConnId>) -> usize {
+    pub(super) fn fan_out(&self, ch: &Channel, frame: &Frame, except: Option<ConnId>) -> usize {
         let mut n = 0;
         for (id, sub) in &ch.subscribers {
             if Some(*id) != except && sub.outbox.push(frame.clone()) {
@@ -252,7 +252,7 @@ impl AppState {
 }
 
 /// `{"ids":[...],"hash":{...},"count":n}` for `subscription_succeeded`.
-fn presence_json(ch: &Channel) -> String {
+pub(super) fn presence_json(ch: &Channel) -> String {
     let mut ids = String::from("[");
     let mut hash = String::from("{");
     for (i, (key, m)) in ch.members.iter().enumerate() {

@@ -169,8 +169,9 @@ impl Connection {
         self.error(None, message);
     }
 
-    /// Handles one text message from the client.
-    pub fn handle_text(&mut self, text: &str) {
+    /// Handles one text message from the client. Only a subscribe on a clustered node waits (for
+    /// the cluster to record it); everything else completes at once.
+    pub async fn handle_text(&mut self, text: &str) {
         let msg = match frame::parse_client_message(text) {
             Ok(m) => m,
             Err(e) => return self.error(None, &e.to_string()),
@@ -180,7 +181,7 @@ impl Connection {
             "pusher:ping" => self.send(frame::pong()),
             "pusher:pong" => {}
             "pusher:subscribe" => match frame::decode_data::<SubscribeData>(event, msg.data) {
-                Ok(d) => self.subscribe(d),
+                Ok(d) => self.subscribe(d).await,
                 Err(e) => self.error(None, &e.to_string()),
             },
             "pusher:unsubscribe" => match frame::decode_data::<UnsubscribeData>(event, msg.data) {
@@ -196,7 +197,7 @@ impl Connection {
         }
     }
 
-    fn subscribe(&mut self, d: SubscribeData) {
+    async fn subscribe(&mut self, d: SubscribeData) {
         let name = d.channel.as_str();
         if let Err(e) = channel::validate_name(name, self.app.config.max_channel_name_length, true) {
             return self.subscription_error(name, &format!("Invalid channel name {name}: {e}"), 400);
@@ -233,15 +234,19 @@ impl Connection {
             },
         };
         let key = member.as_ref().map(|m| m.key.clone());
-        match self.app.subscribe(&self.conn, name, member) {
+        // Recorded before waiting, so a connection dropped meanwhile still leaves the channel.
+        self.subscriptions.insert(name.to_string(), key.clone());
+        match self.app.join(&self.conn, name, member).await {
             Ok(()) => {
                 self.app.debug(|| {
                     serde_json::json!({"type": "subscribed", "channel": name, "socket_id": self.socket_id, "user_id": key})
                 });
-                self.subscriptions.insert(d.channel, key);
             }
             Err(e @ SubscribeError::AlreadySubscribed(_)) => self.error(None, &e.to_string()),
-            Err(e @ SubscribeError::MembersLimit { .. }) => self.subscription_error(name, &e.to_string(), 403),
+            Err(e @ SubscribeError::MembersLimit { .. }) => {
+                self.subscriptions.remove(name);
+                self.subscription_error(name, &e.to_string(), 403);
+            }
         }
     }
 
@@ -281,7 +286,7 @@ impl Connection {
 
     fn unsubscribe(&mut self, channel: &str) {
         if self.subscriptions.remove(channel).is_some() {
-            self.app.unsubscribe(self.conn.id, channel);
+            self.app.leave(self.conn.id, channel);
             self.app
                 .debug(|| serde_json::json!({"type": "unsubscribed", "channel": channel, "socket_id": self.socket_id}));
         }
@@ -367,6 +372,7 @@ impl Connection {
         self.rate.count += 1;
         let f = Frame::from(frame::client_event(event, channel, data_json, member.as_deref()));
         self.app.publish(channel, &f, Some(self.conn.id));
+        self.app.publish_to_cluster(channel, &f, None);
         self.app.debug(|| {
             serde_json::json!({"type": "client_event", "channel": channel, "event": event, "socket_id": self.socket_id,
                 "user_id": member, "data": crate::debug_console::preview(data_json.unwrap_or(""), 200)})
@@ -395,7 +401,7 @@ fn client_data_string(data: Option<&RawValue>) -> String {
 impl Drop for Connection {
     fn drop(&mut self) {
         for channel in self.subscriptions.keys() {
-            self.app.unsubscribe(self.conn.id, channel);
+            self.app.leave(self.conn.id, channel);
         }
         if let Some(user) = &self.user {
             self.app.sign_out(self.conn.id, &user.id, &user.watchlist);

@@ -201,7 +201,7 @@ async fn serve(ctx: Context, mut ws: WebSocketStream<impl Io>, key: &str, query:
                         let stats = conn.app().stats();
                         stats.messages_in.fetch_add(1, Ordering::Relaxed);
                         stats.bytes_in.fetch_add(text.len() as u64, Ordering::Relaxed);
-                        conn.handle_text(text.as_str());
+                        conn.handle_text(text.as_str()).await;
                     }
                     Some(Ok(Message::Binary(_))) => {
                         outbox.push(Frame::from(frame::error(None, "Binary frames are not supported")));

@@ -294,7 +294,7 @@ impl Task {
                         stats.messages_in.fetch_add(messages.len() as u64, Ordering::Relaxed);
                         stats.bytes_in.fetch_add(messages.iter().map(|m| m.len() as u64).sum(), Ordering::Relaxed);
                         for m in &messages {
-                            self.conn.handle_text(m);
+                            self.conn.handle_text(m).await;
                         }
                     }
                     Some(Command::Close(code, reason)) => outbox.close(None, code, reason),

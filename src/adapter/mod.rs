@@ -1,0 +1,128 @@
+//! Scale-out: how nodes of one cluster share state and messages.
+//!
+//! With `adapter = "local"` (the default) there is no adapter: one node's registry answers everything.
+//! With `adapter = "redis"`, [`RedisAdapter`] keeps the cluster-wide part of the state in Redis and
+//! carries messages between nodes over one Redis pub/sub channel:
+//!
+//! - every REST event is one `PUBLISH` naming all of its channels, whatever the number of subscribers;
+//! - subscription counts and presence members live in Redis hashes, changed by one Lua script per
+//!   subscribe or unsubscribe, which also decides the cluster-wide transitions (first subscriber,
+//!   last subscriber, first and last socket of a presence user);
+//! - each node heartbeats into a sorted set and records what it contributed in per-node hashes, so a
+//!   node that dies without saying goodbye is swept by the others and its members removed.
+//!
+//! The adapter knows nothing of the hub: what comes from other nodes and the transitions the scripts
+//! decide are handed over as [`Inbound`] values, which the hub consumes.
+
+mod bus;
+mod node_state;
+mod redis;
+mod scripts;
+
+pub use bus::BusMessage;
+pub use redis::{AdapterStats, ClusterError, RedisAdapter, Settings};
+
+/// A subscribe (`delta` +1) or unsubscribe (-1) as the cluster sees it.
+#[derive(Debug, Clone)]
+pub struct SubRequest {
+    /// App id.
+    pub app: String,
+    /// Channel name.
+    pub channel: String,
+    /// +1 on subscribe, -1 on unsubscribe.
+    pub delta: i64,
+    /// Presence member key and its stored value (see [`member_value`]).
+    pub member: Option<(String, String)>,
+    /// Distinct members allowed on a presence channel.
+    pub max_members: usize,
+    /// Whether the reply should carry the member list (presence subscribe).
+    pub want_members: bool,
+    /// Whether the reply should carry the cached event (cache channel subscribe).
+    pub want_cache: bool,
+    /// Whether the channel's subscribers get `subscription_count` updates.
+    pub count_events: bool,
+}
+
+/// What a subscribe learned from the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubOutcome {
+    /// Recorded cluster-wide.
+    Applied {
+        /// Members as `(key, stored value)` when asked for.
+        members: Vec<(String, String)>,
+        /// The cached event (`{"event":..,"data":..}`) when asked for and present.
+        cache: Option<String>,
+    },
+    /// The presence channel already has `max_members` distinct members; nothing was recorded.
+    Full,
+    /// Redis could not be reached; the caller proceeds with what this node knows. The state is
+    /// written when Redis is back.
+    Unavailable,
+}
+
+/// A cluster-wide change of one channel, decided in Redis.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// The first subscriber in the cluster arrived.
+    Occupied,
+    /// The last subscriber in the cluster left.
+    Vacated,
+    /// A presence user's first socket in the cluster joined; `value` as stored.
+    MemberAdded {
+        /// Member key.
+        user: String,
+        /// Stored value (see [`member_value`]).
+        value: String,
+    },
+    /// A presence user's last socket in the cluster left.
+    MemberRemoved {
+        /// Member key.
+        user: String,
+        /// Stored value (see [`member_value`]).
+        value: String,
+    },
+    /// The cluster-wide subscriber count changed (for `subscription_count`).
+    Count(i64),
+}
+
+/// A [`Change`] of one app's channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition {
+    /// App id.
+    pub app: String,
+    /// Channel name.
+    pub channel: String,
+    /// What happened.
+    pub change: Change,
+}
+
+/// What the adapter hands to the hub.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Inbound {
+    /// A message published by another node.
+    Bus(BusMessage),
+    /// A transition this node observed and must announce (locally, to the other nodes, and as webhooks).
+    Transition(Transition),
+}
+
+/// The stored form of a presence member: its id as JSON, a newline, its `user_info` JSON (or `null`).
+pub fn member_value(id_json: &str, info_json: Option<&str>) -> String {
+    format!("{id_json}\n{}", info_json.unwrap_or("null"))
+}
+
+/// Splits a [`member_value`] into the id JSON and the info JSON.
+pub fn split_member_value(value: &str) -> (&str, &str) {
+    value.split_once('\n').unwrap_or((value, "null"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn member_values_round_trip() {
+        let v = member_value("\"u1\"", Some("{\n\"name\": \"A\"\n}"));
+        assert_eq!(split_member_value(&v), ("\"u1\"", "{\n\"name\": \"A\"\n}"));
+        assert_eq!(split_member_value(&member_value("42", None)), ("42", "null"));
+    }
+}

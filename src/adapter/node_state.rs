@@ -1,0 +1,545 @@
+//! The task that writes this node's share of the cluster state: subscriptions and presence members
+//! (batched into pipelines of Lua scripts), heartbeats, sweeping of dead nodes, and rewriting the
+//! node's state after Redis lost it or was unreachable.
+//!
+//! The task keeps a mirror of what this node holds. Changes are applied to the mirror in order;
+//! when Redis cannot be written the task marks itself out of sync and, once Redis answers again,
+//! compares the mirror with the node's hashes in Redis and writes the difference through the same
+//! scripts, so the cluster-wide transitions that happened meanwhile are announced after all.
+
+use super::redis::{Keys, OP_TIMEOUT, RedisAdapter, as_int, as_string, pairs};
+use super::{Change, Inbound, SubOutcome, SubRequest, Transition, scripts};
+use redis::Value;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Duration, Instant, timeout};
+
+/// A change for the state task.
+pub(super) enum Op {
+    /// Subscribe or unsubscribe; the reply (if any) receives the outcome.
+    Sub { req: SubRequest, reply: Option<oneshot::Sender<SubOutcome>> },
+    /// Stop recording departures; keep this node's state for the handover period.
+    Handover,
+    /// Answered once everything queued before it was handled.
+    Flush(oneshot::Sender<()>),
+}
+
+/// Scripts per pipeline.
+const BATCH: usize = 256;
+/// Least time between two attempts to write the state back after a failure.
+const RETRY_EVERY: Duration = Duration::from_millis(500);
+
+struct Scripts {
+    subscribe: redis::Script,
+    heartbeat: redis::Script,
+    sweep: redis::Script,
+}
+
+impl Scripts {
+    fn sources() -> [&'static str; 3] {
+        [scripts::SUBSCRIBE, scripts::HEARTBEAT, scripts::SWEEP]
+    }
+}
+
+/// A difference between the mirror and Redis, written back by a reconciliation.
+struct Fix {
+    app: String,
+    channel: String,
+    delta: i64,
+    member: Option<(String, String)>,
+    member_delta: i64,
+}
+
+/// One run of the subscribe script.
+struct Write<'a> {
+    app: &'a str,
+    channel: &'a str,
+    delta: i64,
+    member: Option<&'a (String, String)>,
+    member_delta: i64,
+    max_members: i64,
+    want_members: bool,
+    want_cache: bool,
+    count_events: bool,
+}
+
+impl<'a> Write<'a> {
+    fn of(req: &'a SubRequest) -> Self {
+        Write {
+            app: &req.app,
+            channel: &req.channel,
+            delta: req.delta,
+            member: req.member.as_ref(),
+            member_delta: if req.member.is_some() { req.delta } else { 0 },
+            max_members: i64::try_from(req.max_members).unwrap_or(i64::MAX),
+            want_members: req.want_members,
+            want_cache: req.want_cache,
+            count_events: req.count_events,
+        }
+    }
+
+    fn push(&self, pipe: &mut redis::Pipeline, script: &redis::Script, keys: &Keys, node: u32) {
+        let (user, value) = self.member.map_or(("", ""), |(u, v)| (u.as_str(), v.as_str()));
+        pipe.cmd("EVALSHA")
+            .arg(script.get_hash())
+            .arg(6)
+            .arg(keys.node_subs(node))
+            .arg(keys.app_subs(self.app))
+            .arg(keys.node_members(node))
+            .arg(keys.members(self.app, self.channel))
+            .arg(keys.values(self.app, self.channel))
+            .arg(keys.cache(self.app, self.channel))
+            .arg(field(self.app, self.channel))
+            .arg(self.channel)
+            .arg(self.delta)
+            .arg(user)
+            .arg(value)
+            .arg(self.member_delta)
+            .arg(self.max_members)
+            .arg(if self.want_members { "1" } else { "0" })
+            .arg(if self.want_cache { "1" } else { "0" })
+            .arg(keys.bus())
+            .arg(self.app)
+            .arg(if self.count_events { "1" } else { "0" });
+    }
+}
+
+struct NodeState {
+    adapter: Arc<RedisAdapter>,
+    inbound: mpsc::Sender<Inbound>,
+    scripts: Scripts,
+    /// `app\nchannel` -> subscriptions this node holds.
+    subs: HashMap<String, i64>,
+    /// `app\nchannel\nuser` -> (sockets, stored member value).
+    members: HashMap<String, (i64, String)>,
+    /// Redis may differ from the mirror.
+    dirty: bool,
+    last_attempt: Option<Instant>,
+    registered: bool,
+    draining: bool,
+}
+
+/// Runs until the adapter is dropped.
+pub(super) async fn run(
+    adapter: Arc<RedisAdapter>,
+    mut ops: mpsc::UnboundedReceiver<Op>,
+    inbound: mpsc::Sender<Inbound>,
+) {
+    let interval = (adapter.settings.node_timeout / 4).clamp(Duration::from_millis(250), Duration::from_secs(5));
+    let mut state = NodeState {
+        adapter,
+        inbound,
+        scripts: Scripts {
+            subscribe: redis::Script::new(scripts::SUBSCRIBE),
+            heartbeat: redis::Script::new(scripts::HEARTBEAT),
+            sweep: redis::Script::new(scripts::SWEEP),
+        },
+        subs: HashMap::new(),
+        members: HashMap::new(),
+        dirty: false,
+        last_attempt: None,
+        registered: false,
+        draining: false,
+    };
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        tokio::select! {
+            n = ops.recv_many(&mut batch, BATCH) => {
+                if n == 0 {
+                    return;
+                }
+                state.process(&mut batch).await;
+            }
+            _ = tick.tick() => state.heartbeat().await,
+        }
+    }
+}
+
+fn field(app: &str, channel: &str) -> String {
+    format!("{app}\n{channel}")
+}
+
+impl NodeState {
+    async fn process(&mut self, batch: &mut Vec<Op>) {
+        let mut subs: Vec<(SubRequest, Option<oneshot::Sender<SubOutcome>>)> = Vec::with_capacity(batch.len());
+        let mut flushes = Vec::new();
+        for op in batch.drain(..) {
+            match op {
+                Op::Sub { req, reply } => {
+                    if self.draining {
+                        if let Some(r) = reply {
+                            let _ = r.send(SubOutcome::Unavailable);
+                        }
+                        continue;
+                    }
+                    self.mirror(&req);
+                    subs.push((req, reply));
+                }
+                Op::Handover => self.handover().await,
+                Op::Flush(done) => flushes.push(done),
+            }
+        }
+        if !subs.is_empty() {
+            self.write(subs).await;
+        }
+        for done in flushes {
+            let _ = done.send(());
+        }
+    }
+
+    fn mirror(&mut self, req: &SubRequest) {
+        let f = field(&req.app, &req.channel);
+        bump(&mut self.subs, f.clone(), req.delta);
+        if let Some((user, value)) = &req.member {
+            let key = format!("{f}\n{user}");
+            let entry = self.members.entry(key.clone()).or_insert((0, value.clone()));
+            entry.0 += req.delta;
+            if req.delta > 0 {
+                entry.1.clone_from(value);
+            }
+            if entry.0 <= 0 {
+                self.members.remove(&key);
+            }
+        }
+    }
+
+    fn unmirror(&mut self, req: &SubRequest) {
+        let undo = SubRequest { delta: -req.delta, ..req.clone() };
+        self.mirror(&undo);
+    }
+
+    /// Writes a batch of subscription changes; replies and announces what the scripts decided.
+    async fn write(&mut self, subs: Vec<(SubRequest, Option<oneshot::Sender<SubOutcome>>)>) {
+        if self.dirty {
+            self.reconcile().await;
+        }
+        if self.dirty {
+            for (_, reply) in subs {
+                if let Some(r) = reply {
+                    let _ = r.send(SubOutcome::Unavailable);
+                }
+            }
+            return;
+        }
+        let node = self.adapter.node();
+        let keys = self.adapter.keys.clone();
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        for (req, _) in &subs {
+            Write::of(req).push(&mut pipe, &self.scripts.subscribe, &keys, node);
+        }
+        let results = match self.run(&pipe).await {
+            Ok(r) if r.len() == subs.len() => r,
+            _ => {
+                self.lost_sync();
+                for (_, reply) in subs {
+                    if let Some(r) = reply {
+                        let _ = r.send(SubOutcome::Unavailable);
+                    }
+                }
+                return;
+            }
+        };
+        for ((req, reply), result) in subs.into_iter().zip(results) {
+            let outcome = self.apply_result(&req, &result).await;
+            if let Some(r) = reply {
+                let _ = r.send(outcome);
+            }
+        }
+    }
+
+    /// Interprets one `SUBSCRIBE` script result and announces its transitions.
+    async fn apply_result(&mut self, req: &SubRequest, result: &Value) -> SubOutcome {
+        let Value::Array(parts) = result else {
+            tracing::error!(?result, "unexpected reply of the subscribe script");
+            self.lost_sync();
+            return SubOutcome::Unavailable;
+        };
+        let get = |i: usize| parts.get(i).unwrap_or(&Value::Nil);
+        let member = as_int(get(0));
+        if member == -2 {
+            self.unmirror(req);
+            return SubOutcome::Full;
+        }
+        for change in changes_of(parts, req.member.as_ref(), req.count_events) {
+            self.announce(&req.app, &req.channel, change).await;
+        }
+        let members = if req.want_members { pairs(Some(get(3))) } else { Vec::new() };
+        SubOutcome::Applied { members, cache: as_string(get(4)) }
+    }
+
+    async fn announce(&self, app: &str, channel: &str, change: Change) {
+        let t = Transition { app: app.to_string(), channel: channel.to_string(), change };
+        let _ = self.inbound.send(Inbound::Transition(t)).await;
+    }
+
+    fn lost_sync(&mut self) {
+        if !self.dirty {
+            tracing::warn!("cannot write cluster state to Redis; serving from this node's state until it is back");
+        }
+        self.dirty = true;
+        self.adapter.store_up.store(false, Ordering::Release);
+    }
+
+    /// Runs a pipeline of scripts, loading them first if Redis lost its script cache.
+    async fn run(&self, pipe: &redis::Pipeline) -> Result<Vec<Value>, ()> {
+        let mut conn = self.adapter.conn.clone();
+        for attempt in 0..2 {
+            let values = match timeout(OP_TIMEOUT, pipe.query_async::<Vec<Value>>(&mut conn)).await {
+                Ok(Ok(v)) => v,
+                Ok(Err(e)) => {
+                    self.adapter.stats.errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(error = %e, "cluster state write failed");
+                    return Err(());
+                }
+                Err(_) => {
+                    self.adapter.stats.errors.fetch_add(1, Ordering::Relaxed);
+                    return Err(());
+                }
+            };
+            let noscript = values.iter().any(|v| matches!(v, Value::ServerError(e) if e.code() == "NOSCRIPT"));
+            if !noscript {
+                if let Some(Value::ServerError(e)) = values.iter().find(|v| matches!(v, Value::ServerError(_))) {
+                    self.adapter.stats.errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(error = ?e, "a cluster state script failed");
+                    return Err(());
+                }
+                return Ok(values);
+            }
+            if attempt == 0 {
+                let mut load = redis::pipe();
+                for source in Scripts::sources() {
+                    load.cmd("SCRIPT").arg("LOAD").arg(source).ignore();
+                }
+                if !matches!(timeout(OP_TIMEOUT, load.query_async::<()>(&mut conn)).await, Ok(Ok(()))) {
+                    self.adapter.stats.errors.fetch_add(1, Ordering::Relaxed);
+                    return Err(());
+                }
+            }
+        }
+        Err(())
+    }
+
+    async fn heartbeat(&mut self) {
+        if self.draining {
+            return;
+        }
+        if self.dirty {
+            self.reconcile().await;
+        }
+        let ttl = self.adapter.settings.node_timeout.as_millis() as u64;
+        let Ok(reply) = self.beat(ttl).await else {
+            self.adapter.store_up.store(false, Ordering::Release);
+            return;
+        };
+        let added = reply.first().map_or(0, as_int);
+        if added == 1 && self.registered && !self.dirty {
+            tracing::warn!("this node's cluster state was missing from Redis; writing it again");
+            self.dirty = true;
+            self.last_attempt = None;
+            self.reconcile().await;
+        }
+        self.registered = true;
+        if !self.dirty {
+            self.adapter.store_up.store(true, Ordering::Release);
+        }
+        let me = self.adapter.node().to_string();
+        let dead: Vec<String> = match reply.get(1) {
+            Some(Value::Array(ids)) => ids.iter().filter_map(as_string).filter(|id| *id != me).collect(),
+            _ => Vec::new(),
+        };
+        for node in dead {
+            self.sweep(&node).await;
+        }
+    }
+
+    async fn beat(&self, ttl_ms: u64) -> Result<Vec<Value>, ()> {
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        pipe.cmd("EVALSHA")
+            .arg(self.scripts.heartbeat.get_hash())
+            .arg(1)
+            .arg(self.adapter.keys.nodes())
+            .arg(self.adapter.node())
+            .arg(ttl_ms);
+        match self.run(&pipe).await?.into_iter().next() {
+            Some(Value::Array(parts)) => Ok(parts),
+            _ => Err(()),
+        }
+    }
+
+    /// Removes a dead node's contribution and announces the departures (only the first sweeper does).
+    async fn sweep(&mut self, node: &str) {
+        let keys = self.adapter.keys.clone();
+        let Ok(id) = node.parse::<u32>() else { return };
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        pipe.cmd("EVALSHA")
+            .arg(self.scripts.sweep.get_hash())
+            .arg(3)
+            .arg(keys.nodes())
+            .arg(keys.node_subs(id))
+            .arg(keys.node_members(id))
+            .arg(node)
+            .arg(keys.prefix())
+            .arg(keys.bus());
+        let Ok(reply) = self.run(&pipe).await else { return };
+        let Some(Value::Array(parts)) = reply.into_iter().next() else {
+            return; // another node swept it first
+        };
+        let mut vacated = Vec::new();
+        if let Some(Value::Array(fields)) = parts.first() {
+            vacated.extend(fields.iter().filter_map(as_string));
+        }
+        let mut removed = 0;
+        if let Some(Value::Array(items)) = parts.get(1) {
+            for pair in items.chunks(2) {
+                let (Some(f), Some(value)) = (pair.first().and_then(as_string), pair.get(1).and_then(as_string)) else {
+                    continue;
+                };
+                let mut it = f.splitn(3, '\n');
+                if let (Some(app), Some(channel), Some(user)) = (it.next(), it.next(), it.next()) {
+                    removed += 1;
+                    self.announce(app, channel, Change::MemberRemoved { user: user.to_string(), value }).await;
+                }
+            }
+        }
+        for f in &vacated {
+            if let Some((app, channel)) = f.split_once('\n') {
+                self.announce(app, channel, Change::Vacated).await;
+            }
+        }
+        tracing::info!(
+            node,
+            vacated = vacated.len(),
+            members_removed = removed,
+            "swept a node that stopped heartbeating"
+        );
+    }
+
+    /// Writes the difference between the mirror and what Redis holds for this node.
+    async fn reconcile(&mut self) {
+        if self.last_attempt.is_some_and(|t| t.elapsed() < RETRY_EVERY) {
+            return;
+        }
+        self.last_attempt = Some(Instant::now());
+        let node = self.adapter.node();
+        let keys = self.adapter.keys.clone();
+        let mut pipe = redis::pipe();
+        pipe.cmd("HGETALL").arg(keys.node_subs(node));
+        pipe.cmd("HGETALL").arg(keys.node_members(node));
+        let mut conn = self.adapter.conn.clone();
+        let Ok(Ok(current)) = timeout(OP_TIMEOUT, pipe.query_async::<Vec<Value>>(&mut conn)).await else {
+            self.adapter.stats.errors.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let in_redis_subs: HashMap<String, i64> =
+            pairs(current.first()).into_iter().map(|(k, v)| (k, v.parse().unwrap_or(0))).collect();
+        let in_redis_members: HashMap<String, i64> =
+            pairs(current.get(1)).into_iter().map(|(k, v)| (k, v.parse().unwrap_or(0))).collect();
+        let mut fixes: Vec<Fix> = Vec::new();
+        let sub_fields: HashSet<&String> = self.subs.keys().chain(in_redis_subs.keys()).collect();
+        for f in sub_fields {
+            let delta = self.subs.get(f).copied().unwrap_or(0) - in_redis_subs.get(f).copied().unwrap_or(0);
+            if delta != 0
+                && let Some((app, channel)) = f.split_once('\n')
+            {
+                fixes.push(Fix { app: app.into(), channel: channel.into(), delta, member: None, member_delta: 0 });
+            }
+        }
+        let member_fields: HashSet<&String> = self.members.keys().chain(in_redis_members.keys()).collect();
+        for f in member_fields {
+            let mine = self.members.get(f);
+            let delta = mine.map_or(0, |m| m.0) - in_redis_members.get(f).copied().unwrap_or(0);
+            let mut it = f.splitn(3, '\n');
+            if delta != 0
+                && let (Some(app), Some(channel), Some(user)) = (it.next(), it.next(), it.next())
+            {
+                let value = mine.map(|m| m.1.clone()).unwrap_or_default();
+                let member = Some((user.to_string(), value));
+                fixes.push(Fix { app: app.into(), channel: channel.into(), delta: 0, member, member_delta: delta });
+            }
+        }
+        let total = fixes.len();
+        for chunk in fixes.chunks(BATCH) {
+            let mut pipe = redis::pipe();
+            pipe.ignore_errors();
+            for f in chunk {
+                let w = Write {
+                    app: &f.app,
+                    channel: &f.channel,
+                    delta: f.delta,
+                    member: f.member.as_ref(),
+                    member_delta: f.member_delta,
+                    max_members: i64::MAX,
+                    want_members: false,
+                    want_cache: false,
+                    count_events: false,
+                };
+                w.push(&mut pipe, &self.scripts.subscribe, &keys, node);
+            }
+            let Ok(results) = self.run(&pipe).await else {
+                return;
+            };
+            for (f, result) in chunk.iter().zip(results.iter()) {
+                let Value::Array(parts) = result else { continue };
+                for change in changes_of(parts, f.member.as_ref(), false) {
+                    self.announce(&f.app, &f.channel, change).await;
+                }
+            }
+        }
+        self.dirty = false;
+        self.adapter.store_up.store(true, Ordering::Release);
+        tracing::info!(changes = total, "cluster state of this node written to Redis again");
+    }
+
+    async fn handover(&mut self) {
+        if self.draining {
+            return;
+        }
+        self.draining = true;
+        let ms = self.adapter.settings.handover.as_millis() as u64;
+        if self.beat(ms.max(1)).await.is_err() {
+            tracing::warn!(
+                "cannot hand this node's members over in Redis; the others sweep them after the node timeout"
+            );
+        }
+    }
+}
+
+fn bump(map: &mut HashMap<String, i64>, key: String, delta: i64) {
+    let n = map.entry(key.clone()).or_insert(0);
+    *n += delta;
+    if *n <= 0 {
+        map.remove(&key);
+    }
+}
+
+/// The cluster-wide transitions in one result of the subscribe script, in announcement order.
+fn changes_of(parts: &[Value], member: Option<&(String, String)>, count_events: bool) -> Vec<Change> {
+    let get = |i: usize| parts.get(i).unwrap_or(&Value::Nil);
+    let (flag, before, after) = (as_int(get(0)), as_int(get(1)), as_int(get(2)));
+    let mut changes = Vec::new();
+    if before <= 0 && after > 0 {
+        changes.push(Change::Occupied);
+    }
+    if let Some((user, value)) = member {
+        if flag == 1 {
+            changes.push(Change::MemberAdded { user: user.clone(), value: value.clone() });
+        } else if flag == -1 {
+            let stored = as_string(get(5)).unwrap_or_else(|| value.clone());
+            changes.push(Change::MemberRemoved { user: user.clone(), value: stored });
+        }
+    }
+    if count_events && before != after && after > 0 {
+        changes.push(Change::Count(after));
+    }
+    if before > 0 && after <= 0 {
+        changes.push(Change::Vacated);
+    }
+    changes
+}

@@ -1,0 +1,130 @@
+//! The Lua scripts that change cluster state atomically in Redis.
+//!
+//! Key layout (prefix `P`):
+//! - `P:nodes`: sorted set, node id -> deadline (ms, Redis clock) after which the node counts as dead;
+//! - `P:node:N:subs`: hash, `app\nchannel` -> subscriptions node N holds;
+//! - `P:node:N:members`: hash, `app\nchannel\nuser` -> sockets node N holds for that member;
+//! - `P:app:A:subs`: hash, channel -> subscriptions in the cluster;
+//! - `P:app:A:members:C`: hash, member key -> sockets in the cluster;
+//! - `P:app:A:values:C`: hash, member key -> stored member value (id JSON, newline, info JSON);
+//! - `P:app:A:cache:C`: string, the last event of a cache channel, expiring with its TTL;
+//! - `P:bus`: the pub/sub channel.
+
+/// Applies one subscribe/unsubscribe (or a reconciliation delta) of this node.
+///
+/// KEYS: node subs, app subs, node members, channel members, channel values, cache key.
+/// ARGV: node field (`app\nchannel`), channel, channel delta, member key (`''` for none), member
+/// value, member delta, max members, want members (`1`), want cache (`1`), bus channel, app id,
+/// count events (`1`).
+/// A node never takes away more than it contributed, so replays after a failure are harmless.
+/// Member events and counts are published to the bus by the script itself, so every node sees
+/// them in the order Redis decided them.
+/// Returns `{member, before, after, members, cache, removed value}` where member is 1 (first socket
+/// of the user in the cluster), -1 (last one gone), 0, or -2 (channel full: nothing changed).
+pub const SUBSCRIBE: &str = r#"
+local cdelta = tonumber(ARGV[3])
+local user = ARGV[4]
+local member = 0
+local value = false
+if user ~= '' then
+  local nf = ARGV[1] .. '\n' .. user
+  local udelta = tonumber(ARGV[6])
+  local mine = tonumber(redis.call('HGET', KEYS[3], nf) or '0')
+  if mine + udelta < 0 then udelta = -mine end
+  if udelta ~= 0 then
+    local total = tonumber(redis.call('HGET', KEYS[4], user) or '0')
+    if udelta > 0 and total <= 0 and redis.call('HLEN', KEYS[4]) >= tonumber(ARGV[7]) then
+      return {-2, 0, 0, false, false, false}
+    end
+    local n = redis.call('HINCRBY', KEYS[4], user, udelta)
+    if mine + udelta <= 0 then redis.call('HDEL', KEYS[3], nf) else redis.call('HSET', KEYS[3], nf, mine + udelta) end
+    if total <= 0 and n > 0 then
+      redis.call('HSET', KEYS[5], user, ARGV[5])
+      member = 1
+    elseif n <= 0 then
+      value = redis.call('HGET', KEYS[5], user)
+      redis.call('HDEL', KEYS[4], user)
+      redis.call('HDEL', KEYS[5], user)
+      member = -1
+    end
+  end
+end
+local mine = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+if mine + cdelta < 0 then cdelta = -mine end
+local before = tonumber(redis.call('HGET', KEYS[2], ARGV[2]) or '0')
+local after = before
+if cdelta ~= 0 then
+  after = redis.call('HINCRBY', KEYS[2], ARGV[2], cdelta)
+  if after <= 0 then redis.call('HDEL', KEYS[2], ARGV[2]) end
+  if mine + cdelta <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) else redis.call('HSET', KEYS[1], ARGV[1], mine + cdelta) end
+end
+if member == 1 then
+  redis.call('PUBLISH', ARGV[10], cjson.encode({t = 'member', node = 0, app = ARGV[11], channel = ARGV[2], user = user, value = ARGV[5], added = true}))
+elseif member == -1 then
+  redis.call('PUBLISH', ARGV[10], cjson.encode({t = 'member', node = 0, app = ARGV[11], channel = ARGV[2], user = user, value = value or '', added = false}))
+end
+if ARGV[12] == '1' and after ~= before and after > 0 then
+  redis.call('PUBLISH', ARGV[10], cjson.encode({t = 'count', node = 0, app = ARGV[11], channel = ARGV[2], count = after}))
+end
+local members = false
+if ARGV[8] == '1' then members = redis.call('HGETALL', KEYS[5]) end
+local cache = false
+if ARGV[9] == '1' then cache = redis.call('GET', KEYS[6]) end
+return {member, before, after, members, cache, value}
+"#;
+
+/// Renews this node's deadline and lists the nodes whose deadline passed (Redis clock).
+///
+/// KEYS: nodes. ARGV: node id, milliseconds until the new deadline.
+/// Returns `{1 if the node was not registered, dead node ids}`.
+pub const HEARTBEAT: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local added = redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
+return {added, dead}
+"#;
+
+/// Removes a dead node and everything it contributed, once (the first sweeper wins).
+///
+/// KEYS: nodes, the dead node's subs, the dead node's members. ARGV: dead node id, key prefix, bus
+/// channel. Publishes a member event for every member removed.
+/// Returns nil when another node swept first, else `{vacated fields, {member field, value, ...}}`.
+pub const SWEEP: &str = r#"
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return false end
+local p = ARGV[2]
+local vacated = {}
+local subs = redis.call('HGETALL', KEYS[2])
+for i = 1, #subs, 2 do
+  local f = subs[i]
+  local s = string.find(f, '\n', 1, true)
+  local app, ch = string.sub(f, 1, s - 1), string.sub(f, s + 1)
+  local k = p .. ':app:' .. app .. ':subs'
+  local after = redis.call('HINCRBY', k, ch, -tonumber(subs[i + 1]))
+  if after <= 0 then
+    redis.call('HDEL', k, ch)
+    table.insert(vacated, f)
+  end
+end
+local removed = {}
+local ms = redis.call('HGETALL', KEYS[3])
+for i = 1, #ms, 2 do
+  local f = ms[i]
+  local s1 = string.find(f, '\n', 1, true)
+  local s2 = string.find(f, '\n', s1 + 1, true)
+  local app, ch, user = string.sub(f, 1, s1 - 1), string.sub(f, s1 + 1, s2 - 1), string.sub(f, s2 + 1)
+  local mk = p .. ':app:' .. app .. ':members:' .. ch
+  local vk = p .. ':app:' .. app .. ':values:' .. ch
+  local n = redis.call('HINCRBY', mk, user, -tonumber(ms[i + 1]))
+  if n <= 0 then
+    local value = redis.call('HGET', vk, user) or ''
+    table.insert(removed, f)
+    table.insert(removed, value)
+    redis.call('PUBLISH', ARGV[3], cjson.encode({t = 'member', node = 0, app = app, channel = ch, user = user, value = value, added = false}))
+    redis.call('HDEL', mk, user)
+    redis.call('HDEL', vk, user)
+  end
+end
+redis.call('DEL', KEYS[2], KEYS[3])
+return {vacated, removed}
+"#;

@@ -1,0 +1,501 @@
+//! The hub's side of scale-out: subscriptions recorded cluster-wide, messages from other nodes
+//! delivered here, and cluster-wide transitions announced (to local subscribers, to the other nodes
+//! and as webhooks).
+//!
+//! On a node with the Redis adapter, a subscribe first attaches the connection locally with a
+//! staging queue, then asks the cluster; frames published meanwhile wait in the staging queue and
+//! follow `subscription_succeeded`, so nothing published after the cluster recorded the subscriber
+//! is missed.
+
+use super::registry::{Member, MemberEntry, Subscriber};
+use super::{AppState, ChannelSummary, ConnId, ConnRef, Drained, Frame, Hub, SubscribeError};
+use crate::adapter::{
+    BusMessage, Change, ClusterError, Inbound, RedisAdapter, SubOutcome, SubRequest, member_value, split_member_value,
+};
+use crate::protocol::channel::{ChannelKind, ChannelType};
+use crate::protocol::frame;
+use crate::webhooks::Trigger;
+use std::collections::hash_map::Entry;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// A cached event as stored in Redis.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredEvent {
+    event: String,
+    data: String,
+}
+
+impl AppState {
+    /// The cluster adapter, when this node is part of a cluster.
+    pub fn cluster(&self) -> Option<&Arc<RedisAdapter>> {
+        self.cluster.as_ref()
+    }
+
+    /// Subscribes `conn` to `channel`: locally, or cluster-wide when clustered.
+    pub async fn join(&self, conn: &ConnRef, channel: &str, member: Option<Member>) -> Result<(), SubscribeError> {
+        match &self.cluster {
+            None => self.subscribe(conn, channel, member),
+            Some(cluster) => self.join_cluster(cluster, conn, channel, member).await,
+        }
+    }
+
+    /// Unsubscribes `conn` from `channel`: locally, and cluster-wide when clustered.
+    pub fn leave(&self, conn: ConnId, channel: &str) -> bool {
+        match &self.cluster {
+            None => self.unsubscribe(conn, channel),
+            Some(cluster) => self.leave_cluster(cluster, conn, channel),
+        }
+    }
+
+    async fn join_cluster(
+        &self,
+        cluster: &RedisAdapter,
+        conn: &ConnRef,
+        channel: &str,
+        member: Option<Member>,
+    ) -> Result<(), SubscribeError> {
+        let ty = ChannelType::of(channel);
+        let staging = conn.outbox.sibling();
+        let mut locally_new = false;
+        {
+            let mut ch = self.channels.entry(channel.to_string()).or_default();
+            if ch.subscribers.contains_key(&conn.id) {
+                return Err(SubscribeError::AlreadySubscribed(channel.to_string()));
+            }
+            if let Some(m) = &member {
+                match ch.members.entry(m.key.clone()) {
+                    Entry::Occupied(mut e) => e.get_mut().sockets += 1,
+                    Entry::Vacant(e) => {
+                        locally_new = true;
+                        e.insert(MemberEntry {
+                            id_json: m.id_json.clone(),
+                            info_json: m.info_json.clone(),
+                            sockets: 1,
+                        });
+                    }
+                }
+            }
+            ch.subscribers
+                .insert(conn.id, Subscriber { outbox: staging.clone(), user: member.as_ref().map(|m| m.key.clone()) });
+        }
+        let presence = ty.kind == ChannelKind::Presence;
+        let req = SubRequest {
+            app: self.config.id.clone(),
+            channel: channel.to_string(),
+            delta: 1,
+            member: member.as_ref().map(|m| (m.key.clone(), member_value(&m.id_json, m.info_json.as_deref()))),
+            max_members: self.config.max_presence_members,
+            want_members: presence,
+            want_cache: ty.cache,
+            count_events: self.config.subscription_count && !presence,
+        };
+        let outcome = cluster.subscribe(req).await;
+        let Some(mut ch) = self.channels.get_mut(channel) else {
+            return Ok(());
+        };
+        let (presence_json, cached) = match outcome {
+            SubOutcome::Full => {
+                ch.subscribers.remove(&conn.id);
+                if let Some(m) = &member
+                    && let Entry::Occupied(mut e) = ch.members.entry(m.key.clone())
+                {
+                    e.get_mut().sockets -= 1;
+                    if e.get().sockets == 0 {
+                        e.remove();
+                    }
+                }
+                let empty = ch.subscribers.is_empty();
+                drop(ch);
+                if empty {
+                    self.channels.remove_if(channel, |_, c| c.subscribers.is_empty());
+                }
+                return Err(SubscribeError::MembersLimit {
+                    channel: channel.to_string(),
+                    max: self.config.max_presence_members,
+                });
+            }
+            SubOutcome::Applied { members, cache } => {
+                let cached = cache.and_then(|c| serde_json::from_str::<StoredEvent>(&c).ok());
+                (presence.then(|| presence_from_values(&members)), cached.map(|e| (e.event, e.data)))
+            }
+            SubOutcome::Unavailable => {
+                // Serve what this node knows; the cluster learns of it when Redis is back.
+                if locally_new && let Some(m) = &member {
+                    let added = Frame::from(frame::member_added(channel, &m.id_json, m.info_json.as_deref()));
+                    self.fan_out_except_user(&ch, &added, None, Some(&m.key));
+                }
+                (presence.then(|| super::registry::presence_json(&ch)), self.cached(channel).map(|e| (e.event, e.data)))
+            }
+        };
+        conn.outbox.push(Frame::from(frame::subscription_succeeded(channel, presence_json.as_deref())));
+        if ty.cache {
+            conn.outbox.push(Frame::from(match cached {
+                Some((event, data)) => frame::channel_event(&event, channel, &data),
+                None => {
+                    self.emit(|| Trigger::CacheMiss { channel: channel.to_string() });
+                    frame::cache_miss(channel)
+                }
+            }));
+        }
+        let mut staged = Vec::new();
+        let overflowed = matches!(staging.drain(&mut staged), Some(Drained::Close(_)));
+        // Member events that arrived while the cluster answered may already be in the member list.
+        let mut known = known_members(presence_json.as_deref());
+        for f in staged {
+            if let Some(known) = known.as_mut()
+                && !member_event_applies(known, &f)
+            {
+                continue;
+            }
+            conn.outbox.push(f);
+        }
+        if overflowed {
+            conn.outbox.close(None, super::OVERFLOW_CLOSE_CODE, "Over capacity: client is not reading");
+        }
+        if let Some(sub) = ch.subscribers.get_mut(&conn.id) {
+            sub.outbox = conn.outbox.clone();
+        }
+        Ok(())
+    }
+
+    fn leave_cluster(&self, cluster: &RedisAdapter, conn: ConnId, channel: &str) -> bool {
+        let Some(mut ch) = self.channels.get_mut(channel) else {
+            return false;
+        };
+        let Some(sub) = ch.subscribers.remove(&conn) else {
+            return false;
+        };
+        let mut member = None;
+        if let Some(user) = sub.user
+            && let Entry::Occupied(mut e) = ch.members.entry(user.clone())
+        {
+            e.get_mut().sockets -= 1;
+            let value = member_value(&e.get().id_json, e.get().info_json.as_deref());
+            if e.get().sockets == 0 {
+                e.remove();
+            }
+            member = Some((user, value));
+        }
+        let empty = ch.subscribers.is_empty();
+        drop(ch);
+        if empty {
+            self.channels.remove_if(channel, |_, c| c.subscribers.is_empty());
+        }
+        let presence = ChannelType::of(channel).kind == ChannelKind::Presence;
+        cluster.unsubscribe(SubRequest {
+            app: self.config.id.clone(),
+            channel: channel.to_string(),
+            delta: -1,
+            member,
+            max_members: self.config.max_presence_members,
+            want_members: false,
+            want_cache: false,
+            count_events: self.config.subscription_count && !presence,
+        });
+        true
+    }
+
+    fn fan_out_except_user(
+        &self,
+        ch: &super::registry::Channel,
+        frame: &Frame,
+        except: Option<ConnId>,
+        except_user: Option<&str>,
+    ) -> usize {
+        let Some(user) = except_user else {
+            return self.fan_out(ch, frame, except);
+        };
+        let mut n = 0;
+        for (id, sub) in &ch.subscribers {
+            if Some(*id) != except && sub.user.as_deref() != Some(user) && sub.outbox.push(frame.clone()) {
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Queues `frame` for local subscribers of `channel`, skipping a socket and a member's sockets.
+    fn publish_except_user(&self, channel: &str, frame: &Frame, except: Option<ConnId>, except_user: Option<&str>) {
+        if let Some(ch) = self.channels.get(channel) {
+            self.fan_out_except_user(&ch, frame, except, except_user);
+        }
+    }
+
+    /// Sends a cluster-wide subscriber count to local subscribers (at most every few seconds on
+    /// busy channels).
+    fn deliver_count(&self, channel: &str, count: i64) {
+        let Some(mut ch) = self.channels.get_mut(channel) else { return };
+        let now = Instant::now();
+        if count > super::registry::COUNT_THROTTLE_SUBSCRIBERS as i64
+            && ch.last_count_sent.is_some_and(|t| now.duration_since(t) < super::registry::COUNT_THROTTLE)
+        {
+            return;
+        }
+        ch.last_count_sent = Some(now);
+        let f = Frame::from(frame::subscription_count(channel, count.max(0) as usize));
+        self.fan_out(&ch, &f, None);
+    }
+
+    /// Sends a frame to the subscribers of `channel` on the other nodes.
+    pub fn publish_to_cluster(&self, channel: &str, frame: &Frame, except: Option<&str>) {
+        if let Some(cluster) = &self.cluster {
+            cluster.publish(&BusMessage::Frame {
+                node: cluster.node(),
+                app: self.config.id.clone(),
+                channel: channel.to_string(),
+                frame: frame.as_str().to_string(),
+                except: except.map(str::to_string),
+                except_user: None,
+            });
+        }
+    }
+
+    /// Counts of one channel, cluster-wide when clustered.
+    pub async fn channel_info(&self, channel: &str) -> Result<Option<ChannelSummary>, ClusterError> {
+        match &self.cluster {
+            None => Ok(self.channel_summary(channel)),
+            Some(c) => {
+                let (subs, users) = c.channel_counts(&self.config.id, channel).await?;
+                Ok((subs > 0)
+                    .then_some(ChannelSummary { subscription_count: subs as usize, user_count: users as usize }))
+            }
+        }
+    }
+
+    /// Occupied channels starting with `prefix`, cluster-wide when clustered (`user_count` is only
+    /// filled when `user_counts` is set).
+    pub async fn channel_list(
+        &self,
+        prefix: &str,
+        user_counts: bool,
+    ) -> Result<Vec<(String, ChannelSummary)>, ClusterError> {
+        match &self.cluster {
+            None => Ok(self.channels_with_prefix(prefix)),
+            Some(c) => Ok(c
+                .channels(&self.config.id, prefix, user_counts)
+                .await?
+                .into_iter()
+                .map(|(name, subs, users)| {
+                    (name, ChannelSummary { subscription_count: subs as usize, user_count: users as usize })
+                })
+                .collect()),
+        }
+    }
+
+    /// Member ids of a presence channel, cluster-wide when clustered.
+    pub async fn channel_members(&self, channel: &str) -> Result<Vec<String>, ClusterError> {
+        match &self.cluster {
+            None => Ok(self.member_ids(channel)),
+            Some(c) => c.member_ids(&self.config.id, channel).await,
+        }
+    }
+
+    /// The cached event of a cache channel as `(event, data, seconds left)`, cluster-wide when clustered.
+    pub async fn cached_event(&self, channel: &str) -> Result<Option<(String, String, u64)>, ClusterError> {
+        match &self.cluster {
+            None => Ok(self.cached(channel).map(|ev| {
+                let ttl = ev.expires_at.saturating_duration_since(Instant::now()).as_secs();
+                (ev.event, ev.data, ttl)
+            })),
+            Some(c) => Ok(c.cached(&self.config.id, channel).await?.and_then(|(stored, ttl)| {
+                serde_json::from_str::<StoredEvent>(&stored).ok().map(|e| (e.event, e.data, ttl))
+            })),
+        }
+    }
+
+    /// Stores the last event of a cache channel in Redis for the whole cluster (when clustered).
+    pub fn share_cached(&self, channel: &str, event: &str, data: &str) {
+        if let Some(c) = &self.cluster {
+            let stored = StoredEvent { event: event.to_string(), data: data.to_string() };
+            if let Ok(value) = serde_json::to_string(&stored) {
+                c.set_cache(&self.config.id, channel, value, self.config.cache_ttl_seconds);
+            }
+        }
+    }
+
+    /// Closes this user's connections here and, when clustered, on every node.
+    pub fn terminate_everywhere(&self, user: &str) -> usize {
+        if let Some(c) = &self.cluster {
+            c.publish(&BusMessage::Terminate { node: c.node(), app: self.config.id.clone(), user: user.to_string() });
+        }
+        self.terminate_user(user)
+    }
+
+    /// Announces a cluster-wide transition this node observed.
+    fn announce(&self, channel: &str, change: Change) {
+        match change {
+            Change::Occupied => self.emit(|| Trigger::Occupied { channel: channel.to_string() }),
+            Change::Vacated => self.emit(|| Trigger::Vacated { channel: channel.to_string() }),
+            // The frames went out on the bus from Redis itself (in Redis's order); here only the
+            // webhooks and the debug feed, once per cluster transition.
+            Change::MemberAdded { user, .. } => {
+                self.debug(|| serde_json::json!({"type": "member_added", "channel": channel, "user_id": user}));
+                self.emit(|| Trigger::MemberAdded { channel: channel.to_string(), user_id: user });
+            }
+            Change::MemberRemoved { user, .. } => {
+                self.debug(|| serde_json::json!({"type": "member_removed", "channel": channel, "user_id": user}));
+                self.emit(|| Trigger::MemberRemoved { channel: channel.to_string(), user_id: user });
+            }
+            Change::Count(_) => {}
+        }
+    }
+}
+/// The member keys of a presence list (`None` when there is no list).
+fn known_members(presence_json: Option<&str>) -> Option<std::collections::HashSet<String>> {
+    let v: serde_json::Value = serde_json::from_str(presence_json?).ok()?;
+    Some(v.get("hash")?.as_object()?.keys().cloned().collect())
+}
+
+/// Applies a staged member event to `known`; false when it repeats what the list already says.
+fn member_event_applies(known: &mut std::collections::HashSet<String>, f: &Frame) -> bool {
+    let text = f.as_str();
+    let added = text.contains("\"pusher_internal:member_added\"");
+    if !added && !text.contains("\"pusher_internal:member_removed\"") {
+        return true;
+    }
+    let key = serde_json::from_str::<serde_json::Value>(text)
+        .ok()
+        .and_then(|v| v.get("data")?.as_str().map(str::to_string))
+        .and_then(|d| serde_json::from_str::<serde_json::Value>(&d).ok())
+        .and_then(|d| match d.get("user_id")? {
+            serde_json::Value::String(s) => Some(s.clone()),
+            other => Some(other.to_string()),
+        });
+    match key {
+        Some(k) if added => known.insert(k),
+        Some(k) => known.remove(&k),
+        None => true,
+    }
+}
+
+/// `{"ids":[...],"hash":{...},"count":n}` from stored member values.
+fn presence_from_values(members: &[(String, String)]) -> String {
+    let mut ids = String::from("[");
+    let mut hash = String::from("{");
+    for (i, (key, value)) in members.iter().enumerate() {
+        let (id, info) = split_member_value(value);
+        if i > 0 {
+            ids.push(',');
+            hash.push(',');
+        }
+        ids.push_str(id);
+        frame::push_json_str(&mut hash, key);
+        hash.push(':');
+        hash.push_str(info);
+    }
+    format!("{{\"ids\":{ids}],\"hash\":{hash}}},\"count\":{}}}", members.len())
+}
+
+impl Hub {
+    /// Starts the cluster adapter (if any) and delivers what it hands over until it stops.
+    pub fn start_cluster(&self) {
+        let Some(cluster) = self.inner.cluster.clone() else { return };
+        let Some(rx) = cluster.start() else { return };
+        tokio::spawn(self.clone().run_inbound(rx));
+    }
+
+    /// The cluster adapter, when this node is part of a cluster.
+    pub fn cluster(&self) -> Option<&Arc<RedisAdapter>> {
+        self.inner.cluster.as_ref()
+    }
+
+    /// Whether a socket id names an open connection: checked here for this node's sockets, and
+    /// assumed for another node's sockets when clustered.
+    pub fn is_socket_live(&self, app: &AppState, socket_id: &str) -> bool {
+        match self.local_conn(socket_id) {
+            Some(c) => app.is_live(c),
+            None => self.inner.cluster.is_some() && super::is_valid_socket_id(socket_id),
+        }
+    }
+
+    async fn run_inbound(self, mut rx: mpsc::Receiver<Inbound>) {
+        while let Some(msg) = rx.recv().await {
+            self.apply_inbound(msg);
+        }
+    }
+
+    fn apply_inbound(&self, msg: Inbound) {
+        match msg {
+            Inbound::Bus(BusMessage::Event { app, channels, event, data, except, .. }) => {
+                let Some(app) = self.app_by_id(&app) else { return };
+                let except = except.and_then(|s| self.local_conn(&s));
+                for c in &channels {
+                    let f = Frame::from(frame::channel_event(&event, c, &data));
+                    if ChannelType::of(c).cache {
+                        app.store_cached(c, &event, &data);
+                    }
+                    app.publish(c, &f, except);
+                }
+            }
+            Inbound::Bus(BusMessage::Frame { app, channel, frame, except, except_user, .. }) => {
+                let Some(app) = self.app_by_id(&app) else { return };
+                let except = except.and_then(|s| self.local_conn(&s));
+                app.publish_except_user(&channel, &Frame::from(frame), except, except_user.as_deref());
+            }
+            Inbound::Bus(BusMessage::Member { app, channel, user, value, added, .. }) => {
+                let Some(app) = self.app_by_id(&app) else { return };
+                let (id, info) = split_member_value(&value);
+                let fallback_id;
+                let id = if id.is_empty() {
+                    fallback_id = frame::json_str(&user);
+                    fallback_id.as_str()
+                } else {
+                    id
+                };
+                let f = Frame::from(if added {
+                    frame::member_added(&channel, id, (info != "null").then_some(info))
+                } else {
+                    frame::member_removed(&channel, id)
+                });
+                app.publish_except_user(&channel, &f, None, Some(&user));
+            }
+            Inbound::Bus(BusMessage::Count { app, channel, count, .. }) => {
+                if let Some(app) = self.app_by_id(&app) {
+                    app.deliver_count(&channel, count);
+                }
+            }
+            Inbound::Bus(BusMessage::Terminate { app, user, .. }) => {
+                if let Some(app) = self.app_by_id(&app) {
+                    app.terminate_user(&user);
+                }
+            }
+            Inbound::Transition(t) => {
+                if let Some(app) = self.app_by_id(&t.app) {
+                    app.announce(&t.channel, t.change);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presence_json_from_stored_values() {
+        let members =
+            vec![("u1".to_string(), member_value("\"u1\"", Some("{\"n\":1}"))), ("7".into(), member_value("7", None))];
+        let v: serde_json::Value = serde_json::from_str(&presence_from_values(&members)).unwrap_or_default();
+        assert_eq!(v["count"], 2);
+        assert_eq!(v["ids"], serde_json::json!(["u1", 7]));
+        assert_eq!(v["hash"]["u1"]["n"], 1);
+        assert!(v["hash"]["7"].is_null());
+    }
+
+    #[test]
+    fn staged_member_events_that_repeat_the_list_are_dropped() {
+        let list = presence_from_values(&[("u1".into(), member_value("\"u1\"", None))]);
+        let mut known = known_members(Some(&list)).unwrap_or_default();
+        let added = |id: &str| Frame::from(frame::member_added("presence-a", id, None));
+        let removed = |id: &str| Frame::from(frame::member_removed("presence-a", id));
+        assert!(!member_event_applies(&mut known, &added("\"u1\"")), "already listed");
+        assert!(member_event_applies(&mut known, &added("2")), "numeric id, new");
+        assert!(!member_event_applies(&mut known, &added("2")));
+        assert!(member_event_applies(&mut known, &removed("\"u1\"")));
+        assert!(!member_event_applies(&mut known, &removed("\"u1\"")), "already gone");
+        assert!(member_event_applies(&mut known, &Frame::from(frame::channel_event("e", "presence-a", "d"))));
+    }
+}
