@@ -22,9 +22,9 @@ pub async fn up() -> &'static str {
     "OK"
 }
 
-/// `GET /ready`: 200 while serving, 503 once shutdown began.
+/// `GET /ready`: 200 while serving, 503 from the first shutdown signal on (drain delay included).
 pub async fn ready(State(ctx): State<Context>) -> impl IntoResponse {
-    if ctx.is_draining() {
+    if !ctx.is_ready() {
         (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "ready": false })))
     } else {
         (StatusCode::OK, Json(json!({ "ready": true })))

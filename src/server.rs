@@ -92,9 +92,19 @@ impl Server {
         &self.ctx
     }
 
-    /// Serves until `signal` resolves, then tells every client to reconnect (4200) and waits for the
-    /// connection tasks to finish, at most a short grace period.
+    /// Serves until `signal` resolves, keeps serving with `/ready` at 503 for `shutdown_drain_seconds`,
+    /// then tells every client to reconnect (4200) and waits for the connection tasks to finish, at
+    /// most a short grace period.
     pub async fn run(self, signal: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        self.run_with(signal, std::future::pending()).await
+    }
+
+    /// Like [`Server::run`]; `again` resolving during the drain delay (a second signal) ends the delay.
+    pub async fn run_with(
+        self,
+        signal: impl Future<Output = ()> + Send + 'static,
+        again: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         let ctx = self.ctx.clone();
         ctx.webhooks.start();
         let purge = tokio::spawn(purge_caches(ctx.clone()));
@@ -103,7 +113,7 @@ impl Server {
         let stop = ctx.clone();
         let until = async move {
             tokio::select! {
-                () = signal => stop.begin_shutdown(),
+                () = signal => drain(&stop, again).await,
                 () = stop.shutdown.cancelled() => {}
             }
         };
@@ -126,6 +136,23 @@ impl Server {
         }
         served
     }
+}
+
+/// Turns `/ready` to 503 and keeps serving for `shutdown_drain_seconds` (or until `again`), then
+/// begins the shutdown proper.
+async fn drain(ctx: &Context, again: impl Future<Output = ()>) {
+    ctx.begin_drain();
+    let delay = ctx.config.shutdown_drain_seconds;
+    if delay > 0 {
+        tracing::info!(seconds = delay, "not ready; still serving until the drain delay ends");
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(delay)) => {}
+            () = again => tracing::info!("second signal: ending the drain delay"),
+            () = ctx.shutdown.cancelled() => {}
+        }
+    }
+    tracing::info!("closing the listener and disconnecting clients (4200)");
+    ctx.begin_shutdown();
 }
 
 /// `GET /metrics` on its own listener.

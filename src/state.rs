@@ -33,6 +33,7 @@ pub struct Context {
     /// Live HTTP fallback sessions.
     pub http_sessions: crate::transport::http::Sessions,
     draining: Arc<AtomicBool>,
+    unready: Arc<AtomicBool>,
 }
 
 impl Context {
@@ -51,16 +52,28 @@ impl Context {
             tasks: TaskTracker::new(),
             http_sessions: crate::transport::http::Sessions::default(),
             draining: Arc::new(AtomicBool::new(false)),
+            unready: Arc::new(AtomicBool::new(false)),
         }
     }
 
-    /// True once shutdown began: new connections are refused and `/ready` answers 503.
+    /// True once shutdown began: new connections are refused.
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Acquire)
     }
 
+    /// False once a shutdown signal arrived (`/ready` answers 503), during the drain delay too.
+    pub fn is_ready(&self) -> bool {
+        !self.unready.load(Ordering::Acquire) && !self.is_draining()
+    }
+
+    /// Flips readiness off; connections are still served and accepted.
+    pub fn begin_drain(&self) {
+        self.unready.store(true, Ordering::Release);
+    }
+
     /// Flips readiness off and tells every connection to close with 4200.
     pub fn begin_shutdown(&self) {
+        self.unready.store(true, Ordering::Release);
         self.draining.store(true, Ordering::Release);
         self.shutdown.cancel();
     }
