@@ -48,6 +48,7 @@ pub struct Config {
     /// Port for WebSocket and REST (0 picks a free port).
     pub port: u16,
     /// PEM certificate chain; with `tls_key`, the main port speaks TLS only (`wss://`, `https://`).
+    /// Both files are read again when they change and on SIGHUP.
     pub tls_cert: String,
     /// PEM private key for `tls_cert`.
     pub tls_key: String,

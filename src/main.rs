@@ -94,6 +94,9 @@ fn shutdown_signals() -> tokio::sync::watch::Receiver<u32> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
+        // SIGHUP reloads JWKS files and the TLS certificate where configured, and is ignored
+        // otherwise instead of ending the process (tokio keeps the handler once installed).
+        let _ = signal(SignalKind::hangup());
         let mut term = signal(SignalKind::terminate()).ok();
         let mut int = signal(SignalKind::interrupt()).ok();
         tokio::spawn(async move {

@@ -50,9 +50,9 @@ impl Server {
         let listener = if ctx.config.tls_cert.is_empty() {
             Listener::Plain(tcp)
         } else {
-            let tls =
-                crate::tls::server_config(&ctx.config.tls_cert, &ctx.config.tls_key).map_err(std::io::Error::other)?;
-            Listener::Tls(crate::tls::TlsListener::new(tcp, tls)?)
+            let certs = crate::tls::CertStore::load(&ctx.config.tls_cert, &ctx.config.tls_key)
+                .map_err(std::io::Error::other)?;
+            Listener::Tls(crate::tls::TlsListener::new(tcp, certs)?)
         };
         let metrics = if ctx.config.metrics_enabled {
             let host = if ctx.config.metrics_host.is_empty() { &ctx.config.host } else { &ctx.config.metrics_host };
@@ -109,6 +109,10 @@ impl Server {
         ctx.webhooks.start();
         let purge = tokio::spawn(purge_caches(ctx.clone()));
         let jwks = tokio::spawn(watch_jwks(ctx.clone()));
+        let certs = match &self.listener {
+            Listener::Tls(l) => Some(tokio::spawn(l.certificates().watch())),
+            Listener::Plain(_) => None,
+        };
         let metrics = self.metrics.map(|l| tokio::spawn(serve_metrics(l, ctx.clone())));
         let stop = ctx.clone();
         let until = async move {
@@ -131,6 +135,9 @@ impl Server {
         ctx.webhooks.finish(Duration::from_secs(ctx.config.webhooks.shutdown_grace_seconds)).await;
         purge.abort();
         jwks.abort();
+        if let Some(c) = certs {
+            c.abort();
+        }
         if let Some(m) = metrics {
             m.abort();
         }

@@ -106,9 +106,14 @@ async fn sigint_drain_delay_runs_out_by_itself() {
 }
 
 #[tokio::test]
-async fn by_default_sigterm_disconnects_with_4200_and_exits_0() {
+async fn by_default_sighup_is_harmless_and_sigterm_disconnects_with_4200() {
     let mut sinew = SinewProcess::spawn(&[]).await;
     let mut client = connected(sinew.addr).await;
+    // Without JWKS files or TLS there is nothing to reload: SIGHUP changes nothing.
+    sinew.signal("HUP").await;
+    client.send(serde_json::json!({"event":"pusher:ping","data":{}})).await;
+    assert_eq!(client.recv().await["event"], "pusher:pong");
+    assert_eq!(ready(sinew.addr).await.unwrap(), 200);
     sinew.signal("TERM").await;
     expect_4200(&mut client).await;
     let status = sinew.exit_status().await;
