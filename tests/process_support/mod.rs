@@ -15,6 +15,7 @@ pub struct SinewProcess {
     child: Child,
     pub addr: SocketAddr,
     stderr: Arc<Mutex<String>>,
+    stderr_reader: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl SinewProcess {
@@ -37,7 +38,7 @@ impl SinewProcess {
         let stderr = Arc::new(Mutex::new(String::new()));
         let mut err_lines = BufReader::new(child.stderr.take().unwrap()).lines();
         let sink = stderr.clone();
-        tokio::spawn(async move {
+        let stderr_reader = tokio::spawn(async move {
             while let Ok(Some(line)) = err_lines.next_line().await {
                 let mut s = sink.lock().unwrap();
                 s.push_str(&line);
@@ -60,7 +61,7 @@ impl SinewProcess {
             panic!("sinew did not start:\n{}", stderr.lock().unwrap());
         };
         tokio::spawn(async move { while let Ok(Some(_)) = out_lines.next_line().await {} });
-        SinewProcess { child, addr, stderr }
+        SinewProcess { child, addr, stderr, stderr_reader: Some(stderr_reader) }
     }
 
     /// Sends a signal by name (`TERM`, `INT`, `HUP`) with kill(1).
@@ -70,12 +71,16 @@ impl SinewProcess {
         assert!(status.success(), "kill -s {name} {pid} failed");
     }
 
-    /// Waits for the process to exit (panics after [`PATIENCE`]).
+    /// Waits for the process to exit and for its whole log (panics after [`PATIENCE`]).
     pub async fn exit_status(&mut self) -> ExitStatus {
-        match tokio::time::timeout(PATIENCE, self.child.wait()).await {
+        let status = match tokio::time::timeout(PATIENCE, self.child.wait()).await {
             Ok(status) => status.expect("wait for sinew"),
             Err(_) => panic!("sinew did not exit; log:\n{}", self.log()),
+        };
+        if let Some(reader) = self.stderr_reader.take() {
+            let _ = tokio::time::timeout(PATIENCE, reader).await;
         }
+        status
     }
 
     /// Everything written to stderr so far.
