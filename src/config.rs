@@ -48,6 +48,7 @@ pub struct Config {
     /// Port for WebSocket and REST (0 picks a free port).
     pub port: u16,
     /// PEM certificate chain; with `tls_key`, the main port speaks TLS only (`wss://`, `https://`).
+    /// Both files are read again when they change and on SIGHUP.
     pub tls_cert: String,
     /// PEM private key for `tls_cert`.
     pub tls_key: String,
@@ -73,6 +74,9 @@ pub struct Config {
     pub debug_console_token: String,
     /// Seconds connections get to close (after `pusher:error` 4200) once shutdown begins.
     pub shutdown_grace_seconds: u64,
+    /// Seconds between the first SIGTERM/SIGINT and the start of the shutdown: `/ready` answers 503
+    /// while connections are still served and accepted, so a load balancer can stop routing here.
+    pub shutdown_drain_seconds: u64,
     /// Serve Prometheus metrics at `/metrics` on `metrics_port`.
     pub metrics_enabled: bool,
     /// Address for the metrics listener (empty: same as `host`).
@@ -254,6 +258,7 @@ impl Default for Config {
             outbox_max_bytes: 1024 * 1024,
             debug_console_token: String::new(),
             shutdown_grace_seconds: 5,
+            shutdown_drain_seconds: 0,
             metrics_enabled: true,
             metrics_host: String::new(),
             metrics_port: 9601,
@@ -354,6 +359,7 @@ impl Config {
             ("activity_timeout", self.activity_timeout, 1, HOUR),
             ("pong_timeout", self.pong_timeout, 1, HOUR),
             ("shutdown_grace_seconds", self.shutdown_grace_seconds, 0, HOUR),
+            ("shutdown_drain_seconds", self.shutdown_drain_seconds, 0, 300),
             ("webhooks.batch_window_ms", w.batch_window_ms, 0, 60_000),
             ("webhooks.leave_delay_ms", w.leave_delay_ms, 0, HOUR * 1000),
             ("webhooks.retry_window_seconds", w.retry_window_seconds, 0, 7 * DAY),
@@ -623,6 +629,17 @@ mod tests {
         assert!(e.unwrap_or_default().contains("SINEW_PORT"));
         let e = Config::load(None, env(&[("SINEW_APP_CLIENT_EVENTS", "maybe")])).err().map(|e| e.to_string());
         assert!(e.unwrap_or_default().contains("SINEW_APP_CLIENT_EVENTS"));
+    }
+
+    #[test]
+    fn shutdown_drain_from_file_and_env() {
+        assert_eq!(Config::default().shutdown_drain_seconds, 0);
+        let c = load_str("shutdown_drain_seconds = 15\n", &[]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.shutdown_drain_seconds, 15);
+        let c = Config::load(None, env(&[("SINEW_SHUTDOWN_DRAIN_SECONDS", "7")])).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.shutdown_drain_seconds, 7);
+        let e = Config::load(None, env(&[("SINEW_SHUTDOWN_DRAIN_SECONDS", "301")])).err().map(|e| e.to_string());
+        assert!(e.unwrap_or_default().contains("shutdown_drain_seconds"));
     }
 
     #[test]

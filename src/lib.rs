@@ -12,7 +12,7 @@
 //! - [`debug_console`]: the opt-in live console at `/debug`.
 //! - [`ops`]: `/up`, `/ready`, `/usage`.
 //! - [`server`]: binds, routes, shuts down.
-//! - [`tls`]: rustls for `wss://` and `https://` on the main port.
+//! - [`tls`]: rustls for `wss://` and `https://` on the main port, with certificate reload.
 
 pub mod adapter;
 pub mod api;

@@ -46,6 +46,7 @@ async fn main() -> anyhow::Result<()> {
         Some(Command::Apps(_)) | Some(Command::Serve) | None => {}
     }
     sinew::telemetry::init(&config.log, &config.log_format);
+    let signals = shutdown_signals();
     let dev_app = cli.config.is_none() && !std::env::vars().any(|(k, _)| k.starts_with("SINEW_APP_"));
     let server = Server::bind(Context::new(config.clone()))
         .await
@@ -58,7 +59,7 @@ async fn main() -> anyhow::Result<()> {
     if let Some(m) = server.metrics_addr() {
         println!("  metrics at http://{m}/metrics");
     }
-    server.run(shutdown_signal()).await?;
+    server.run_with(signalled(signals.clone(), 1), signalled(signals, 2)).await?;
     Ok(())
 }
 fn print_banner(config: &Config, addr: std::net::SocketAddr, dev_app: bool) {
@@ -86,24 +87,55 @@ fn print_banner(config: &Config, addr: std::net::SocketAddr, dev_app: bool) {
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Counts SIGTERM/SIGINT deliveries; registered before the server starts so an early signal is
+/// not fatal.
+fn shutdown_signals() -> tokio::sync::watch::Receiver<u32> {
+    let (tx, rx) = tokio::sync::watch::channel(0u32);
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        // SIGHUP reloads JWKS files and the TLS certificate where configured, and is ignored
+        // otherwise instead of ending the process (tokio keeps the handler once installed).
+        let _ = signal(SignalKind::hangup());
+        let mut term = signal(SignalKind::terminate()).ok();
+        let mut int = signal(SignalKind::interrupt()).ok();
+        tokio::spawn(async move {
+            loop {
+                let name = tokio::select! {
+                    () = recv(&mut term) => "SIGTERM",
+                    () = recv(&mut int) => "SIGINT",
+                };
+                tx.send_modify(|n| *n += 1);
+                tracing::info!(signal = name, count = *tx.borrow(), "shutdown signal");
             }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
+        });
     }
-    tracing::info!("shutting down");
+    #[cfg(not(unix))]
+    tokio::spawn(async move {
+        while tokio::signal::ctrl_c().await.is_ok() {
+            tx.send_modify(|n| *n += 1);
+            tracing::info!(count = *tx.borrow(), "shutdown signal");
+        }
+    });
+    rx
+}
+
+/// The next delivery of a signal whose handler could be installed (otherwise never).
+#[cfg(unix)]
+async fn recv(signal: &mut Option<tokio::signal::unix::Signal>) {
+    match signal {
+        Some(s) => {
+            if s.recv().await.is_none() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending::<()>().await,
+    }
+}
+
+/// Resolves once `count` signals arrived.
+async fn signalled(mut signals: tokio::sync::watch::Receiver<u32>, count: u32) {
+    if signals.wait_for(|n| *n >= count).await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }

@@ -22,8 +22,8 @@ pub async fn up() -> &'static str {
     "OK"
 }
 
-/// `GET /ready`: 200 while serving; 503 once shutdown began, and while a clustered node cannot
-/// reach Redis (it keeps serving its own clients meanwhile).
+/// `GET /ready`: 200 while serving; 503 from the first shutdown signal on (drain delay included),
+/// and while a clustered node cannot reach Redis (it keeps serving its own clients meanwhile).
 pub async fn ready(State(ctx): State<Context>) -> impl IntoResponse {
     let adapter = ctx.hub.cluster().map(|c| if c.is_connected() { "connected" } else { "disconnected" });
     let body = |ready: bool| match adapter {

@@ -50,9 +50,9 @@ impl Server {
         let listener = if ctx.config.tls_cert.is_empty() {
             Listener::Plain(tcp)
         } else {
-            let tls =
-                crate::tls::server_config(&ctx.config.tls_cert, &ctx.config.tls_key).map_err(std::io::Error::other)?;
-            Listener::Tls(crate::tls::TlsListener::new(tcp, tls)?)
+            let certs = crate::tls::CertStore::load(&ctx.config.tls_cert, &ctx.config.tls_key)
+                .map_err(std::io::Error::other)?;
+            Listener::Tls(crate::tls::TlsListener::new(tcp, certs)?)
         };
         let metrics = if ctx.config.metrics_enabled {
             let host = if ctx.config.metrics_host.is_empty() { &ctx.config.host } else { &ctx.config.metrics_host };
@@ -92,19 +92,33 @@ impl Server {
         &self.ctx
     }
 
-    /// Serves until `signal` resolves, then tells every client to reconnect (4200) and waits for the
-    /// connection tasks to finish, at most a short grace period.
+    /// Serves until `signal` resolves, keeps serving with `/ready` at 503 for `shutdown_drain_seconds`,
+    /// then tells every client to reconnect (4200) and waits for the connection tasks to finish, at
+    /// most a short grace period.
     pub async fn run(self, signal: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        self.run_with(signal, std::future::pending()).await
+    }
+
+    /// Like [`Server::run`]; `again` resolving during the drain delay (a second signal) ends the delay.
+    pub async fn run_with(
+        self,
+        signal: impl Future<Output = ()> + Send + 'static,
+        again: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         let ctx = self.ctx.clone();
         ctx.webhooks.start();
         ctx.hub.start_cluster();
         let purge = tokio::spawn(purge_caches(ctx.clone()));
         let jwks = tokio::spawn(watch_jwks(ctx.clone()));
+        let certs = match &self.listener {
+            Listener::Tls(l) => Some(tokio::spawn(l.certificates().watch())),
+            Listener::Plain(_) => None,
+        };
         let metrics = self.metrics.map(|l| tokio::spawn(serve_metrics(l, ctx.clone())));
         let stop = ctx.clone();
         let until = async move {
             tokio::select! {
-                () = signal => stop.begin_shutdown(),
+                () = signal => drain(&stop, again).await,
                 () = stop.shutdown.cancelled() => {}
             }
         };
@@ -125,11 +139,31 @@ impl Server {
         ctx.webhooks.finish(Duration::from_secs(ctx.config.webhooks.shutdown_grace_seconds)).await;
         purge.abort();
         jwks.abort();
+        if let Some(c) = certs {
+            c.abort();
+        }
         if let Some(m) = metrics {
             m.abort();
         }
         served
     }
+}
+
+/// Turns `/ready` to 503 and keeps serving for `shutdown_drain_seconds` (or until `again`), then
+/// begins the shutdown proper.
+async fn drain(ctx: &Context, again: impl Future<Output = ()>) {
+    ctx.begin_drain();
+    let delay = ctx.config.shutdown_drain_seconds;
+    if delay > 0 {
+        tracing::info!(seconds = delay, "not ready; still serving until the drain delay ends");
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(delay)) => {}
+            () = again => tracing::info!("second signal: ending the drain delay"),
+            () = ctx.shutdown.cancelled() => {}
+        }
+    }
+    tracing::info!("closing the listener and disconnecting clients (4200)");
+    ctx.begin_shutdown();
 }
 
 /// `GET /metrics` on its own listener.

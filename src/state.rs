@@ -33,6 +33,7 @@ pub struct Context {
     /// Live HTTP fallback sessions.
     pub http_sessions: crate::transport::http::Sessions,
     draining: Arc<AtomicBool>,
+    unready: Arc<AtomicBool>,
 }
 
 impl Context {
@@ -51,21 +52,31 @@ impl Context {
             tasks: TaskTracker::new(),
             http_sessions: crate::transport::http::Sessions::default(),
             draining: Arc::new(AtomicBool::new(false)),
+            unready: Arc::new(AtomicBool::new(false)),
         }
     }
 
-    /// True when this node can serve: not draining, and connected to the cluster if it is in one.
-    pub fn is_ready(&self) -> bool {
-        !self.is_draining() && self.hub.cluster().is_none_or(|c| c.is_connected())
-    }
-
-    /// True once shutdown began: new connections are refused and `/ready` answers 503.
+    /// True once shutdown began: new connections are refused.
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Acquire)
     }
 
+    /// False once a shutdown signal arrived (`/ready` answers 503), during the drain delay too, and
+    /// while a clustered node cannot reach Redis.
+    pub fn is_ready(&self) -> bool {
+        !self.unready.load(Ordering::Acquire)
+            && !self.is_draining()
+            && self.hub.cluster().is_none_or(|c| c.is_connected())
+    }
+
+    /// Flips readiness off; connections are still served and accepted.
+    pub fn begin_drain(&self) {
+        self.unready.store(true, Ordering::Release);
+    }
+
     /// Flips readiness off and tells every connection to close with 4200.
     pub fn begin_shutdown(&self) {
+        self.unready.store(true, Ordering::Release);
         if !self.draining.swap(true, Ordering::AcqRel)
             && let Some(cluster) = self.hub.cluster()
         {

@@ -2,21 +2,31 @@
 //!
 //! Handshakes run in their own tasks (bounded by a timeout), so a slow client never holds up the
 //! accept loop; finished TLS streams are handed to the HTTP server through a channel.
+//!
+//! The certificate is reloaded when either file changes (checked every few seconds) and on SIGHUP.
+//! Only new handshakes see the new certificate; open connections are not touched. A pair that does
+//! not load is logged and the current one kept.
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, SystemTime};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
+use tokio_rustls::rustls::crypto::CryptoProvider;
+use tokio_rustls::rustls::server::{ClientHello, ResolvesServerCert};
+use tokio_rustls::rustls::sign::CertifiedKey;
 use tokio_rustls::server::TlsStream;
 
 /// A handshake that takes longer than this is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often the certificate and key files are checked for changes.
+const RELOAD_POLL: Duration = Duration::from_secs(2);
 
 /// Why the TLS settings could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -34,8 +44,9 @@ pub enum TlsError {
     Config(String),
 }
 
-/// Builds the rustls server configuration from PEM files (certificate chain and private key).
-pub fn server_config(cert: &str, key: &str) -> Result<Arc<ServerConfig>, TlsError> {
+/// Reads a certificate chain and its private key from PEM files; fails when the key does not
+/// belong to the certificate.
+fn load_pair(cert: &str, key: &str, provider: &CryptoProvider) -> Result<CertifiedKey, TlsError> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .map_err(|e| TlsError::Pem { key: "tls_cert", reason: e.to_string() })?
         .collect::<Result<_, _>>()
@@ -44,13 +55,103 @@ pub fn server_config(cert: &str, key: &str) -> Result<Arc<ServerConfig>, TlsErro
         return Err(TlsError::Pem { key: "tls_cert", reason: format!("no certificate in {cert}") });
     }
     let key = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Pem { key: "tls_key", reason: e.to_string() })?;
-    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
-    let mut config = ServerConfig::builder_with_provider(provider)
+    CertifiedKey::from_der(certs, key, provider).map_err(|e| TlsError::Config(e.to_string()))
+}
+
+/// The certificate presented to new handshakes, with the files it came from.
+#[derive(Debug)]
+pub struct CertStore {
+    cert_path: String,
+    key_path: String,
+    provider: Arc<CryptoProvider>,
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl CertStore {
+    /// Loads the pair; an error here stops start-up.
+    pub fn load(cert: &str, key: &str) -> Result<Arc<CertStore>, TlsError> {
+        let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+        let pair = load_pair(cert, key, &provider)?;
+        Ok(Arc::new(CertStore {
+            cert_path: cert.into(),
+            key_path: key.into(),
+            provider,
+            current: RwLock::new(Arc::new(pair)),
+        }))
+    }
+
+    /// Reads the files again and, when the pair is usable, presents it from the next handshake on.
+    pub fn reload(&self) -> Result<(), TlsError> {
+        let pair = Arc::new(load_pair(&self.cert_path, &self.key_path, &self.provider)?);
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = pair;
+        Ok(())
+    }
+
+    /// Modification time and length of both files (`None` while one is missing).
+    fn stamp(&self) -> Option<[(SystemTime, u64); 2]> {
+        let one = |path: &str| std::fs::metadata(path).and_then(|m| Ok((m.modified()?, m.len()))).ok();
+        Some([one(&self.cert_path)?, one(&self.key_path)?])
+    }
+
+    /// Reloads when the files change and on SIGHUP; runs until aborted.
+    pub async fn watch(self: Arc<Self>) {
+        #[cfg(unix)]
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        let mut tick = tokio::time::interval(RELOAD_POLL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut seen = self.stamp();
+        loop {
+            #[cfg(unix)]
+            let hangup = async {
+                match hup.as_mut() {
+                    Some(s) => s.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            #[cfg(not(unix))]
+            let hangup = std::future::pending::<Option<()>>();
+            let why = tokio::select! {
+                _ = tick.tick() => {
+                    let now = self.stamp();
+                    if now == seen || now.is_none() {
+                        seen = now;
+                        continue;
+                    }
+                    seen = now;
+                    "files changed"
+                }
+                _ = hangup => {
+                    seen = self.stamp();
+                    "SIGHUP"
+                }
+            };
+            match self.reload() {
+                Ok(()) => tracing::info!(cert = %self.cert_path, trigger = why, "TLS certificate reloaded"),
+                Err(e) => tracing::error!(
+                    error = %e,
+                    cert = %self.cert_path,
+                    key = %self.key_path,
+                    trigger = why,
+                    "TLS certificate reload failed; new connections keep the current certificate"
+                ),
+            }
+        }
+    }
+}
+
+impl ResolvesServerCert for CertStore {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.read().unwrap_or_else(PoisonError::into_inner).clone())
+    }
+}
+
+/// The rustls server configuration presenting whatever `certs` holds.
+pub fn server_config(certs: Arc<CertStore>) -> Result<Arc<ServerConfig>, TlsError> {
+    let mut config = ServerConfig::builder_with_provider(certs.provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Config(e.to_string()))?
         .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| TlsError::Config(e.to_string()))?;
+        .with_cert_resolver(certs);
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
@@ -59,14 +160,15 @@ pub fn server_config(cert: &str, key: &str) -> Result<Arc<ServerConfig>, TlsErro
 pub struct TlsListener {
     rx: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
     local: SocketAddr,
+    certs: Arc<CertStore>,
     accept_task: tokio::task::JoinHandle<()>,
 }
 
 impl TlsListener {
     /// Wraps a bound TCP listener.
-    pub fn new(tcp: TcpListener, config: Arc<ServerConfig>) -> io::Result<Self> {
+    pub fn new(tcp: TcpListener, certs: Arc<CertStore>) -> io::Result<Self> {
         let local = tcp.local_addr()?;
-        let acceptor = TlsAcceptor::from(config);
+        let acceptor = TlsAcceptor::from(server_config(certs.clone()).map_err(io::Error::other)?);
         let (tx, rx) = mpsc::channel(256);
         let accept_task = tokio::spawn(async move {
             loop {
@@ -93,7 +195,12 @@ impl TlsListener {
                 }
             }
         });
-        Ok(TlsListener { rx, local, accept_task })
+        Ok(TlsListener { rx, local, certs, accept_task })
+    }
+
+    /// The certificate this listener presents.
+    pub fn certificates(&self) -> Arc<CertStore> {
+        self.certs.clone()
     }
 }
 

@@ -58,6 +58,19 @@ fn config_print_redacts_secrets() {
     assert!(out.contains("<redacted>") && out.contains("key = \"app-key\""), "{out}");
 }
 
+#[test]
+fn config_print_shows_the_drain_delay() {
+    let (code, out, _) = sinew(&["config", "print"], &[]);
+    assert_eq!(code, 0);
+    assert!(out.contains("shutdown_drain_seconds = 0\n"), "{out}");
+    let (code, out, err) = sinew(&["config", "print"], &[("SINEW_SHUTDOWN_DRAIN_SECONDS", "12")]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("shutdown_drain_seconds = 12\n"), "{out}");
+    let (code, _, err) = sinew(&["config", "check"], &[("SINEW_SHUTDOWN_DRAIN_SECONDS", "301")]);
+    assert_ne!(code, 0);
+    assert!(err.contains("shutdown_drain_seconds"), "{err}");
+}
+
 #[tokio::test]
 async fn sign_prints_a_command_the_server_accepts() {
     let s = TestServer::default().await;

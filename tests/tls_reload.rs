@@ -1,0 +1,263 @@
+//! TLS certificate reload with the real binary: new handshakes see a replaced certificate (file
+//! change or SIGHUP), an open `wss://` connection stays open, and a bad pair keeps the current one.
+//! Certificates come from a test CA made with openssl for this run.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod common;
+mod process_support;
+
+use common::{APP_ID, KEY, Rest, SECRET, now};
+use futures_util::{SinkExt, StreamExt};
+use process_support::{PATIENCE, SinewProcess};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName};
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::rustls::{ClientConfig, RootCertStore, client::Resumption};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+
+const FAILED: &str = "TLS certificate reload failed";
+
+struct Certs {
+    dir: PathBuf,
+}
+
+impl Certs {
+    /// A test CA and three server pairs `a`, `b`, `c` for 127.0.0.1. Ed25519 keys make every key
+    /// file the same length.
+    fn new() -> Certs {
+        let dir =
+            std::env::temp_dir().join(format!("sinew-tls-reload-{}-{}", std::process::id(), rand::random::<u32>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let certs = Certs { dir };
+        certs.openssl(&["genpkey", "-algorithm", "ed25519", "-out", "ca.key"]);
+        certs.openssl(&[
+            "req",
+            "-x509",
+            "-new",
+            "-key",
+            "ca.key",
+            "-subj",
+            "/CN=Sinew Test CA",
+            "-days",
+            "2",
+            "-out",
+            "ca.pem",
+        ]);
+        std::fs::write(certs.path("san.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").unwrap();
+        for (name, serial) in [("a", "1001"), ("b", "1002"), ("c", "1003")] {
+            let (key, csr, pem) = (format!("{name}.key"), format!("{name}.csr"), format!("{name}.pem"));
+            certs.openssl(&["genpkey", "-algorithm", "ed25519", "-out", &key]);
+            certs.openssl(&["req", "-new", "-key", &key, "-subj", "/CN=127.0.0.1", "-out", &csr]);
+            certs.openssl(&[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-set_serial",
+                serial,
+                "-days",
+                "2",
+                "-extfile",
+                "san.ext",
+                "-out",
+                &pem,
+            ]);
+        }
+        certs
+    }
+
+    fn openssl(&self, args: &[&str]) {
+        let out =
+            std::process::Command::new("openssl").args(args).current_dir(&self.dir).output().expect("run openssl");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    fn read(&self, name: &str) -> Vec<u8> {
+        std::fs::read(self.path(name)).unwrap()
+    }
+
+    fn der(&self, name: &str) -> CertificateDer<'static> {
+        CertificateDer::from_pem_slice(&self.read(name)).unwrap()
+    }
+
+    /// Replaces `target` with the content of `source` in one rename, keeping `target`'s
+    /// modification time when `keep_mtime` is set.
+    fn replace(&self, target: &str, source: &str, keep_mtime: bool) {
+        let tmp = self.path(&format!("{target}.tmp"));
+        std::fs::write(&tmp, self.read(source)).unwrap();
+        if keep_mtime {
+            let old = std::fs::metadata(self.path(target)).unwrap().modified().unwrap();
+            std::fs::File::options().write(true).open(&tmp).unwrap().set_modified(old).unwrap();
+        }
+        std::fs::rename(&tmp, self.path(target)).unwrap();
+    }
+}
+
+impl Drop for Certs {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn client_config(ca: &Path) -> Arc<ClientConfig> {
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    // Every handshake is a full one, so the server always presents its current certificate.
+    config.resumption = Resumption::disabled();
+    Arc::new(config)
+}
+
+async fn tls_connect(addr: SocketAddr, config: &Arc<ClientConfig>) -> TlsStream<TcpStream> {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let name = ServerName::IpAddress(addr.ip().into());
+    TlsConnector::from(config.clone()).connect(name, tcp).await.expect("TLS handshake with the test CA")
+}
+
+/// The end-entity certificate a new handshake gets.
+async fn presented(addr: SocketAddr, config: &Arc<ClientConfig>) -> CertificateDer<'static> {
+    let tls = tls_connect(addr, config).await;
+    tls.get_ref().1.peer_certificates().unwrap()[0].clone().into_owned()
+}
+
+/// Polls new handshakes until they present `want` (panics after [`PATIENCE`]).
+async fn wait_presented(sinew: &SinewProcess, config: &Arc<ClientConfig>, want: &CertificateDer<'static>) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while presented(sinew.addr, config).await != *want {
+        assert!(tokio::time::Instant::now() < deadline, "certificate not reloaded; log:\n{}", sinew.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+type Wss = WebSocketStream<TlsStream<TcpStream>>;
+
+async fn next_event(ws: &mut Wss) -> Value {
+    loop {
+        match tokio::time::timeout(PATIENCE, ws.next()).await.expect("an event in time") {
+            Some(Ok(Message::Text(t))) => return serde_json::from_str(&t).unwrap(),
+            Some(Ok(Message::Close(f))) => panic!("connection closed: {f:?}"),
+            Some(Ok(_)) => continue,
+            other => panic!("connection failed: {other:?}"),
+        }
+    }
+}
+
+/// Signed `POST /apps/{id}/events` over HTTPS, trusting the test CA.
+async fn publish(addr: SocketAddr, ca: &Path, name: &str) {
+    let rest = Rest { base: String::new(), app_id: APP_ID.into(), key: KEY.into(), secret: SECRET.into() };
+    let body = json!({"name": name, "channel": "tls-reload", "data": "{}"}).to_string();
+    let path = format!("/apps/{APP_ID}/events");
+    let query = rest.signed_query("POST", &path, &[], &body, now());
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(ca).unwrap()).unwrap();
+    let client = reqwest::Client::builder().add_root_certificate(ca).build().unwrap();
+    let res = client
+        .post(format!("https://{addr}{path}?{query}"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+}
+
+#[tokio::test]
+async fn certificate_reloads_on_file_change_and_sighup_without_dropping_connections() {
+    let certs = Certs::new();
+    std::fs::copy(certs.path("a.pem"), certs.path("cert.pem")).unwrap();
+    std::fs::copy(certs.path("a.key"), certs.path("key.pem")).unwrap();
+    let (cert, key) = (certs.path("cert.pem"), certs.path("key.pem"));
+    let mut sinew =
+        SinewProcess::spawn(&[("SINEW_TLS_CERT", cert.to_str().unwrap()), ("SINEW_TLS_KEY", key.to_str().unwrap())])
+            .await;
+    let addr = sinew.addr;
+    let ca = certs.path("ca.pem");
+    let config = client_config(&ca);
+    let (a, b, c) = (certs.der("a.pem"), certs.der("b.pem"), certs.der("c.pem"));
+    assert_eq!(presented(addr, &config).await, a);
+
+    // A wss:// connection made with certificate A.
+    let url = format!("wss://{addr}/app/{KEY}?protocol=7&client=js&version=8.6.0&flash=false");
+    let (mut open, _) = tokio_tungstenite::client_async(url, tls_connect(addr, &config).await).await.unwrap();
+    assert_eq!(next_event(&mut open).await["event"], "pusher:connection_established");
+    open.send(Message::Text(json!({"event":"pusher:subscribe","data":{"channel":"tls-reload"}}).to_string().into()))
+        .await
+        .unwrap();
+    assert_eq!(next_event(&mut open).await["event"], "pusher_internal:subscription_succeeded");
+
+    // Files rewritten in place (certificate first, then key): new handshakes get B.
+    std::fs::write(&cert, certs.read("b.pem")).unwrap();
+    std::fs::write(&key, certs.read("b.key")).unwrap();
+    wait_presented(&sinew, &config, &b).await;
+    // Whatever the in-between state (B with A's key) logged comes before this line.
+    sinew.wait_log("TLS certificate reloaded", 1).await;
+    publish(addr, &ca, "after-file-change").await;
+    assert_eq!(next_event(&mut open).await["event"], "after-file-change");
+
+    // A certificate whose key is not in the key file: logged, B stays.
+    let failures = sinew.log().matches(FAILED).count();
+    certs.replace("cert.pem", "c.pem", false);
+    sinew.wait_log(FAILED, failures + 1).await;
+    assert_eq!(presented(addr, &config).await, b);
+
+    // The matching key, with the old modification time and length: only SIGHUP picks it up.
+    let before = std::fs::metadata(&key).unwrap();
+    certs.replace("key.pem", "c.key", true);
+    let after = std::fs::metadata(&key).unwrap();
+    assert_eq!((before.modified().unwrap(), before.len()), (after.modified().unwrap(), after.len()));
+    assert_eq!(presented(addr, &config).await, b);
+    sinew.signal("HUP").await;
+    wait_presented(&sinew, &config, &c).await;
+
+    // The connection made with A is still served.
+    publish(addr, &ca, "after-sighup").await;
+    assert_eq!(next_event(&mut open).await["event"], "after-sighup");
+    open.send(Message::Text(json!({"event":"pusher:ping","data":{}}).to_string().into())).await.unwrap();
+    assert_eq!(next_event(&mut open).await["event"], "pusher:pong");
+
+    sinew.signal("TERM").await;
+    let error = next_event(&mut open).await;
+    assert_eq!(error["data"]["code"], 4200, "{error}");
+    let status = sinew.exit_status().await;
+    assert!(status.success(), "{status:?}\n{}", sinew.log());
+}
+
+#[tokio::test]
+async fn a_bad_pair_at_start_up_is_refused() {
+    let certs = Certs::new();
+    let (cert, key) = (certs.path("a.pem"), certs.path("b.key"));
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_sinew"))
+        .env("SINEW_HOST", "127.0.0.1")
+        .env("SINEW_PORT", "0")
+        .env("SINEW_METRICS_ENABLED", "false")
+        .env("SINEW_TLS_CERT", &cert)
+        .env("SINEW_TLS_KEY", &key)
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("tls_cert/tls_key"), "{err}");
+}
