@@ -690,4 +690,17 @@ mod tests {
         let missing = load_str("[[apps]]\nid=\"a\"\nkey=\"k\"\n", &[]).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(missing.contains("apps[0].secret"), "{missing}");
     }
+
+    #[test]
+    fn adapter_settings() {
+        let c = Config::load(None, env(&[("SINEW_ADAPTER", "redis"), ("SINEW_REDIS_URL", "redis://r:6380/2")]))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((c.adapter.as_str(), c.redis_url.as_str()), ("redis", "redis://r:6380/2"));
+        assert_eq!(Config::load(None, Vec::new()).map(|c| c.adapter).ok().as_deref(), Some("local"));
+        let err =
+            |vars: &[(&str, &str)]| Config::load(None, env(vars)).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err(&[("SINEW_ADAPTER", "nats")]).contains("adapter"));
+        assert!(err(&[("SINEW_ADAPTER", "redis"), ("SINEW_REDIS_URL", "http://x")]).contains("redis_url"));
+        assert!(err(&[("SINEW_CLUSTER_NODE_TIMEOUT_SECONDS", "1")]).contains("cluster_node_timeout_seconds"));
+    }
 }

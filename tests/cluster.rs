@@ -4,12 +4,13 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod common;
+mod fallback_support;
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::routing::post;
-use common::{Client, TestServer, data};
+use common::{Client, KEY, TestServer, data};
 use serde_json::{Value, json};
 use sinew::config::{Config, WebhookTarget};
 use std::sync::{Arc, Mutex};
@@ -385,5 +386,59 @@ async fn graceful_stop_hands_members_over_without_flapping() {
     assert_eq!(names.iter().filter(|n| n.contains("mover")).count(), 1, "{names:?}");
     assert!(names.contains(&"member_removed presence-lobby leaver".to_string()), "{names:?}");
     b.stop().await;
+    cleanup(&p).await;
+}
+
+#[tokio::test]
+async fn http_fallback_sessions_take_part_in_the_cluster() {
+    let p = prefix();
+    let a = node(&p, fallback_support::fast).await;
+    let b = node(&p, fallback_support::fast).await;
+    // A streaming session on node A (the load balancer keeps a session's requests on one node).
+    let session = "9/clustera";
+    let mut r = fallback_support::Receiver::open(&a, KEY, session, "xhr_streaming").await;
+    let sid = r.established(true).await;
+    let data_json = r#"{"user_id":"streamer"}"#;
+    let auth = common::auth_presence(&sid, "presence-mixed", data_json);
+    fallback_support::send_msgs(&a, session, &[fallback_support::subscribe("news")]).await;
+    r.event("pusher_internal:subscription_succeeded").await;
+    let subscribe_presence =
+        json!({"event":"pusher:subscribe","data":{"auth":auth,"channel":"presence-mixed","channel_data":data_json}});
+    fallback_support::send_msgs(&a, session, &[subscribe_presence]).await;
+    r.event("pusher_internal:subscription_succeeded").await;
+    // A WebSocket client on node B sees the fallback member and is seen by it.
+    let mut ws = b.client().await;
+    let ok = ws.subscribe_presence("presence-mixed", r#"{"user_id":"socket"}"#).await;
+    assert_eq!(data(&ok)["presence"]["count"], 2);
+    assert_eq!(data(&r.event("pusher_internal:member_added").await)["user_id"], "socket");
+    // Published on node B, delivered to the session on node A.
+    b.http().trigger("news", "tick", "1").await;
+    assert_eq!(r.event("tick").await["data"], "1");
+    // A request for the session reaching the wrong node is refused, never silently dropped.
+    assert_eq!(fallback_support::send(&b, KEY, session, "[]").await, 404);
+    stop_all(vec![a, b]).await;
+    cleanup(&p).await;
+}
+
+#[tokio::test]
+async fn adapter_state_shows_in_ready_usage_and_metrics() {
+    let p = prefix();
+    let a = node(&p, |_| {}).await;
+    let b = node(&p, |_| {}).await;
+    let mut c = b.client().await;
+    c.subscribe("m").await;
+    a.http().trigger("m", "e", "1").await;
+    c.recv().await;
+    let ready: Value = reqwest::get(format!("http://{}/ready", a.addr)).await.unwrap().json().await.unwrap();
+    assert_eq!(ready, json!({"ready":true,"adapter":"connected"}));
+    let usage: Value = reqwest::get(format!("http://{}/usage", b.addr)).await.unwrap().json().await.unwrap();
+    assert_eq!(usage["adapter"]["kind"], "redis");
+    assert!(usage["adapter"]["received"].as_u64().unwrap() >= 1);
+    let text = reqwest::get(format!("http://{}/metrics", a.metrics_addr.unwrap())).await.unwrap().text().await.unwrap();
+    let value =
+        |name: &str| -> f64 { text.lines().find_map(|l| l.strip_prefix(name)?.trim().parse().ok()).unwrap_or(-1.0) };
+    assert_eq!(value("sinew_adapter_connected "), 1.0);
+    assert!(value("sinew_adapter_publishes_total ") >= 1.0, "{text}");
+    stop_all(vec![a, b]).await;
     cleanup(&p).await;
 }
