@@ -442,3 +442,31 @@ async fn adapter_state_shows_in_ready_usage_and_metrics() {
     stop_all(vec![a, b]).await;
     cleanup(&p).await;
 }
+
+async fn keys_of(prefix: &str) -> Vec<String> {
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}:*")).query_async(&mut conn).await.unwrap();
+    keys.sort();
+    keys
+}
+
+#[tokio::test]
+async fn the_last_node_to_stop_leaves_no_state_behind() {
+    let p = prefix();
+    let a = node(&p, |c| c.cluster_handover_seconds = 60).await;
+    let b = node(&p, |c| c.cluster_handover_seconds = 60).await;
+    let mut x = a.client().await;
+    x.subscribe_presence("presence-end", r#"{"user_id":"x"}"#).await;
+    let mut y = b.client().await;
+    y.subscribe_presence("presence-end", r#"{"user_id":"y"}"#).await;
+    y.subscribe("plain").await;
+    // A stops while B runs: A's member is handed over (kept for the long handover period).
+    a.stop().await;
+    let (_, users) = b.http().get("/channels/presence-end/users", &[]).await;
+    assert_eq!(users["users"].as_array().unwrap().len(), 2);
+    // B is the last node: nobody is left to take clients over, so everything is removed now.
+    b.stop().await;
+    assert_eq!(keys_of(&p).await, Vec::<String>::new());
+    cleanup(&p).await;
+}

@@ -34,12 +34,13 @@ const RETRY_EVERY: Duration = Duration::from_millis(500);
 struct Scripts {
     subscribe: redis::Script,
     heartbeat: redis::Script,
+    handover: redis::Script,
     sweep: redis::Script,
 }
 
 impl Scripts {
-    fn sources() -> [&'static str; 3] {
-        [scripts::SUBSCRIBE, scripts::HEARTBEAT, scripts::SWEEP]
+    fn sources() -> [&'static str; 4] {
+        [scripts::SUBSCRIBE, scripts::HEARTBEAT, scripts::HANDOVER, scripts::SWEEP]
     }
 }
 
@@ -134,6 +135,7 @@ pub(super) async fn run(
         scripts: Scripts {
             subscribe: redis::Script::new(scripts::SUBSCRIBE),
             heartbeat: redis::Script::new(scripts::HEARTBEAT),
+            handover: redis::Script::new(scripts::HANDOVER),
             sweep: redis::Script::new(scripts::SWEEP),
         },
         subs: HashMap::new(),
@@ -380,10 +382,11 @@ impl NodeState {
         pipe.ignore_errors();
         pipe.cmd("EVALSHA")
             .arg(self.scripts.sweep.get_hash())
-            .arg(3)
+            .arg(4)
             .arg(keys.nodes())
             .arg(keys.node_subs(id))
             .arg(keys.node_members(id))
+            .arg(keys.draining())
             .arg(node)
             .arg(keys.prefix())
             .arg(keys.bus());
@@ -502,11 +505,27 @@ impl NodeState {
             return;
         }
         self.draining = true;
-        let ms = self.adapter.settings.handover.as_millis() as u64;
-        if self.beat(ms.max(1)).await.is_err() {
-            tracing::warn!(
+        let keys = self.adapter.keys.clone();
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        pipe.cmd("EVALSHA")
+            .arg(self.scripts.handover.get_hash())
+            .arg(2)
+            .arg(keys.nodes())
+            .arg(keys.draining())
+            .arg(self.adapter.node())
+            .arg(self.adapter.settings.handover.as_millis() as u64);
+        match self.run(&pipe).await.map(|r| r.into_iter().next()) {
+            Ok(Some(Value::Array(nodes))) => {
+                // No other node is left to take the clients over: leave nothing behind.
+                for node in nodes.iter().filter_map(as_string) {
+                    self.sweep(&node).await;
+                }
+            }
+            Ok(_) => {}
+            Err(()) => tracing::warn!(
                 "cannot hand this node's members over in Redis; the others sweep them after the node timeout"
-            );
+            ),
         }
     }
 }

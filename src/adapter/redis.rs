@@ -75,6 +75,9 @@ impl Keys {
     pub(super) fn nodes(&self) -> String {
         format!("{}:nodes", self.prefix)
     }
+    pub(super) fn draining(&self) -> String {
+        format!("{}:draining", self.prefix)
+    }
     pub(super) fn node_subs(&self, node: u32) -> String {
         format!("{}:node:{node}:subs", self.prefix)
     }

@@ -2,6 +2,7 @@
 //!
 //! Key layout (prefix `P`):
 //! - `P:nodes`: sorted set, node id -> deadline (ms, Redis clock) after which the node counts as dead;
+//! - `P:draining`: set of nodes that stopped gracefully and are handing their members over;
 //! - `P:node:N:subs`: hash, `app\nchannel` -> subscriptions node N holds;
 //! - `P:node:N:members`: hash, `app\nchannel\nuser` -> sockets node N holds for that member;
 //! - `P:app:A:subs`: hash, channel -> subscriptions in the cluster;
@@ -85,12 +86,33 @@ local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
 return {added, dead}
 "#;
 
+/// Starts a graceful stop: marks the node as draining and, if another node that is not draining is
+/// alive to take over its clients, keeps its state until the handover deadline.
+///
+/// KEYS: nodes, draining. ARGV: node id, handover milliseconds.
+/// Returns nil (handed over), or every draining node (itself included) when no other node remains:
+/// the caller then sweeps them at once, since nobody is left to reconnect to.
+pub const HANDOVER: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('SADD', KEYS[2], ARGV[1])
+local alive = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')
+for _, n in ipairs(alive) do
+  if redis.call('SISMEMBER', KEYS[2], n) == 0 then
+    redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+    return false
+  end
+end
+return redis.call('SMEMBERS', KEYS[2])
+"#;
+
 /// Removes a dead node and everything it contributed, once (the first sweeper wins).
 ///
-/// KEYS: nodes, the dead node's subs, the dead node's members. ARGV: dead node id, key prefix, bus
+/// KEYS: nodes, the dead node's subs, the dead node's members, draining. ARGV: dead node id, key prefix, bus
 /// channel. Publishes a member event for every member removed.
 /// Returns nil when another node swept first, else `{vacated fields, {member field, value, ...}}`.
 pub const SWEEP: &str = r#"
+redis.call('SREM', KEYS[4], ARGV[1])
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return false end
 local p = ARGV[2]
 local vacated = {}

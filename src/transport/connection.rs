@@ -181,7 +181,9 @@ impl Connection {
             "pusher:ping" => self.send(frame::pong()),
             "pusher:pong" => {}
             "pusher:subscribe" => match frame::decode_data::<SubscribeData>(event, msg.data) {
-                Ok(d) => self.subscribe(d).await,
+                // Boxed: the subscribe future is large and rare; every connection task would
+                // otherwise reserve room for it.
+                Ok(d) => Box::pin(self.subscribe(d)).await,
                 Err(e) => self.error(None, &e.to_string()),
             },
             "pusher:unsubscribe" => match frame::decode_data::<UnsubscribeData>(event, msg.data) {
