@@ -5,6 +5,7 @@
 //! - [`config`]: TOML file plus `SINEW_*` overrides, validated at start-up.
 //! - [`protocol`]: pure wire format: messages, channel names, signatures.
 //! - [`hub`]: shared state: channels, presence members, users, cache, per-connection outboxes.
+//! - [`adapter`]: scale-out over Redis: cluster-wide state, the bus between nodes, node liveness.
 //! - [`transport`]: the per-connection state machine, the WebSocket transport and the HTTP fallbacks.
 //! - [`api`]: the signed REST API and the token-based auth endpoints.
 //! - [`jwt`]: JSON Web Token verification (secret, PEM, JWKS) and channel grants.
