@@ -2,7 +2,7 @@
 //! routes each event to the delivery queue of every matching endpoint.
 
 use super::delivery::{self, Target};
-use super::{DeadLetter, Task, Trigger, WebhookStats};
+use super::{DeadLetter, Reported, Task, Trigger, WebhookStats};
 use crate::config::{Config, WebhookSettings};
 use futures_util::StreamExt;
 use serde_json::Value;
@@ -29,7 +29,7 @@ impl Route {
 
 /// Everything needed to start the webhook tasks.
 pub struct Pending {
-    rx: mpsc::Receiver<(Arc<str>, Trigger)>,
+    rx: mpsc::Receiver<Reported>,
     settings: WebhookSettings,
     targets: Vec<(Target, mpsc::Receiver<Value>)>,
     routes: HashMap<Arc<str>, Vec<Route>>,
@@ -40,7 +40,7 @@ pub struct Pending {
 impl Pending {
     pub(super) fn new(
         config: &Config,
-        rx: mpsc::Receiver<(Arc<str>, Trigger)>,
+        rx: mpsc::Receiver<Reported>,
         dead: DeadLetter,
         stats: Arc<WebhookStats>,
     ) -> Self {
@@ -141,7 +141,7 @@ struct Dispatcher {
 }
 
 impl Dispatcher {
-    async fn run(mut self, mut rx: mpsc::Receiver<(Arc<str>, Trigger)>, mut finish: oneshot::Receiver<()>) {
+    async fn run(mut self, mut rx: mpsc::Receiver<Reported>, mut finish: oneshot::Receiver<()>) {
         let mut open = true;
         loop {
             tokio::select! {
@@ -153,14 +153,14 @@ impl Dispatcher {
                     self.send(&app, &t);
                 }
                 msg = rx.recv(), if open => match msg {
-                    Some((app, t)) => self.handle(app, t),
+                    Some((app, t, decided)) => self.handle(app, t, decided),
                     None => open = false,
                 },
             }
         }
         // Shutdown: take what was reported so far, then send delayed leaves at once.
-        while let Ok((app, t)) = rx.try_recv() {
-            self.handle(app, t);
+        while let Ok((app, t, decided)) = rx.try_recv() {
+            self.handle(app, t, decided);
         }
         let mut rest: Vec<_> = self.pending_leave.drain().map(|(_, k)| k).collect();
         rest.sort_by_key(|k| self.leaving.deadline(k));
@@ -171,7 +171,11 @@ impl Dispatcher {
         // Dropping the routes closes the delivery queues; deliveries finish what they hold.
     }
 
-    fn handle(&mut self, app: Arc<str>, t: Trigger) {
+    fn handle(&mut self, app: Arc<str>, t: Trigger, decided: bool) {
+        if decided {
+            // Delay and cancellation were already applied cluster-wide.
+            return self.send(&app, &t);
+        }
         match &t {
             Trigger::Vacated { .. } | Trigger::MemberRemoved { .. } if !self.delay.is_zero() => {
                 let key = leave_key(&app, &t);

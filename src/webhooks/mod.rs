@@ -132,11 +132,15 @@ pub struct WebhookStats {
     pub lost: AtomicU64,
 }
 
+/// A trigger as reported to the dispatcher: app, trigger, and whether the leave delay and its
+/// cancellation were already applied (cluster-wide) so it goes out as is.
+type Reported = (Arc<str>, Trigger, bool);
+
 /// Handed to each app's state; reports triggers without ever blocking.
 #[derive(Clone)]
 pub struct Emitter {
     app_id: Arc<str>,
-    tx: mpsc::Sender<(Arc<str>, Trigger)>,
+    tx: mpsc::Sender<Reported>,
     dead: DeadLetter,
 }
 
@@ -149,10 +153,20 @@ impl std::fmt::Debug for Emitter {
 impl Emitter {
     /// Reports a trigger. When the dispatcher is overloaded the event goes to the dead-letter file.
     pub fn emit(&self, trigger: Trigger) {
-        if let Err(e) = self.tx.try_send((self.app_id.clone(), trigger)) {
+        self.report(trigger, false);
+    }
+
+    /// Reports a trigger whose leave delay was already applied elsewhere (cluster-wide): it is
+    /// sent as is.
+    pub fn emit_decided(&self, trigger: Trigger) {
+        self.report(trigger, true);
+    }
+
+    fn report(&self, trigger: Trigger, decided: bool) {
+        if let Err(e) = self.tx.try_send((self.app_id.clone(), trigger, decided)) {
             let (reason, trigger) = match e {
-                mpsc::error::TrySendError::Full((_, t)) => ("webhook intake queue full", t),
-                mpsc::error::TrySendError::Closed((_, t)) => ("webhooks stopped", t),
+                mpsc::error::TrySendError::Full((_, t, _)) => ("webhook intake queue full", t),
+                mpsc::error::TrySendError::Closed((_, t, _)) => ("webhooks stopped", t),
             };
             tracing::warn!(app = %self.app_id, event = trigger.name(), reason, "webhook event dead-lettered");
             self.dead.write(&self.app_id, None, reason, &[trigger.to_json()]);
