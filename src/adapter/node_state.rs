@@ -154,7 +154,15 @@ pub(super) async fn run(
                 }
                 state.process(&mut batch).await;
             }
-            _ = tick.tick() => state.heartbeat().await,
+            _ = tick.tick() => {
+                state.heartbeat().await;
+                // While Redis cannot be written, try again soon instead of a whole interval later:
+                // the first command after Redis comes back only restarts the connection, so at the
+                // full interval a node would stay unready for up to two intervals after Redis is back.
+                if !state.draining && !state.adapter.store_up.load(Ordering::Acquire) {
+                    tick.reset_after(RETRY_EVERY.min(interval));
+                }
+            }
         }
     }
 }
