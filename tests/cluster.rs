@@ -470,3 +470,86 @@ async fn the_last_node_to_stop_leaves_no_state_behind() {
     assert_eq!(keys_of(&p).await, Vec::<String>::new());
     cleanup(&p).await;
 }
+
+/// A `redis-server` of one test's own, on a free port, without persistence; killed on drop.
+struct OwnRedis {
+    child: std::process::Child,
+    url: String,
+}
+
+impl OwnRedis {
+    async fn start() -> OwnRedis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server on PATH");
+        // Owned at once, so the process is killed and reaped on every path.
+        let own = OwnRedis { child, url: format!("redis://127.0.0.1:{port}") };
+        let client = redis::Client::open(own.url.as_str()).unwrap();
+        for _ in 0..100 {
+            if let Ok(mut conn) = client.get_multiplexed_async_connection().await
+                && redis::cmd("PING").query_async::<String>(&mut conn).await.is_ok()
+            {
+                return own;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("redis-server on port {port} did not start");
+    }
+
+    /// Sends a signal (`STOP`, `CONT`) to the server process.
+    fn signal(&self, name: &str) {
+        let ok = std::process::Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{name}");
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_redis_pause_longer_than_the_node_timeout_sweeps_nobody() {
+    let redis = OwnRedis::start().await;
+    let p = prefix();
+    let on_own = |c: &mut Config| c.redis_url = redis.url.clone();
+    let a = node(&p, on_own).await;
+    let b = node(&p, on_own).await;
+    let mut watcher = a.client().await;
+    watcher.subscribe_presence("presence-steady", r#"{"user_id":"watcher"}"#).await;
+    let mut member = b.client().await;
+    member.subscribe_presence("presence-steady", r#"{"user_id":"member"}"#).await;
+    assert_eq!(watcher.recv().await["event"], "pusher_internal:member_added");
+
+    // Redis stops answering for longer than the node timeout (3 s) but keeps its data: every
+    // node's deadline passes, yet no node died.
+    redis.signal("STOP");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    redis.signal("CONT");
+    for s in [&a, &b] {
+        for _ in 0..200 {
+            if s.ctx.is_ready() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(s.ctx.is_ready(), "node ready again after the pause");
+    }
+    // Longer than a node timeout of heartbeats: nobody is swept, nobody leaves.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    watcher.expect_silence().await;
+    member.expect_silence().await;
+    let (_, users) = a.http().get("/channels/presence-steady/users", &[]).await;
+    assert_eq!(users["users"].as_array().unwrap().len(), 2);
+    stop_all(vec![a, b]).await;
+}

@@ -119,6 +119,8 @@ struct NodeState {
     dirty: bool,
     last_attempt: Option<Instant>,
     registered: bool,
+    /// Since when every heartbeat succeeded (`None` after a failed one).
+    healthy_since: Option<Instant>,
     draining: bool,
 }
 
@@ -143,6 +145,7 @@ pub(super) async fn run(
         dirty: false,
         last_attempt: None,
         registered: false,
+        healthy_since: None,
         draining: false,
     };
     let mut tick = tokio::time::interval(interval);
@@ -156,7 +159,15 @@ pub(super) async fn run(
                 }
                 state.process(&mut batch).await;
             }
-            _ = tick.tick() => state.heartbeat().await,
+            _ = tick.tick() => {
+                state.heartbeat().await;
+                // While Redis cannot be written, try again soon instead of a whole interval later:
+                // the first command after Redis comes back only restarts the connection, so at the
+                // full interval a node would stay unready for up to two intervals after Redis is back.
+                if !state.draining && !state.adapter.store_up.load(Ordering::Acquire) {
+                    tick.reset_after(RETRY_EVERY.min(interval));
+                }
+            }
         }
     }
 }
@@ -336,8 +347,10 @@ impl NodeState {
         let ttl = self.adapter.settings.node_timeout.as_millis() as u64;
         let Ok(reply) = self.beat(ttl).await else {
             self.adapter.store_up.store(false, Ordering::Release);
+            self.healthy_since = None;
             return;
         };
+        let healthy_since = *self.healthy_since.get_or_insert_with(Instant::now);
         let added = reply.first().map_or(0, as_int);
         if added == 1 && self.registered && !self.dirty {
             tracing::warn!("this node's cluster state was missing from Redis; writing it again");
@@ -348,6 +361,12 @@ impl NodeState {
         self.registered = true;
         if !self.dirty {
             self.adapter.store_up.store(true, Ordering::Release);
+        }
+        // After this node could not reach Redis, the others' deadlines may have passed only because
+        // Redis was unreachable for them too (a pause or a network cut keeps the data): give them a
+        // whole node timeout to heartbeat again before sweeping anyone.
+        if healthy_since.elapsed() < self.adapter.settings.node_timeout {
+            return;
         }
         let me = self.adapter.node().to_string();
         let dead: Vec<String> = match reply.get(1) {

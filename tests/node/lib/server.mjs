@@ -15,6 +15,7 @@ export const DEFAULT_APP = Object.freeze({
 });
 
 const LISTENING_RE = /listening on (\S+):(\d+)/;
+const METRICS_RE = /metrics at http:\/\/(\S+)\/metrics/;
 const START_TIMEOUT_MS = 15000;
 const STOP_TIMEOUT_MS = 3000;
 
@@ -148,6 +149,13 @@ export async function startSinew(options = {}) {
     get exited() {
       return exited;
     },
+    /** Resolves with {code, signal} once the process ended. */
+    exitPromise,
+    /** The metrics listener's base URL, once sinew printed it (null before, or when disabled). */
+    get metricsBase() {
+      const m = stdout.match(METRICS_RE);
+      return m ? `http://${m[1]}` : null;
+    },
     httpBase: `http://127.0.0.1:${info.port}`,
     wsBase: `ws://127.0.0.1:${info.port}`,
     async stop() {
@@ -161,6 +169,26 @@ export async function startSinew(options = {}) {
     },
   };
   return server;
+}
+
+/** Polls `GET /ready` until it answers `status` (200 by default); resolves with the parsed body. */
+export async function waitReady(server, { status = 200, ms = 10000 } = {}) {
+  const deadline = Date.now() + ms;
+  let last = 'no answer';
+  for (;;) {
+    try {
+      const res = await fetch(`${server.httpBase}/ready`, { signal: AbortSignal.timeout(2000) });
+      const text = await res.text();
+      if (res.status === status) return JSON.parse(text);
+      last = `${res.status} ${text}`;
+    } catch (e) {
+      last = String(e);
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`/ready on port ${server.port} did not answer ${status} within ${ms} ms (last: ${last})`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }
 
 /** Runs sinew expecting it to exit on its own (e.g. a bad config). */
