@@ -355,6 +355,50 @@ async fn webhooks_fire_once_per_cluster_transition() {
 }
 
 #[tokio::test]
+async fn a_quick_return_on_another_node_cancels_the_departure_webhooks() {
+    let p = prefix();
+    let hooks = Hooks::default();
+    let url = hooks.start().await;
+    let delayed = |url: &str| {
+        let hooked = hooked(url);
+        move |c: &mut Config| {
+            hooked(c);
+            c.webhooks.leave_delay_ms = 1000;
+        }
+    };
+    let a = node(&p, delayed(&url)).await;
+    let b = node(&p, delayed(&url)).await;
+    let mut x = a.client().await;
+    x.subscribe_presence("presence-hop", r#"{"user_id":"u1"}"#).await;
+    // u1 leaves node A and is back on node B well within the leave delay.
+    drop(x);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut y = b.client().await;
+    y.subscribe_presence("presence-hop", r#"{"user_id":"u1"}"#).await;
+    tokio::time::sleep(Duration::from_millis(1800)).await;
+    assert_eq!(hooks.names(), vec!["channel_occupied presence-hop", "member_added presence-hop u1"]);
+    // A real departure is reported once the delay has passed.
+    drop(y);
+    for _ in 0..100 {
+        if hooks.names().len() == 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        hooks.names(),
+        vec![
+            "channel_occupied presence-hop",
+            "channel_vacated presence-hop",
+            "member_added presence-hop u1",
+            "member_removed presence-hop u1",
+        ]
+    );
+    stop_all(vec![a, b]).await;
+    cleanup(&p).await;
+}
+
+#[tokio::test]
 async fn graceful_stop_hands_members_over_without_flapping() {
     let p = prefix();
     let hooks = Hooks::default();

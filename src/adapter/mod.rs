@@ -41,6 +41,8 @@ pub struct SubRequest {
     pub want_cache: bool,
     /// Whether the channel's subscribers get `subscription_count` updates.
     pub count_events: bool,
+    /// Whether the app has webhooks (departures then leave a marker for the leave delay).
+    pub webhooks: bool,
 }
 
 /// What a subscribe learned from the cluster.
@@ -64,15 +66,23 @@ pub enum SubOutcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
     /// The first subscriber in the cluster arrived.
-    Occupied,
+    Occupied {
+        /// Back within the leave delay: the pending `channel_vacated` is cancelled, and so is this.
+        rejoin: bool,
+    },
     /// The last subscriber in the cluster left.
-    Vacated,
+    Vacated {
+        /// A marker waits for the leave delay; the webhook goes out only if nobody consumed it.
+        marker: bool,
+    },
     /// A presence user's first socket in the cluster joined; `value` as stored.
     MemberAdded {
         /// Member key.
         user: String,
         /// Stored value (see [`member_value`]).
         value: String,
+        /// Back within the leave delay (see [`Change::Occupied`]).
+        rejoin: bool,
     },
     /// A presence user's last socket in the cluster left.
     MemberRemoved {
@@ -80,6 +90,8 @@ pub enum Change {
         user: String,
         /// Stored value (see [`member_value`]).
         value: String,
+        /// See [`Change::Vacated`].
+        marker: bool,
     },
     /// The cluster-wide subscriber count changed (for `subscription_count`).
     Count(i64),
@@ -101,8 +113,10 @@ pub struct Transition {
 pub enum Inbound {
     /// A message published by another node.
     Bus(BusMessage),
-    /// A transition this node observed and must announce (locally, to the other nodes, and as webhooks).
+    /// A transition this node observed and must announce (as webhooks).
     Transition(Transition),
+    /// This node's state was written back to Redis after an outage.
+    Resynced,
 }
 
 /// The stored form of a presence member: its id as JSON, a newline, its `user_info` JSON (or `null`).

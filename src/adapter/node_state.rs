@@ -44,6 +44,11 @@ impl Scripts {
     }
 }
 
+/// How long a departure marker lives: the leave delay and a margin, when the app has webhooks.
+fn marker_ms(webhooks: bool, leave_delay: Duration) -> u64 {
+    if webhooks && !leave_delay.is_zero() { leave_delay.as_millis() as u64 + 10_000 } else { 0 }
+}
+
 /// A difference between the mirror and Redis, written back by a reconciliation.
 struct Fix {
     app: String,
@@ -64,10 +69,14 @@ struct Write<'a> {
     want_members: bool,
     want_cache: bool,
     count_events: bool,
+    /// Milliseconds a departure's marker lives (0: no marker).
+    marker_ms: u64,
+    /// Whether the script publishes member events and counts.
+    publish: bool,
 }
 
 impl<'a> Write<'a> {
-    fn of(req: &'a SubRequest) -> Self {
+    fn of(req: &'a SubRequest, leave_delay: Duration) -> Self {
         Write {
             app: &req.app,
             channel: &req.channel,
@@ -78,6 +87,8 @@ impl<'a> Write<'a> {
             want_members: req.want_members,
             want_cache: req.want_cache,
             count_events: req.count_events,
+            marker_ms: marker_ms(req.webhooks, leave_delay),
+            publish: true,
         }
     }
 
@@ -85,13 +96,14 @@ impl<'a> Write<'a> {
         let (user, value) = self.member.map_or(("", ""), |(u, v)| (u.as_str(), v.as_str()));
         pipe.cmd("EVALSHA")
             .arg(script.get_hash())
-            .arg(6)
+            .arg(7)
             .arg(keys.node_subs(node))
             .arg(keys.app_subs(self.app))
             .arg(keys.node_members(node))
             .arg(keys.members(self.app, self.channel))
             .arg(keys.values(self.app, self.channel))
             .arg(keys.cache(self.app, self.channel))
+            .arg(keys.nodes())
             .arg(field(self.app, self.channel))
             .arg(self.channel)
             .arg(self.delta)
@@ -103,7 +115,10 @@ impl<'a> Write<'a> {
             .arg(if self.want_cache { "1" } else { "0" })
             .arg(keys.bus())
             .arg(self.app)
-            .arg(if self.count_events { "1" } else { "0" });
+            .arg(if self.count_events { "1" } else { "0" })
+            .arg(node)
+            .arg(self.marker_ms)
+            .arg(if self.publish { "1" } else { "0" });
     }
 }
 
@@ -119,6 +134,8 @@ struct NodeState {
     dirty: bool,
     last_attempt: Option<Instant>,
     registered: bool,
+    /// Redis forgot this node while it was registered (data loss or a sweep).
+    lost_registration: bool,
     /// Since when every heartbeat succeeded (`None` after a failed one).
     healthy_since: Option<Instant>,
     draining: bool,
@@ -145,6 +162,7 @@ pub(super) async fn run(
         dirty: false,
         last_attempt: None,
         registered: false,
+        lost_registration: false,
         healthy_since: None,
         draining: false,
     };
@@ -192,7 +210,13 @@ impl NodeState {
                     self.mirror(&req);
                     subs.push((req, reply));
                 }
-                Op::Handover => self.handover().await,
+                Op::Handover => {
+                    // Changes queued before the handover are written first.
+                    if !subs.is_empty() {
+                        self.write(std::mem::take(&mut subs)).await;
+                    }
+                    self.handover().await;
+                }
                 Op::Flush(done) => flushes.push(done),
             }
         }
@@ -242,8 +266,9 @@ impl NodeState {
         let keys = self.adapter.keys.clone();
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
+        let leave_delay = self.adapter.settings.leave_delay;
         for (req, _) in &subs {
-            Write::of(req).push(&mut pipe, &self.scripts.subscribe, &keys, node);
+            Write::of(req, leave_delay).push(&mut pipe, &self.scripts.subscribe, &keys, node);
         }
         let results = match self.run(&pipe).await {
             Ok(r) if r.len() == subs.len() => r,
@@ -278,7 +303,14 @@ impl NodeState {
             self.unmirror(req);
             return SubOutcome::Full;
         }
-        for change in changes_of(parts, req.member.as_ref(), req.count_events) {
+        if member == -3 {
+            // Not registered (swept while cut off, or Redis lost its data): written back by the
+            // reconciliation once the node registers again.
+            self.lost_sync();
+            return SubOutcome::Unavailable;
+        }
+        let marker = marker_ms(req.webhooks, self.adapter.settings.leave_delay) > 0;
+        for change in changes_of(parts, req.member.as_ref(), marker) {
             self.announce(&req.app, &req.channel, change).await;
         }
         let members = if req.want_members { pairs(Some(get(3))) } else { Vec::new() };
@@ -354,6 +386,7 @@ impl NodeState {
         let added = reply.first().map_or(0, as_int);
         if added == 1 && self.registered && !self.dirty {
             tracing::warn!("this node's cluster state was missing from Redis; writing it again");
+            self.lost_registration = true;
             self.dirty = true;
             self.last_attempt = None;
             self.reconcile().await;
@@ -426,13 +459,14 @@ impl NodeState {
                 let mut it = f.splitn(3, '\n');
                 if let (Some(app), Some(channel), Some(user)) = (it.next(), it.next(), it.next()) {
                     removed += 1;
-                    self.announce(app, channel, Change::MemberRemoved { user: user.to_string(), value }).await;
+                    let change = Change::MemberRemoved { user: user.to_string(), value, marker: false };
+                    self.announce(app, channel, change).await;
                 }
             }
         }
         for f in &vacated {
             if let Some((app, channel)) = f.split_once('\n') {
-                self.announce(app, channel, Change::Vacated).await;
+                self.announce(app, channel, Change::Vacated { marker: false }).await;
             }
         }
         tracing::info!(
@@ -451,14 +485,26 @@ impl NodeState {
         self.last_attempt = Some(Instant::now());
         let node = self.adapter.node();
         let keys = self.adapter.keys.clone();
+        // Register first: the scripts write nothing for an unregistered node.
+        let ttl = self.adapter.settings.node_timeout.as_millis() as u64;
+        let Ok(beat) = self.beat(ttl).await else { return };
+        if beat.first().map_or(0, as_int) == 1 && self.registered {
+            self.lost_registration = true;
+        }
         let mut pipe = redis::pipe();
         pipe.cmd("HGETALL").arg(keys.node_subs(node));
         pipe.cmd("HGETALL").arg(keys.node_members(node));
+        pipe.cmd("DEL").arg(keys.swept(node));
         let mut conn = self.adapter.conn.clone();
         let Ok(Ok(current)) = timeout(OP_TIMEOUT, pipe.query_async::<Vec<Value>>(&mut conn)).await else {
             self.adapter.stats.errors.fetch_add(1, Ordering::Relaxed);
             return;
         };
+        // Registration lost without a sweep: Redis lost its data, and nobody saw anything change,
+        // so the state is restored silently. After a sweep the others saw this node's members
+        // leave, so their return is announced.
+        let swept = current.get(2).map_or(0, as_int) == 1;
+        let silent = self.lost_registration && !swept;
         let in_redis_subs: HashMap<String, i64> =
             pairs(current.first()).into_iter().map(|(k, v)| (k, v.parse().unwrap_or(0))).collect();
         let in_redis_members: HashMap<String, i64> =
@@ -501,12 +547,17 @@ impl NodeState {
                     want_members: false,
                     want_cache: false,
                     count_events: false,
+                    marker_ms: 0,
+                    publish: !silent,
                 };
                 w.push(&mut pipe, &self.scripts.subscribe, &keys, node);
             }
             let Ok(results) = self.run(&pipe).await else {
                 return;
             };
+            if silent {
+                continue;
+            }
             for (f, result) in chunk.iter().zip(results.iter()) {
                 let Value::Array(parts) = result else { continue };
                 for change in changes_of(parts, f.member.as_ref(), false) {
@@ -515,8 +566,10 @@ impl NodeState {
             }
         }
         self.dirty = false;
+        self.lost_registration = false;
         self.adapter.store_up.store(true, Ordering::Release);
-        tracing::info!(changes = total, "cluster state of this node written to Redis again");
+        let _ = self.inbound.send(Inbound::Resynced).await;
+        tracing::info!(changes = total, restored = silent, "cluster state of this node written to Redis again");
     }
 
     async fn handover(&mut self) {
@@ -557,27 +610,25 @@ fn bump(map: &mut HashMap<String, i64>, key: String, delta: i64) {
     }
 }
 
-/// The cluster-wide transitions in one result of the subscribe script, in announcement order.
-fn changes_of(parts: &[Value], member: Option<&(String, String)>, count_events: bool) -> Vec<Change> {
+/// The cluster-wide transitions in one result of the subscribe script, in announcement order
+/// (member events and counts reach clients through the bus; these are for webhooks).
+fn changes_of(parts: &[Value], member: Option<&(String, String)>, marker: bool) -> Vec<Change> {
     let get = |i: usize| parts.get(i).unwrap_or(&Value::Nil);
     let (flag, before, after) = (as_int(get(0)), as_int(get(1)), as_int(get(2)));
     let mut changes = Vec::new();
     if before <= 0 && after > 0 {
-        changes.push(Change::Occupied);
+        changes.push(Change::Occupied { rejoin: as_int(get(6)) == 1 });
     }
     if let Some((user, value)) = member {
-        if flag == 1 {
-            changes.push(Change::MemberAdded { user: user.clone(), value: value.clone() });
+        if flag == 1 || flag == 2 {
+            changes.push(Change::MemberAdded { user: user.clone(), value: value.clone(), rejoin: flag == 2 });
         } else if flag == -1 {
             let stored = as_string(get(5)).unwrap_or_else(|| value.clone());
-            changes.push(Change::MemberRemoved { user: user.clone(), value: stored });
+            changes.push(Change::MemberRemoved { user: user.clone(), value: stored, marker });
         }
     }
-    if count_events && before != after && after > 0 {
-        changes.push(Change::Count(after));
-    }
     if before > 0 && after <= 0 {
-        changes.push(Change::Vacated);
+        changes.push(Change::Vacated { marker });
     }
     changes
 }

@@ -28,6 +28,9 @@ pub struct Settings {
     pub node_timeout: Duration,
     /// How long a gracefully stopped node's members are kept for their clients to reconnect.
     pub handover: Duration,
+    /// The webhook leave delay: a departure's webhook waits this long and is dropped if the
+    /// member or channel came back anywhere in the cluster meanwhile.
+    pub leave_delay: Duration,
 }
 
 /// Why a cluster-wide answer could not be given.
@@ -77,6 +80,17 @@ impl Keys {
     }
     pub(super) fn draining(&self) -> String {
         format!("{}:draining", self.prefix)
+    }
+    pub(super) fn swept(&self, node: u32) -> String {
+        format!("{}:swept:{node}", self.prefix)
+    }
+    /// The marker of a member's departure (see [`super::scripts::SUBSCRIBE`]).
+    pub(super) fn leaving(&self, app: &str, channel: &str, user: &str) -> String {
+        format!("{}:leaving:{user}", self.members(app, channel))
+    }
+    /// The marker of a channel's vacancy.
+    pub(super) fn vacating(&self, app: &str, channel: &str) -> String {
+        format!("{}:vacating:{channel}", self.app_subs(app))
     }
     pub(super) fn node_subs(&self, node: u32) -> String {
         format!("{}:node:{node}:subs", self.prefix)
@@ -161,6 +175,26 @@ impl RedisAdapter {
     /// This node's id.
     pub fn node(&self) -> u32 {
         self.node
+    }
+
+    /// The webhook leave delay applied cluster-wide.
+    pub fn leave_delay(&self) -> Duration {
+        self.settings.leave_delay
+    }
+
+    /// After the leave delay: true if a departure still stands (its marker was not consumed by a
+    /// return), consuming the marker. When Redis cannot tell, the departure stands.
+    pub async fn departure_stands(&self, app: &str, channel: &str, user: Option<&str>) -> bool {
+        let key = match user {
+            Some(u) => self.keys.leaving(app, channel, u),
+            None => self.keys.vacating(app, channel),
+        };
+        let mut pipe = redis::pipe();
+        pipe.cmd("DEL").arg(key);
+        match self.query(&pipe).await {
+            Ok(v) => v.first().map_or(0, as_count) == 1,
+            Err(_) => true,
+        }
     }
 
     /// Starts the background tasks (state writer with heartbeats and sweeping, bus publisher, bus

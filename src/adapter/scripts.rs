@@ -9,22 +9,33 @@
 //! - `P:app:A:members:C`: hash, member key -> sockets in the cluster;
 //! - `P:app:A:values:C`: hash, member key -> stored member value (id JSON, newline, info JSON);
 //! - `P:app:A:cache:C`: string, the last event of a cache channel, expiring with its TTL;
+//! - `P:app:A:members:C:leaving:U`, `P:app:A:subs:vacating:C`: markers of a departure whose webhook
+//!   waits for the leave delay (consumed by a quick return);
+//! - `P:swept:N`: node N was swept (kept a day);
 //! - `P:bus`: the pub/sub channel.
 
 /// Applies one subscribe/unsubscribe (or a reconciliation delta) of this node.
 ///
-/// KEYS: node subs, app subs, node members, channel members, channel values, cache key.
-/// ARGV: node field (`app\nchannel`), channel, channel delta, member key (`''` for none), member
-/// value, member delta, max members, want members (`1`), want cache (`1`), bus channel, app id,
-/// count events (`1`).
-/// A node never takes away more than it contributed, so replays after a failure are harmless.
+/// KEYS: node subs, app subs, node members, channel members, channel values, cache key, nodes.
+/// ARGV: 1 node field (`app\nchannel`), 2 channel, 3 channel delta, 4 member key (`''` for none),
+/// 5 member value, 6 member delta, 7 max members, 8 want members (`1`), 9 want cache (`1`),
+/// 10 bus channel, 11 app id, 12 count events (`1`), 13 node id, 14 leave marker milliseconds (0:
+/// none), 15 publish (`1`; `0` when restoring state Redis lost, which nobody saw change).
+/// A node never takes away more than it contributed, so replays after a failure are harmless, and
+/// a node missing from `nodes` (swept, or Redis lost it) writes nothing until it registers again.
 /// Member events and counts are published to the bus by the script itself, so every node sees
-/// them in the order Redis decided them.
-/// Returns `{member, before, after, members, cache, removed value}` where member is 1 (first socket
-/// of the user in the cluster), -1 (last one gone), 0, or -2 (channel full: nothing changed).
+/// them in the order Redis decided them. A last socket leaving (or last subscriber) leaves a marker
+/// that a quick return anywhere in the cluster consumes, so the delayed webhook can be dropped.
+/// Returns `{member, before, after, members, cache, removed value, rejoined}` where member is 1
+/// (first socket of the user in the cluster), 2 (the same, back within the leave delay), -1 (last
+/// one gone), 0, -2 (channel full: nothing changed) or -3 (node not registered: nothing changed),
+/// and rejoined is 1 when the channel was occupied again within the leave delay.
 pub const SUBSCRIBE: &str = r#"
+if not redis.call('ZSCORE', KEYS[7], ARGV[13]) then return {-3, 0, 0, false, false, false, 0} end
 local cdelta = tonumber(ARGV[3])
 local user = ARGV[4]
+local ttl = tonumber(ARGV[14])
+local publish = ARGV[15] == '1'
 local member = 0
 local value = false
 if user ~= '' then
@@ -35,18 +46,24 @@ if user ~= '' then
   if udelta ~= 0 then
     local total = tonumber(redis.call('HGET', KEYS[4], user) or '0')
     if udelta > 0 and total <= 0 and redis.call('HLEN', KEYS[4]) >= tonumber(ARGV[7]) then
-      return {-2, 0, 0, false, false, false}
+      return {-2, 0, 0, false, false, false, 0}
     end
     local n = redis.call('HINCRBY', KEYS[4], user, udelta)
     if mine + udelta <= 0 then redis.call('HDEL', KEYS[3], nf) else redis.call('HSET', KEYS[3], nf, mine + udelta) end
+    local marker = KEYS[4] .. ':leaving:' .. user
     if total <= 0 and n > 0 then
       redis.call('HSET', KEYS[5], user, ARGV[5])
       member = 1
-    elseif n <= 0 then
+      if ttl > 0 and redis.call('DEL', marker) == 1 then member = 2 end
+    elseif n <= 0 and total > 0 then
       value = redis.call('HGET', KEYS[5], user)
       redis.call('HDEL', KEYS[4], user)
       redis.call('HDEL', KEYS[5], user)
       member = -1
+      if ttl > 0 then redis.call('SET', marker, '1', 'PX', ttl) end
+    elseif n <= 0 then
+      redis.call('HDEL', KEYS[4], user)
+      redis.call('HDEL', KEYS[5], user)
     end
   end
 end
@@ -54,24 +71,28 @@ local mine = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
 if mine + cdelta < 0 then cdelta = -mine end
 local before = tonumber(redis.call('HGET', KEYS[2], ARGV[2]) or '0')
 local after = before
+local rejoined = 0
 if cdelta ~= 0 then
   after = redis.call('HINCRBY', KEYS[2], ARGV[2], cdelta)
   if after <= 0 then redis.call('HDEL', KEYS[2], ARGV[2]) end
   if mine + cdelta <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) else redis.call('HSET', KEYS[1], ARGV[1], mine + cdelta) end
+  local marker = KEYS[2] .. ':vacating:' .. ARGV[2]
+  if ttl > 0 and before <= 0 and after > 0 and redis.call('DEL', marker) == 1 then rejoined = 1 end
+  if ttl > 0 and before > 0 and after <= 0 then redis.call('SET', marker, '1', 'PX', ttl) end
 end
-if member == 1 then
+if publish and member > 0 then
   redis.call('PUBLISH', ARGV[10], cjson.encode({t = 'member', node = 0, app = ARGV[11], channel = ARGV[2], user = user, value = ARGV[5], added = true}))
-elseif member == -1 then
+elseif publish and member == -1 then
   redis.call('PUBLISH', ARGV[10], cjson.encode({t = 'member', node = 0, app = ARGV[11], channel = ARGV[2], user = user, value = value or '', added = false}))
 end
-if ARGV[12] == '1' and after ~= before and after > 0 then
+if publish and ARGV[12] == '1' and after ~= before and after > 0 then
   redis.call('PUBLISH', ARGV[10], cjson.encode({t = 'count', node = 0, app = ARGV[11], channel = ARGV[2], count = after}))
 end
 local members = false
 if ARGV[8] == '1' then members = redis.call('HGETALL', KEYS[5]) end
 local cache = false
 if ARGV[9] == '1' then cache = redis.call('GET', KEYS[6]) end
-return {member, before, after, members, cache, value}
+return {member, before, after, members, cache, value, rejoined}
 "#;
 
 /// Renews this node's deadline and lists the nodes whose deadline passed (Redis clock).
@@ -112,7 +133,7 @@ return redis.call('SMEMBERS', KEYS[2])
 /// channel. Publishes a member event for every member removed.
 /// Returns nil when another node swept first, else `{vacated fields, {member field, value, ...}}`.
 pub const SWEEP: &str = r#"
-redis.call('SREM', KEYS[4], ARGV[1])
+local stopped = redis.call('SREM', KEYS[4], ARGV[1]) == 1
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return false end
 local p = ARGV[2]
 local vacated = {}
@@ -148,5 +169,7 @@ for i = 1, #ms, 2 do
   end
 end
 redis.call('DEL', KEYS[2], KEYS[3])
+-- A tombstone, so the node (if it was only cut off) knows the others saw its members leave.
+if not stopped then redis.call('SET', p .. ':swept:' .. ARGV[1], '1', 'EX', 86400) end
 return {vacated, removed}
 "#;

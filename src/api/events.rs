@@ -143,7 +143,15 @@ async fn deliver(hub: &Hub, app: &AppState, ev: &Event) -> Result<Option<Map<Str
     }
     let mut channels = Map::new();
     for c in &ev.channels {
-        let summary = app.channel_info(c).await?;
+        // The event is already delivered: when the cluster cannot be asked, answer with what this
+        // node knows rather than an error that would make the caller publish again.
+        let summary = match app.channel_info(c).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cluster counts unavailable; answering with this node's");
+                app.channel_summary(c)
+            }
+        };
         let mut attrs = Map::new();
         for a in &ev.info {
             match a {

@@ -8,7 +8,7 @@
 //! is missed.
 
 use super::registry::{Member, MemberEntry, Subscriber};
-use super::{AppState, ChannelSummary, ConnId, ConnRef, Drained, Frame, Hub, SubscribeError};
+use super::{AppState, ChannelSummary, ConnId, ConnRef, Drained, Frame, Hub, SubscribeError, lock};
 use crate::adapter::{
     BusMessage, Change, ClusterError, Inbound, RedisAdapter, SubOutcome, SubRequest, member_value, split_member_value,
 };
@@ -58,7 +58,6 @@ impl AppState {
     ) -> Result<(), SubscribeError> {
         let ty = ChannelType::of(channel);
         let staging = conn.outbox.sibling();
-        let mut locally_new = false;
         {
             let mut ch = self.channels.entry(channel.to_string()).or_default();
             if ch.subscribers.contains_key(&conn.id) {
@@ -68,7 +67,6 @@ impl AppState {
                 match ch.members.entry(m.key.clone()) {
                     Entry::Occupied(mut e) => e.get_mut().sockets += 1,
                     Entry::Vacant(e) => {
-                        locally_new = true;
                         e.insert(MemberEntry {
                             id_json: m.id_json.clone(),
                             info_json: m.info_json.clone(),
@@ -90,6 +88,7 @@ impl AppState {
             want_members: presence,
             want_cache: ty.cache,
             count_events: self.config.subscription_count && !presence,
+            webhooks: self.has_webhooks(),
         };
         let outcome = cluster.subscribe(req).await;
         let Some(mut ch) = self.channels.get_mut(channel) else {
@@ -121,10 +120,11 @@ impl AppState {
                 (presence.then(|| presence_from_values(&members)), cached.map(|e| (e.event, e.data)))
             }
             SubOutcome::Unavailable => {
-                // Serve what this node knows; the cluster learns of it when Redis is back.
-                if locally_new && let Some(m) = &member {
-                    let added = Frame::from(frame::member_added(channel, &m.id_json, m.info_json.as_deref()));
-                    self.fan_out_except_user(&ch, &added, None, Some(&m.key));
+                // Serve what this node knows. The cluster (this node's other subscribers included)
+                // learns of the member when Redis is back; this subscriber is then asked to
+                // reconnect, to get the whole member list.
+                if presence {
+                    lock(&self.degraded_joins).push(conn.outbox.clone());
                 }
                 (presence.then(|| super::registry::presence_json(&ch)), self.cached(channel).map(|e| (e.event, e.data)))
             }
@@ -193,6 +193,7 @@ impl AppState {
             want_members: false,
             want_cache: false,
             count_events: self.config.subscription_count && !presence,
+            webhooks: self.has_webhooks(),
         });
         true
     }
@@ -323,22 +324,65 @@ impl AppState {
         self.terminate_user(user)
     }
 
-    /// Announces a cluster-wide transition this node observed.
+    /// Announces a cluster-wide transition this node observed. The frames went out on the bus from
+    /// Redis itself (in Redis's order); here the webhooks and the debug feed, once per cluster
+    /// transition, with the leave delay applied cluster-wide: a departure's webhook waits, and is
+    /// dropped if the member or channel came back on any node meanwhile (which also drops that
+    /// return's webhook).
     fn announce(&self, channel: &str, change: Change) {
         match change {
-            Change::Occupied => self.emit(|| Trigger::Occupied { channel: channel.to_string() }),
-            Change::Vacated => self.emit(|| Trigger::Vacated { channel: channel.to_string() }),
-            // The frames went out on the bus from Redis itself (in Redis's order); here only the
-            // webhooks and the debug feed, once per cluster transition.
-            Change::MemberAdded { user, .. } => {
-                self.debug(|| serde_json::json!({"type": "member_added", "channel": channel, "user_id": user}));
-                self.emit(|| Trigger::MemberAdded { channel: channel.to_string(), user_id: user });
+            Change::Occupied { rejoin } => {
+                if !rejoin {
+                    self.emit_decided(Trigger::Occupied { channel: channel.to_string() });
+                }
             }
-            Change::MemberRemoved { user, .. } => {
+            Change::Vacated { marker } => self.emit_departure(channel, None, marker),
+            Change::MemberAdded { user, rejoin, .. } => {
+                self.debug(|| serde_json::json!({"type": "member_added", "channel": channel, "user_id": user}));
+                if !rejoin {
+                    self.emit_decided(Trigger::MemberAdded { channel: channel.to_string(), user_id: user });
+                }
+            }
+            Change::MemberRemoved { user, marker, .. } => {
                 self.debug(|| serde_json::json!({"type": "member_removed", "channel": channel, "user_id": user}));
-                self.emit(|| Trigger::MemberRemoved { channel: channel.to_string(), user_id: user });
+                self.emit_departure(channel, Some(user), marker);
             }
             Change::Count(_) => {}
+        }
+    }
+
+    fn emit_decided(&self, trigger: Trigger) {
+        if let Some(h) = &self.hooks {
+            h.emit_decided(trigger);
+        }
+    }
+
+    /// Sends `channel_vacated` (no user) or `member_removed` once the leave delay passed, unless
+    /// the departure was undone meanwhile.
+    fn emit_departure(&self, channel: &str, user: Option<String>, marker: bool) {
+        let (Some(hooks), Some(cluster)) = (self.hooks.clone(), self.cluster.clone()) else { return };
+        let trigger = match &user {
+            Some(u) => Trigger::MemberRemoved { channel: channel.to_string(), user_id: u.clone() },
+            None => Trigger::Vacated { channel: channel.to_string() },
+        };
+        if !marker {
+            return hooks.emit_decided(trigger);
+        }
+        let (app, channel) = (self.config.id.clone(), channel.to_string());
+        tokio::spawn(async move {
+            tokio::time::sleep(cluster.leave_delay()).await;
+            if cluster.departure_stands(&app, &channel, user.as_deref()).await {
+                hooks.emit_decided(trigger);
+            }
+        });
+    }
+
+    /// Asks connections that joined presence channels while Redis was unreachable to reconnect.
+    fn resynced(&self) {
+        let joined = std::mem::take(&mut *lock(&self.degraded_joins));
+        const MSG: &str = "Cluster state restored: reconnect for the full member list";
+        for outbox in joined {
+            outbox.close(Some(Frame::from(frame::error(Some(4200), MSG))), 4200, MSG);
         }
     }
 }
@@ -404,9 +448,10 @@ impl Hub {
     /// Whether a socket id names an open connection: checked here for this node's sockets, and
     /// assumed for another node's sockets when clustered.
     pub fn is_socket_live(&self, app: &AppState, socket_id: &str) -> bool {
+        let ours = socket_id.split_once('.').and_then(|(n, _)| n.parse::<u32>().ok()) == Some(self.inner.node_id);
         match self.local_conn(socket_id) {
             Some(c) => app.is_live(c),
-            None => self.inner.cluster.is_some() && super::is_valid_socket_id(socket_id),
+            None => !ours && self.inner.cluster.is_some() && super::is_valid_socket_id(socket_id),
         }
     }
 
@@ -464,6 +509,11 @@ impl Hub {
             Inbound::Transition(t) => {
                 if let Some(app) = self.app_by_id(&t.app) {
                     app.announce(&t.channel, t.change);
+                }
+            }
+            Inbound::Resynced => {
+                for app in self.apps() {
+                    app.resynced();
                 }
             }
         }

@@ -136,6 +136,9 @@ pub struct AppState {
     hooks: Option<Emitter>,
     debug: DebugFeed,
     cluster: Option<Arc<RedisAdapter>>,
+    /// Connections that joined a presence channel while Redis was unreachable (their member list
+    /// is this node's only); asked to reconnect once the cluster state is back.
+    degraded_joins: Mutex<Vec<Outbox>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -157,6 +160,7 @@ impl AppState {
     ) -> Self {
         AppState {
             cluster,
+            degraded_joins: Mutex::new(Vec::new()),
             debug,
             hooks,
             config,
@@ -254,6 +258,7 @@ impl Hub {
                     prefix: config.redis_prefix.clone(),
                     node_timeout: std::time::Duration::from_secs(config.cluster_node_timeout_seconds),
                     handover: std::time::Duration::from_secs(config.cluster_handover_seconds),
+                    leave_delay: std::time::Duration::from_millis(config.webhooks.leave_delay_ms),
                 };
                 RedisAdapter::new(settings, node_id)
                     .inspect_err(|e| tracing::error!(error = %e, "cannot set up the Redis adapter; running alone"))
