@@ -597,3 +597,35 @@ async fn a_redis_pause_longer_than_the_node_timeout_sweeps_nobody() {
     assert_eq!(users["users"].as_array().unwrap().len(), 2);
     stop_all(vec![a, b]).await;
 }
+
+#[tokio::test]
+async fn a_presence_join_while_redis_is_unreachable_is_asked_to_reconnect_once_it_is_back() {
+    let redis = OwnRedis::start().await;
+    let p = prefix();
+    let on_own = |c: &mut Config| c.redis_url = redis.url.clone();
+    let a = node(&p, on_own).await;
+    let b = node(&p, on_own).await;
+    let mut remote = b.client().await;
+    remote.subscribe_presence("presence-outage", r#"{"user_id":"remote"}"#).await;
+
+    redis.signal("STOP");
+    // Served from what node A knows: only itself.
+    let mut late = a.client().await;
+    let ok = late.subscribe_presence("presence-outage", r#"{"user_id":"late"}"#).await;
+    assert_eq!(data(&ok)["presence"]["count"], 1);
+    redis.signal("CONT");
+    // Once node A's state is back in Redis, the client is told to reconnect (pusher-js does at once)…
+    loop {
+        let ev = late.recv().await;
+        if ev["event"] == "pusher:error" {
+            assert_eq!(ev["data"]["code"], 4200);
+            break;
+        }
+    }
+    assert_eq!(late.expect_close().await, Some(4200));
+    // …and then gets the whole member list.
+    let mut again = a.client().await;
+    let ok = again.subscribe_presence("presence-outage", r#"{"user_id":"late"}"#).await;
+    assert_eq!(data(&ok)["presence"]["count"], 2);
+    stop_all(vec![a, b]).await;
+}
