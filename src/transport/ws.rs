@@ -17,11 +17,13 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use hyper_util::rt::TokioIo;
+use socket2::SockRef;
 use std::future::Future;
 use std::io::{self, IoSlice};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::Poll;
+use tokio::io::Interest;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::{Duration, Instant, sleep_until, timeout};
@@ -377,7 +379,9 @@ impl DirectSink for Socket {
             }
             skip_left = 0;
         }
-        let written = self.stream.try_write_vectored(&slices[..used])?;
+        // `sendmsg` rather than `writev`: the socket call skips the file layer.
+        let written =
+            self.stream.try_io(Interest::WRITABLE, || SockRef::from(&self.stream).send_vectored(&slices[..used]))?;
         // Count the frames this write completed.
         let (mut left, mut done, mut bytes) = (written + skip, 0u64, 0u64);
         for i in 0..count {
@@ -399,7 +403,7 @@ impl DirectSink for Socket {
     }
 
     fn try_write_raw(&self, bytes: &[u8]) -> io::Result<usize> {
-        self.stream.try_write(bytes)
+        self.stream.try_io(Interest::WRITABLE, || SockRef::from(&self.stream).send(bytes))
     }
 
     fn poll_writable(&self, cx: &mut std::task::Context<'_>) -> Poll<io::Result<()>> {
