@@ -124,7 +124,7 @@ impl Server {
         };
         let app = router(ctx.clone());
         let served = match self.listener {
-            Listener::Plain(l) => axum::serve(l, app).with_graceful_shutdown(until).await,
+            Listener::Plain(l) => serve_plain(l, app, until).await,
             Listener::Tls(l) => axum::serve(l, app).with_graceful_shutdown(until).await,
         };
         ctx.begin_shutdown();
@@ -164,6 +164,60 @@ async fn drain(ctx: &Context, again: impl Future<Output = ()>) {
     }
     tracing::info!("closing the listener and disconnecting clients (4200)");
     ctx.begin_shutdown();
+}
+
+/// Serves HTTP/1.1 on the plain TCP listener with hyper's connection directly (what `axum::serve`
+/// does, minus its protocol sniffing layer), so that an upgraded WebSocket hands back the bare
+/// `TcpStream` its outbox writes to. Once `until` resolves: stops accepting, lets every connection
+/// finish its current request, and returns when all have.
+async fn serve_plain(listener: TcpListener, app: Router, until: impl Future<Output = ()>) -> std::io::Result<()> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut until = std::pin::pin!(until);
+    loop {
+        let tcp = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => tcp,
+                Err(e) => {
+                    // Per-connection failures are retried at once; running out of descriptors or
+                    // memory is given a moment.
+                    if !matches!(
+                        e.kind(),
+                        std::io::ErrorKind::ConnectionAborted
+                            | std::io::ErrorKind::ConnectionRefused
+                            | std::io::ErrorKind::ConnectionReset
+                    ) {
+                        tracing::error!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                    continue;
+                }
+            },
+            () = &mut until => break,
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
+                .with_upgrades();
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => {
+                    if let Err(e) = r {
+                        tracing::trace!(error = %e, "connection ended with an error");
+                    }
+                    return;
+                }
+                _ = stop.wait_for(|s| *s) => conn.as_mut().graceful_shutdown(),
+            }
+            let _ = conn.await;
+        });
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    drop(stop_rx);
+    stop_tx.closed().await;
+    Ok(())
 }
 
 /// `GET /metrics` on its own listener.

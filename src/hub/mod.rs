@@ -10,7 +10,7 @@ mod registry;
 mod users;
 
 pub use cache::CachedEvent;
-pub use outbox::{CloseRequest, Drained, Frame, OVERFLOW_CLOSE_CODE, Outbox, OutboxLimits};
+pub use outbox::{CloseRequest, DirectSink, Drained, Frame, OVERFLOW_CLOSE_CODE, Outbox, OutboxLimits, Pumped};
 pub use registry::{ChannelSummary, Member, SubscribeError};
 
 use crate::adapter::RedisAdapter;

@@ -5,11 +5,18 @@
 //!
 //! The writer's waker lives under the same lock as the queue, so a push costs one uncontended lock and
 //! at most one wake-up (none while the writer is already awake).
+//!
+//! A transport whose socket can be written without blocking attaches it as a [`DirectSink`]: a frame
+//! pushed while nothing is queued is then written by the pushing thread itself, under the queue's
+//! lock, and the connection's task is not woken at all. Only what the socket does not take at once
+//! is queued for the task ([`Outbox::pump`]). Every write to an attached socket happens under the
+//! lock, so frames never interleave or reorder.
 
 use std::collections::VecDeque;
+use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Poll, Waker};
+use std::task::{Context, Poll, Waker};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 /// One encoded message, shared by every recipient (cloning bumps a reference count).
@@ -36,13 +43,82 @@ pub struct OutboxLimits {
     pub max_bytes: usize,
 }
 
+/// A socket that frames can be written to without blocking (see the module documentation).
+pub trait DirectSink: Send + Sync {
+    /// Bytes `frame` takes on the wire.
+    fn wire_len(&self, frame: &Frame) -> usize;
+    /// Writes what the socket takes now of the wire form of `frames`, starting `skip` bytes into
+    /// the first one. Returns the bytes written; `WouldBlock` when the socket takes nothing.
+    fn try_write(&self, frames: &mut dyn Iterator<Item = &Frame>, skip: usize) -> io::Result<usize>;
+    /// Writes what the socket takes now of raw bytes (already framed).
+    fn try_write_raw(&self, bytes: &[u8]) -> io::Result<usize>;
+    /// Ready when the socket may take more bytes.
+    fn poll_writable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+}
+
 #[derive(Default)]
 struct State {
     queue: VecDeque<Frame>,
     bytes: usize,
-    close: Option<CloseRequest>,
-    /// The writer waiting in [`Outbox::next`], if it is waiting.
+    /// Boxed, like `control`: rare, and every connection holds a queue.
+    close: Option<Box<CloseRequest>>,
+    /// The writer waiting in [`Outbox::next`] or [`Outbox::pump`], if it is waiting.
     waker: Option<Waker>,
+    /// The attached socket, if any.
+    sink: Option<Arc<dyn DirectSink>>,
+    /// Wire bytes of `queue.front()` already written to the sink.
+    head: usize,
+    /// Framed control bytes (pong, ...) for the sink, written before the next whole frame.
+    #[expect(clippy::box_collection, reason = "8 bytes per idle connection instead of 24")]
+    control: Option<Box<Vec<u8>>>,
+    /// The sink stopped taking bytes and [`Outbox::pump`] reported it.
+    stalled: bool,
+}
+
+impl State {
+    /// Writes queued control bytes and frames to the sink until done (true) or the socket is full.
+    fn write_out(&mut self, sink: &dyn DirectSink) -> io::Result<bool> {
+        loop {
+            if self.head == 0
+                && let Some(control) = &mut self.control
+            {
+                let n = match sink.try_write_raw(control) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                    r => r?,
+                };
+                control.drain(..n);
+                if control.is_empty() {
+                    self.control = None;
+                }
+                continue;
+            }
+            if self.queue.is_empty() {
+                if self.queue.capacity() > 0 {
+                    self.queue = VecDeque::new();
+                }
+                return Ok(true);
+            }
+            let mut n = match sink.try_write(&mut self.queue.iter(), self.head) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                r => r?,
+            };
+            while let Some(f) = self.queue.front() {
+                let rest = sink.wire_len(f) - self.head;
+                if n < rest {
+                    self.head += n;
+                    break;
+                }
+                n -= rest;
+                self.head = 0;
+                self.bytes -= f.len();
+                self.queue.pop_front();
+            }
+            if self.head > 0 {
+                // The socket took part of a frame: it is full for now.
+                return Ok(false);
+            }
+        }
+    }
 }
 
 struct Inner {
@@ -61,6 +137,17 @@ impl std::fmt::Debug for Outbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Outbox").finish_non_exhaustive()
     }
+}
+
+/// What [`Outbox::pump`] reports.
+#[derive(Debug)]
+pub enum Pumped {
+    /// The socket stopped taking bytes; the pump keeps waiting for it on the next call.
+    Stalled,
+    /// Everything queued is written; send this close and end the connection.
+    Close(CloseRequest),
+    /// The socket failed (or none is attached).
+    Failed,
 }
 
 /// What the writer should do next.
@@ -88,7 +175,8 @@ impl Outbox {
         self.inner.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Queues a frame. Returns false if the connection is closing or has just overflowed.
+    /// Queues a frame, or writes it at once when a sink is attached and nothing is queued. Returns
+    /// false if the connection is closing or has just overflowed.
     pub fn push(&self, frame: Frame) -> bool {
         let mut st = self.lock();
         if st.close.is_some() {
@@ -96,15 +184,31 @@ impl Outbox {
         }
         let len = frame.len();
         if st.queue.len() >= self.inner.limits.max_messages || st.bytes + len > self.inner.limits.max_bytes {
+            // A frame already partly on the wire is finished before the close frame.
+            let started = if st.head > 0 { st.queue.pop_front() } else { None };
             st.queue = VecDeque::new();
-            st.bytes = 0;
-            st.close =
-                Some(CloseRequest { code: OVERFLOW_CLOSE_CODE, reason: "Over capacity: client is not reading".into() });
+            st.bytes = started.as_ref().map_or(0, |f| f.len());
+            st.queue.extend(started);
+            st.close = Some(Box::new(CloseRequest {
+                code: OVERFLOW_CLOSE_CODE,
+                reason: "Over capacity: client is not reading".into(),
+            }));
             let waker = st.waker.take();
             drop(st);
             self.inner.overflows.fetch_add(1, Ordering::Relaxed);
             wake(waker);
             return false;
+        }
+        if st.queue.is_empty()
+            && st.control.is_none()
+            && let Some(sink) = &st.sink
+        {
+            match sink.try_write(&mut std::iter::once(&frame), 0) {
+                Ok(n) if n == sink.wire_len(&frame) => return true,
+                Ok(n) => st.head = n,
+                // Blocked or failed: the writer finds out when it writes the queue.
+                Err(_) => {}
+            }
         }
         st.bytes += len;
         st.queue.push_back(frame);
@@ -112,6 +216,80 @@ impl Outbox {
         drop(st);
         wake(waker);
         true
+    }
+
+    /// Attaches a socket: from now on pushes write to it directly (see the module documentation),
+    /// and the writer calls [`Outbox::pump`] instead of [`Outbox::next`].
+    pub fn attach(&self, sink: Arc<dyn DirectSink>) {
+        self.lock().sink = Some(sink);
+    }
+
+    /// Detaches the socket (when the connection ends), so the queue no longer keeps it open.
+    pub fn detach(&self) {
+        let mut st = self.lock();
+        st.sink = None;
+        st.queue = VecDeque::new();
+        st.bytes = 0;
+        st.head = 0;
+        st.control = None;
+    }
+
+    /// Queues framed control bytes for the attached socket, written before the next whole frame.
+    pub fn push_control(&self, bytes: &[u8]) {
+        let mut st = self.lock();
+        st.control.get_or_insert_default().extend_from_slice(bytes);
+        let waker = st.waker.take();
+        drop(st);
+        wake(waker);
+    }
+
+    /// The writer of an attached socket: writes what is queued, then waits. Returns when the socket
+    /// fails, when it first stops taking bytes (to arm a write deadline), or when everything before
+    /// a requested close is written (the close frame itself is the writer's to send).
+    pub async fn pump(&self) -> Pumped {
+        std::future::poll_fn(|cx| self.poll_pump(cx)).await
+    }
+
+    /// [`Outbox::pump`] as a poll function.
+    pub fn poll_pump(&self, cx: &mut Context<'_>) -> Poll<Pumped> {
+        loop {
+            let mut st = self.lock();
+            let Some(sink) = st.sink.clone() else {
+                return Poll::Ready(Pumped::Failed);
+            };
+            match st.write_out(&*sink) {
+                Err(_) => return Poll::Ready(Pumped::Failed),
+                Ok(true) => {
+                    st.stalled = false;
+                    if let Some(c) = &st.close {
+                        return Poll::Ready(Pumped::Close(CloseRequest::clone(c)));
+                    }
+                    if !st.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                        st.waker = Some(cx.waker().clone());
+                    }
+                    return Poll::Pending;
+                }
+                Ok(false) => {
+                    // Pushes only queue while something is queued: no need to wake this writer.
+                    st.waker = None;
+                    if !st.stalled {
+                        st.stalled = true;
+                        return Poll::Ready(Pumped::Stalled);
+                    }
+                    drop(st);
+                    match sink.poll_writable(cx) {
+                        Poll::Ready(Ok(())) => continue,
+                        Poll::Ready(Err(_)) => return Poll::Ready(Pumped::Failed),
+                        Poll::Pending => return Poll::Pending,
+                    }
+                }
+            }
+        }
+    }
+
+    /// True while the attached socket is not taking what is queued for it.
+    pub fn is_stalled(&self) -> bool {
+        self.lock().stalled
     }
 
     /// Queues `frame` (if any) and then a close with `code`; later pushes are refused.
@@ -124,7 +302,7 @@ impl Outbox {
             st.bytes += f.len();
             st.queue.push_back(f);
         }
-        st.close = Some(CloseRequest { code, reason: reason.to_string() });
+        st.close = Some(Box::new(CloseRequest { code, reason: reason.to_string() }));
         let waker = st.waker.take();
         drop(st);
         wake(waker);
@@ -150,7 +328,7 @@ impl Outbox {
             st.queue = VecDeque::new();
         }
         Some(match &st.close {
-            Some(c) => Drained::Close(c.clone()),
+            Some(c) => Drained::Close(CloseRequest::clone(c)),
             None => Drained::Frames,
         })
     }

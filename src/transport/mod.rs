@@ -2,4 +2,5 @@
 
 pub mod connection;
 pub mod http;
+pub mod wire;
 pub mod ws;

@@ -1,8 +1,14 @@
-//! WebSocket transport: the upgrade at `/app/{key}`, then one task per connection that reads client
-//! frames into the [`Connection`] and writes its outbox to the socket in batches.
+//! WebSocket transport: the upgrade at `/app/{key}`, then one task per connection.
+//!
+//! On plain TCP (the usual case) the connection speaks the wire format itself ([`super::wire`]) and
+//! attaches its socket to the outbox: a frame published to an idle connection is written by the
+//! publishing thread without waking the connection's task, and an idle connection keeps no read or
+//! write buffer. Other streams (TLS) go through tungstenite, writing the outbox in batches.
 
 use super::connection::{ClientQuery, Connection, Refusal};
-use crate::hub::{CloseRequest, Drained, Frame};
+use super::wire::{self, Decoder, Incoming};
+use crate::config::Config;
+use crate::hub::{AppState, CloseRequest, DirectSink, Drained, Frame, Pumped};
 use crate::protocol::frame;
 use crate::state::Context;
 use axum::body::Body;
@@ -11,7 +17,13 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use hyper_util::rt::TokioIo;
+use socket2::SockRef;
+use std::future::Future;
+use std::io::{self, IoSlice};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::Poll;
+use tokio::io::Interest;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::{Duration, Instant, sleep_until, timeout};
@@ -20,14 +32,19 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
+use tokio_util::sync::CancellationToken;
 
-/// Read buffer per connection: client messages are small, so idle sockets stay cheap (larger
-/// messages are read in several steps). Tungstenite zeroes this much before every read attempt.
+/// Read buffer per tungstenite connection: client messages are small (larger messages are read in
+/// several steps). Tungstenite zeroes this much before every read attempt.
 const READ_BUFFER: usize = 1024;
 /// Frames are buffered up to this size before a write; each batch is flushed at its end.
 const WRITE_BUFFER: usize = 16 * 1024;
 /// A socket whose writes stall this long is dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bytes read from a plain TCP socket at a time.
+const READ_CHUNK: usize = 4096;
+/// Frames handed to the kernel in one vectored write.
+const WRITE_FRAMES: usize = 32;
 
 /// The WebSocket route (also served under `path_prefix` and with a trailing slash).
 pub const ROUTE: &str = "/app/{key}";
@@ -44,38 +61,14 @@ pub async fn upgrade(State(ctx): State<Context>, Path(key): Path<String>, mut re
     };
     let query = ClientQuery::parse(req.uri().query());
     let on_upgrade = hyper::upgrade::on(&mut req);
-    let task_ctx = ctx.clone();
-    ctx.tasks.spawn(async move {
-        let upgraded = match on_upgrade.await {
-            Ok(u) => u,
-            Err(e) => return tracing::debug!(error = %e, "websocket upgrade failed"),
-        };
-        let config = WebSocketConfig::default()
-            .read_buffer_size(READ_BUFFER)
-            .write_buffer_size(WRITE_BUFFER)
-            .max_message_size(Some(task_ctx.config.max_message_bytes))
-            .max_frame_size(Some(task_ctx.config.max_message_bytes));
-        // The plain TCP stream underneath, when it is one: no boxed I/O layer on every read and write.
-        match upgraded.downcast::<TokioIo<TcpStream>>() {
-            Ok(parts) => {
-                let (io, early) = (parts.io.into_inner(), parts.read_buf.to_vec());
-                // Frames are written in whole batches; do not hold one back waiting for an ACK.
-                if let Err(e) = io.set_nodelay(true) {
-                    tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-                }
-                let ws = if early.is_empty() {
-                    WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await
-                } else {
-                    WebSocketStream::from_partially_read(io, early, Role::Server, Some(config)).await
-                };
-                serve(task_ctx, ws, &key, &query).await;
-            }
-            Err(upgraded) => {
-                let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
-                serve(task_ctx, ws, &key, &query).await;
-            }
-        }
-    });
+    // Opened here rather than in the task, so the task does not carry what opening needs.
+    let opened = if ctx.is_draining() {
+        Err(Refusal { code: 4200, message: "Server is shutting down".into() })
+    } else {
+        Connection::open(&ctx.hub, &key, &query, ctx.config.activity_timeout)
+    };
+    let task = Task { opened, config: ctx.config.clone(), shutdown: ctx.shutdown.clone() };
+    ctx.tasks.spawn(connection_task(task, on_upgrade));
     let mut res = Response::new(Body::empty());
     *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = res.headers_mut();
@@ -103,6 +96,107 @@ fn accept_key(headers: &HeaderMap) -> Option<String> {
     }
     let key = headers.get(header::SEC_WEBSOCKET_KEY)?;
     Some(derive_accept_key(key.as_bytes()))
+}
+
+/// What a connection's task owns. Every idle connection holds one, so it is kept small, and the
+/// task's future only borrows it.
+struct Task {
+    opened: Result<Connection, Refusal>,
+    config: Arc<Config>,
+    shutdown: CancellationToken,
+}
+
+impl Task {
+    /// Takes the plain TCP stream out of the upgraded connection (when it is one) and attaches it
+    /// to the connection's outbox.
+    /// The other cases (a refusal, another stream) are returned as a boxed future to run instead.
+    fn start(&mut self, upgraded: hyper::upgrade::Upgraded) -> Result<TcpState, RarePath> {
+        let parts = match upgraded.downcast::<TokioIo<TcpStream>>() {
+            Ok(parts) => parts,
+            Err(upgraded) => {
+                let opened = std::mem::replace(&mut self.opened, Err(Refusal { code: 4200, message: String::new() }));
+                let (config, shutdown) = (self.config.clone(), self.shutdown.clone());
+                return Err(Box::pin(serve_upgraded(config, shutdown, upgraded, opened)));
+            }
+        };
+        let stream = parts.io.into_inner();
+        // Copied out, so hyper's whole read buffer is not kept for the connection's life.
+        let early = parts.read_buf.to_vec();
+        drop(parts.read_buf);
+        // Frames are written whole; do not hold one back waiting for an ACK.
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+        let conn = match &mut self.opened {
+            Ok(c) => c,
+            Err(refusal) => return Err(Box::pin(refuse_tcp(stream, refusal.clone()))),
+        };
+        tracing::debug!(socket_id = conn.socket_id(), app = %conn.app().config.id, "connection opened");
+        let socket = Arc::new(Socket { stream, app: conn.app().clone() });
+        conn.outbox().attach(socket.clone());
+        let tcp = TcpState {
+            socket,
+            decoder: Decoder::new(early),
+            last_seen: Instant::now(),
+            stalled_at: None,
+            reading: true,
+            pinged: false,
+        };
+        Ok(tcp)
+    }
+}
+
+/// Waits for the upgrade, then runs the connection. (An `async` block rather than an `async fn`,
+/// so the task holds its arguments once.)
+#[expect(clippy::manual_async_fn, reason = "an async fn would store its arguments twice")]
+fn connection_task(mut task: Task, on_upgrade: hyper::upgrade::OnUpgrade) -> impl Future<Output = ()> + Send {
+    async move {
+        let upgraded = match on_upgrade.await {
+            Ok(u) => u,
+            Err(e) => return tracing::debug!(error = %e, "websocket upgrade failed"),
+        };
+        // Rare paths are boxed: a task is as large as its largest state. (Written so that nothing
+        // but `tcp` outlives this block.)
+        let mut tcp = None;
+        {
+            let rare = match task.start(upgraded) {
+                Ok(t) => {
+                    tcp = Some(t);
+                    None
+                }
+                Err(rare) => Some(rare),
+            };
+            if let Some(rare) = rare {
+                return rare.await;
+            }
+        }
+        if let Some(tcp) = tcp.as_mut() {
+            tcp.run(&mut task).await;
+        }
+        if let Ok(conn) = &task.opened {
+            conn.outbox().detach();
+            tracing::debug!(socket_id = conn.socket_id(), "connection closed");
+        }
+    }
+}
+
+/// A connection task's rare continuation (refusal, TLS), boxed.
+type RarePath = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Runs a connection over an upgraded stream other than plain TCP (TLS) with tungstenite.
+async fn serve_upgraded(
+    config: Arc<Config>,
+    shutdown: CancellationToken,
+    upgraded: hyper::upgrade::Upgraded,
+    opened: Result<Connection, Refusal>,
+) {
+    let ws_config = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
+        .max_message_size(Some(config.max_message_bytes))
+        .max_frame_size(Some(config.max_message_bytes));
+    let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(ws_config)).await;
+    serve(&config, shutdown, ws, opened).await;
 }
 
 /// What a connection task needs from its socket.
@@ -157,14 +251,17 @@ async fn write_batch(ws: &mut WebSocketStream<impl Io>, batch: &[Frame], close: 
     matches!(timeout(WRITE_TIMEOUT, write_from(ws, batch, close, &mut done)).await, Ok(Ok(())))
 }
 
-/// Runs one connection until the client leaves, the server closes it, or shutdown.
-async fn serve(ctx: Context, mut ws: WebSocketStream<impl Io>, key: &str, query: &ClientQuery) {
-    if ctx.is_draining() {
-        return refuse(ws, Refusal { code: 4200, message: "Server is shutting down".into() }).await;
-    }
-    let activity = Duration::from_secs(ctx.config.activity_timeout);
-    let pong_wait = Duration::from_secs(ctx.config.pong_timeout);
-    let mut conn = match Connection::open(&ctx.hub, key, query, ctx.config.activity_timeout) {
+/// Runs one connection over a stream other than plain TCP, until the client leaves, the server
+/// closes it, or shutdown.
+async fn serve(
+    config: &Config,
+    shutdown: CancellationToken,
+    mut ws: WebSocketStream<impl Io>,
+    opened: Result<Connection, Refusal>,
+) {
+    let activity = Duration::from_secs(config.activity_timeout);
+    let pong_wait = Duration::from_secs(config.pong_timeout);
+    let mut conn = match opened {
         Ok(c) => c,
         Err(refusal) => return refuse(ws, refusal).await,
     };
@@ -177,7 +274,7 @@ async fn serve(ctx: Context, mut ws: WebSocketStream<impl Io>, key: &str, query:
     // Both futures live as long as the connection: a read does not touch the timer wheel (the timer
     // checks `last_seen` when it fires), and the shutdown waiter is registered once.
     let idle = sleep_until(last_seen + activity);
-    let shutdown = ctx.shutdown.clone().cancelled_owned();
+    let shutdown = shutdown.cancelled_owned();
     tokio::pin!(idle, shutdown);
     loop {
         tokio::select! {
@@ -242,4 +339,272 @@ async fn serve(ctx: Context, mut ws: WebSocketStream<impl Io>, key: &str, query:
         }
     }
     tracing::debug!(socket_id = conn.socket_id(), "connection closed");
+}
+
+/// A plain TCP WebSocket connection's socket, written by its outbox.
+struct Socket {
+    stream: TcpStream,
+    app: Arc<AppState>,
+}
+
+impl DirectSink for Socket {
+    fn wire_len(&self, frame: &Frame) -> usize {
+        wire::header_len(frame.len()) + frame.len()
+    }
+
+    fn try_write(&self, frames: &mut dyn Iterator<Item = &Frame>, skip: usize) -> io::Result<usize> {
+        let mut picked: [Option<&Frame>; WRITE_FRAMES] = [None; WRITE_FRAMES];
+        let mut headers = [[0u8; wire::MAX_HEADER]; WRITE_FRAMES];
+        let mut header_lens = [0usize; WRITE_FRAMES];
+        let mut count = 0;
+        for (slot, f) in picked.iter_mut().zip(frames) {
+            *slot = Some(f);
+            header_lens[count] = wire::header(wire::OP_TEXT, f.len(), &mut headers[count]);
+            count += 1;
+        }
+        let mut slices = [IoSlice::new(&[]); 2 * WRITE_FRAMES];
+        let mut used = 0;
+        let mut skip_left = skip;
+        for i in 0..count {
+            let Some(f) = picked[i] else { break };
+            let (h, p) = (&headers[i][..header_lens[i]], f.as_bytes());
+            if skip_left >= h.len() {
+                slices[used] = IoSlice::new(&p[(skip_left - h.len()).min(p.len())..]);
+                used += 1;
+            } else {
+                slices[used] = IoSlice::new(&h[skip_left..]);
+                slices[used + 1] = IoSlice::new(p);
+                used += 2;
+            }
+            skip_left = 0;
+        }
+        // `sendmsg` rather than `writev`: the socket call skips the file layer.
+        let written =
+            self.stream.try_io(Interest::WRITABLE, || SockRef::from(&self.stream).send_vectored(&slices[..used]))?;
+        // Count the frames this write completed.
+        let (mut left, mut done, mut bytes) = (written + skip, 0u64, 0u64);
+        for i in 0..count {
+            let Some(f) = picked[i] else { break };
+            let wire_len = header_lens[i] + f.len();
+            if left < wire_len {
+                break;
+            }
+            left -= wire_len;
+            done += 1;
+            bytes += f.len() as u64;
+        }
+        if done > 0 {
+            let stats = self.app.stats();
+            stats.messages_out.fetch_add(done, Ordering::Relaxed);
+            stats.bytes_out.fetch_add(bytes, Ordering::Relaxed);
+        }
+        Ok(written)
+    }
+
+    fn try_write_raw(&self, bytes: &[u8]) -> io::Result<usize> {
+        self.stream.try_io(Interest::WRITABLE, || SockRef::from(&self.stream).send(bytes))
+    }
+
+    fn poll_writable(&self, cx: &mut std::task::Context<'_>) -> Poll<io::Result<()>> {
+        self.stream.poll_write_ready(cx)
+    }
+}
+
+/// Writes all of `bytes`, waiting for the socket as needed.
+async fn write_all(stream: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        stream.writable().await?;
+        match stream.try_write(bytes) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Writes the close frame that ends a connection.
+async fn send_close(stream: &TcpStream, close: CloseRequest) {
+    let frame = wire::close_frame(close.code, &close.reason);
+    let _ = timeout(WRITE_TIMEOUT, write_all(stream, &frame)).await;
+}
+
+async fn refuse_tcp(stream: TcpStream, refusal: Refusal) {
+    let mut out = wire::encode(wire::OP_TEXT, refusal.frame().as_bytes());
+    out.extend(wire::close_frame(refusal.code, &refusal.message));
+    let _ = timeout(WRITE_TIMEOUT, write_all(&stream, &out)).await;
+}
+
+/// Decodes and handles every complete message in `decoder`; false once the client's stream has
+/// ended (a close frame or a protocol error), after which nothing more is read.
+async fn handle_input(conn: &mut Connection, decoder: &mut Decoder, max: usize) -> bool {
+    loop {
+        match decoder.next(max) {
+            Ok(Some(Incoming::Text(text))) => {
+                let stats = conn.app().stats();
+                stats.messages_in.fetch_add(1, Ordering::Relaxed);
+                stats.bytes_in.fetch_add(text.len() as u64, Ordering::Relaxed);
+                conn.handle_text(&text).await;
+            }
+            Ok(Some(Incoming::Binary)) => {
+                conn.outbox().push(Frame::from(frame::error(None, "Binary frames are not supported")));
+            }
+            Ok(Some(Incoming::Ping(payload))) => conn.outbox().push_control(&wire::encode(wire::OP_PONG, &payload)),
+            Ok(Some(Incoming::Pong)) => {}
+            Ok(Some(Incoming::Close(code))) => {
+                // Answer with the client's code once what is queued is written.
+                conn.outbox().close(None, code.unwrap_or(1000), "");
+                return false;
+            }
+            Ok(None) => return true,
+            Err(e) => {
+                tracing::debug!(error = %e, "websocket read failed");
+                conn.outbox().close(None, e.close_code(), &e.to_string());
+                return false;
+            }
+        }
+    }
+}
+
+/// What woke a plain TCP connection's task.
+enum Event {
+    Pumped(Pumped),
+    /// The socket is readable (false: it failed).
+    Readable(bool),
+    Timer,
+    Shutdown,
+}
+
+/// A plain TCP connection's transport state (the protocol state is its [`Connection`]).
+struct TcpState {
+    socket: Arc<Socket>,
+    decoder: Decoder,
+    last_seen: Instant,
+    /// When the socket stopped taking bytes, while it has not caught up.
+    stalled_at: Option<Instant>,
+    reading: bool,
+    pinged: bool,
+}
+
+impl TcpState {
+    /// Runs until the client leaves, the server closes the connection, or shutdown.
+    async fn run(&mut self, task: &mut Task) {
+        let Ok(conn) = &mut task.opened else { return };
+        let config = &*task.config;
+        let mut shutdown_sent = false;
+        // Messages that arrived together with the upgrade request.
+        if !self.decoder.buf.is_empty() {
+            self.reading = Box::pin(handle_input(conn, &mut self.decoder, config.max_message_bytes)).await;
+        }
+        // Both futures live as long as the connection: a read does not touch the timer wheel (the
+        // timer checks `last_seen` when it fires), and the shutdown waiter is registered once.
+        let idle = sleep_until(self.last_seen + Duration::from_secs(config.activity_timeout));
+        let shutdown = task.shutdown.cancelled();
+        tokio::pin!(idle, shutdown);
+        loop {
+            // One hand-written poll instead of `select!`: fewer bytes held by every idle connection.
+            let event = std::future::poll_fn(|cx| {
+                if let Poll::Ready(p) = conn.outbox().poll_pump(cx) {
+                    return Poll::Ready(Event::Pumped(p));
+                }
+                if self.reading
+                    && let Poll::Ready(r) = self.socket.stream.poll_read_ready(cx)
+                {
+                    return Poll::Ready(Event::Readable(r.is_ok()));
+                }
+                if idle.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Event::Timer);
+                }
+                if !shutdown_sent && shutdown.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Event::Shutdown);
+                }
+                Poll::Pending
+            })
+            .await;
+            match event {
+                Event::Pumped(Pumped::Stalled) => {
+                    let now = Instant::now();
+                    self.stalled_at = Some(now);
+                    if now + WRITE_TIMEOUT < idle.deadline() {
+                        idle.as_mut().reset(now + WRITE_TIMEOUT);
+                    }
+                }
+                Event::Pumped(Pumped::Close(c)) => return Box::pin(send_close(&self.socket.stream, c)).await,
+                Event::Pumped(Pumped::Failed) => return,
+                Event::Readable(ok) => {
+                    // Boxed: handling a message may wait (a clustered subscribe); every idle
+                    // connection's task would otherwise reserve room for that.
+                    if !ok || !Box::pin(self.read(conn, config.max_message_bytes)).await {
+                        return;
+                    }
+                }
+                Event::Timer => {
+                    let now = Instant::now();
+                    let outbox = conn.outbox();
+                    if let Some(t) = self.stalled_at {
+                        if !outbox.is_stalled() {
+                            self.stalled_at = None;
+                        } else if now >= t + WRITE_TIMEOUT {
+                            tracing::debug!(socket_id = conn.socket_id(), "write stalled");
+                            return;
+                        }
+                    }
+                    let pong_wait = Duration::from_secs(config.pong_timeout);
+                    let mut due = self.last_seen + Duration::from_secs(config.activity_timeout);
+                    if self.pinged {
+                        due += pong_wait;
+                    }
+                    let mut next = due;
+                    if now >= due {
+                        if !self.pinged {
+                            outbox.push(Frame::from(frame::ping()));
+                            self.pinged = true;
+                            next = now + pong_wait;
+                        } else if now >= due + WRITE_TIMEOUT {
+                            return;
+                        } else {
+                            outbox.close(None, 4201, "Pong reply not received");
+                            next = due + WRITE_TIMEOUT;
+                        }
+                    }
+                    if let Some(t) = self.stalled_at {
+                        next = next.min(t + WRITE_TIMEOUT);
+                    }
+                    idle.as_mut().reset(next);
+                }
+                Event::Shutdown => {
+                    shutdown_sent = true;
+                    let msg = "Server is shutting down";
+                    conn.outbox().close(Some(Frame::from(frame::error(Some(4200), msg))), 4200, msg);
+                }
+            }
+        }
+    }
+
+    /// Reads what the socket has and handles complete messages; false when the connection ends.
+    async fn read(&mut self, conn: &mut Connection, max: usize) -> bool {
+        let buf = &mut self.decoder.buf;
+        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+            buf.reserve(READ_CHUNK);
+        }
+        match self.socket.stream.try_read_buf(buf) {
+            Ok(0) => false,
+            Ok(_) => {
+                self.last_seen = Instant::now();
+                self.pinged = false;
+                self.reading = handle_input(conn, &mut self.decoder, max).await;
+                true
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if buf.is_empty() {
+                    *buf = Vec::new();
+                }
+                true
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "websocket read failed");
+                false
+            }
+        }
+    }
 }

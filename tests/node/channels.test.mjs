@@ -145,8 +145,9 @@ describe('channels', () => {
     assert.equal((await rawSubscribe(conn, name)).event, 'pusher_internal:subscription_succeeded');
     conn.send({ event: 'pusher:subscribe', data: { auth: '', channel: name } });
     await sleep(200);
+    const mark = conn.frames.length;
     await ctx.sdk.trigger(name, 'once', 'x');
-    const got = await framesWithin(conn, (f) => f.event === 'once', 400);
+    const got = await framesWithin(conn, (f) => f.event === 'once', 400, mark);
     assert.equal(got.length, 1);
   });
 
@@ -230,7 +231,7 @@ describe('cache channels', () => {
     const [conn] = await rawEstablished(ctx.server, DEFAULT_APP.key);
     const name = uniq('x-cache-');
     await rawSubscribe(conn, name);
-    const after = await framesWithin(conn, (f) => f.event === 'pusher:cache_miss', 300);
+    const after = await framesWithin(conn, (f) => f.event === 'pusher:cache_miss', 300, 0);
     assert.equal(after.length, 0);
   });
 

@@ -88,10 +88,11 @@ describe('client events enabled', () => {
     const [r2, id2] = await rawEstablished(ctx.server, APP.key);
     await rawSubscribe(r1, name, { auth: privateAuth(APP, id1, name) });
     await rawSubscribe(r2, name, { auth: privateAuth(APP, id2, name) });
+    const mark = r2.frames.length;
     const errP = r1.nextNew('pusher:error', 3000);
     r1.send({ event: 'client-x', channel: name, data: { nonce: 'n', ciphertext: 'c' } });
     await errP;
-    const delivered = await framesWithin(r2, (f) => f.event === 'client-x', 300);
+    const delivered = await framesWithin(r2, (f) => f.event === 'client-x', 300, mark);
     assert.equal(delivered.length, 0);
   });
 
@@ -101,10 +102,11 @@ describe('client events enabled', () => {
     const [r2] = await rawEstablished(ctx.server, APP.key);
     await rawSubscribe(r1, name);
     await rawSubscribe(r2, name);
+    const mark = r2.frames.length;
     const errP = r1.nextNew('pusher:error', 3000);
     r1.send({ event: 'client-x', channel: name, data: {} });
     await errP;
-    assert.equal((await framesWithin(r2, (f) => f.event === 'client-x', 300)).length, 0);
+    assert.equal((await framesWithin(r2, (f) => f.event === 'client-x', 300, mark)).length, 0);
   });
 
   test('client events are not stored in cache channels', { timeout: 10000 }, async () => {
@@ -150,10 +152,11 @@ describe('client events enabled', () => {
     const [r2, id2] = await rawEstablished(ctx.server, APP.key);
     await rawSubscribe(r1, name, { auth: privateAuth(APP, id1, name) });
     await rawSubscribe(r2, name, { auth: privateAuth(APP, id2, name) });
+    const mark = r2.frames.length;
     const errP = r1.nextNew('pusher:error', 3000);
     r1.send({ event: 'client-big', channel: name, data: 'x'.repeat(11000) });
     await errP;
-    assert.equal((await framesWithin(r2, (f) => f.event === 'client-big', 300)).length, 0);
+    assert.equal((await framesWithin(r2, (f) => f.event === 'client-big', 300, mark)).length, 0);
     const okP = r2.nextNew('client-small');
     r1.send({ event: 'client-small', channel: name, data: 'x'.repeat(1000) });
     await okP;

@@ -56,8 +56,9 @@ describe('REST API', () => {
     const [conn] = await rawEstablished(ctx.server, APP.key);
     const name = uniq('dedupe-');
     await rawSubscribe(conn, name);
+    const mark = conn.frames.length;
     await ctx.sdk.trigger([name, name], 'dd', 'x');
-    const got = await framesWithin(conn, (f) => f.event === 'dd', 400);
+    const got = await framesWithin(conn, (f) => f.event === 'dd', 400, mark);
     assert.equal(got.length, 1);
   });
 

@@ -154,12 +154,21 @@ export async function rawSubscribe(conn, channel, extra = {}, ms = 5000) {
     ms,
     `subscription result for ${channel}`,
   );
+  // A pusher:subscription_error is always followed by a pusher:error (possibly in a later read):
+  // take that too, so the next call does not mistake it for its own answer.
+  if (f.event === 'pusher:subscription_error') {
+    const after = conn.frames.slice(conn.frames.indexOf(f) + 1);
+    if (!after.some((x) => x.event === 'pusher:error')) await conn.nextNew('pusher:error', ms, 'pusher:error after subscription_error');
+  }
   return f;
 }
 
-/** Asserts nothing matching pred arrives within ms. Returns the matching frames (for assert). */
-export async function framesWithin(conn, pred, ms) {
-  const start = conn.frames.length;
+/**
+ * Waits ms, then returns the frames matching pred received since frame index `since` (default:
+ * from this call on). Take the index before the action when its frames may arrive before the
+ * action's own promise resolves (a publish can reach subscribers before its HTTP response).
+ */
+export async function framesWithin(conn, pred, ms, since = conn.frames.length) {
   await sleep(ms);
-  return conn.frames.slice(start).filter(pred);
+  return conn.frames.slice(since).filter(pred);
 }

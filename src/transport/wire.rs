@@ -1,0 +1,369 @@
+//! The server side of the WebSocket wire format (RFC 6455) for plain TCP connections: frame headers
+//! for what the server sends, and an incremental decoder of what clients send.
+//!
+//! The decoder keeps no buffer while a connection is idle: bytes are held only while a frame or a
+//! fragmented message is incomplete.
+
+/// Opcodes the server sends.
+pub const OP_TEXT: u8 = 0x1;
+/// Close frame.
+pub const OP_CLOSE: u8 = 0x8;
+/// Pong frame.
+pub const OP_PONG: u8 = 0xA;
+
+const OP_CONTINUATION: u8 = 0x0;
+const OP_BINARY: u8 = 0x2;
+const OP_PING: u8 = 0x9;
+
+/// The longest header of an unmasked (server) frame.
+pub const MAX_HEADER: usize = 10;
+
+/// Writes the header of a final, unmasked frame into `out`; returns its length.
+pub fn header(opcode: u8, len: usize, out: &mut [u8; MAX_HEADER]) -> usize {
+    out[0] = 0x80 | opcode;
+    if len < 126 {
+        out[1] = len as u8;
+        2
+    } else if let Ok(short) = u16::try_from(len) {
+        out[1] = 126;
+        out[2..4].copy_from_slice(&short.to_be_bytes());
+        4
+    } else {
+        out[1] = 127;
+        out[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+        10
+    }
+}
+
+/// Length of the header [`header`] writes for a payload of `len` bytes.
+pub fn header_len(len: usize) -> usize {
+    if len < 126 {
+        2
+    } else if len <= usize::from(u16::MAX) {
+        4
+    } else {
+        10
+    }
+}
+
+/// A complete frame with its header, for control frames and refusals.
+pub fn encode(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mut h = [0; MAX_HEADER];
+    let n = header(opcode, payload.len(), &mut h);
+    let mut out = Vec::with_capacity(n + payload.len());
+    out.extend_from_slice(&h[..n]);
+    out.extend_from_slice(payload);
+    out
+}
+
+/// A close frame; the reason is cut to the 123 bytes a control frame allows.
+pub fn close_frame(code: u16, reason: &str) -> Vec<u8> {
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut payload = Vec::with_capacity(2 + end);
+    payload.extend_from_slice(&code.to_be_bytes());
+    payload.extend_from_slice(&reason.as_bytes()[..end]);
+    encode(OP_CLOSE, &payload)
+}
+
+/// A message from the client.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Incoming {
+    /// A complete text message.
+    Text(String),
+    /// A complete binary message (its content is not needed).
+    Binary,
+    /// A ping, with the payload its pong must echo.
+    Ping(Vec<u8>),
+    /// A pong.
+    Pong,
+    /// The client closes, with its close code if it sent one.
+    Close(Option<u16>),
+}
+
+/// Why the client's byte stream was refused; each maps to a close code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    /// Malformed framing (1002).
+    #[error("WebSocket protocol error: {0}")]
+    Protocol(&'static str),
+    /// A text message that is not UTF-8 (1007).
+    #[error("Text message is not valid UTF-8")]
+    Utf8,
+    /// A message over the size limit (1009).
+    #[error("Message too big")]
+    TooBig,
+}
+
+impl WireError {
+    /// The close code to answer with.
+    pub fn close_code(self) -> u16 {
+        match self {
+            WireError::Protocol(_) => 1002,
+            WireError::Utf8 => 1007,
+            WireError::TooBig => 1009,
+        }
+    }
+}
+
+/// Incremental decoder of client frames.
+#[derive(Debug, Default)]
+pub struct Decoder {
+    /// Received bytes not decoded yet (unallocated when empty).
+    pub buf: Vec<u8>,
+    /// A fragmented message in progress: its opcode and payload so far (boxed: rare, and every
+    /// idle connection holds a decoder).
+    partial: Option<Box<(u8, Vec<u8>)>>,
+}
+
+impl Decoder {
+    /// A decoder starting with bytes already read from the socket.
+    pub fn new(received: Vec<u8>) -> Self {
+        Decoder { buf: received, partial: None }
+    }
+
+    /// Decodes the next complete message from [`Decoder::buf`], or `None` when more bytes are
+    /// needed. Frames and messages longer than `max` are refused as soon as their header is read.
+    pub fn next(&mut self, max: usize) -> Result<Option<Incoming>, WireError> {
+        loop {
+            let Some((b0, len, start)) = parse_header(&self.buf)? else {
+                return Ok(None);
+            };
+            let (fin, opcode) = (b0 & 0x80 != 0, b0 & 0x0F);
+            if opcode >= 0x8 {
+                if !fin || len > 125 {
+                    return Err(WireError::Protocol("fragmented or long control frame"));
+                }
+            } else if len > max.saturating_sub(self.partial.as_ref().map_or(0, |p| p.1.len())) as u64 {
+                return Err(WireError::TooBig);
+            }
+            let len = len as usize;
+            let end = start + len;
+            if self.buf.len() < end {
+                self.buf.reserve(end - self.buf.len());
+                return Ok(None);
+            }
+            let mask = [self.buf[start - 4], self.buf[start - 3], self.buf[start - 2], self.buf[start - 1]];
+            let mut payload = self.buf[start..end].to_vec();
+            unmask(&mut payload, mask);
+            self.consume(end);
+            let message = match (opcode, self.partial.as_mut()) {
+                (OP_CONTINUATION, None) => return Err(WireError::Protocol("continuation without a message")),
+                (OP_CONTINUATION, Some(p)) => {
+                    p.1.extend_from_slice(&payload);
+                    if !fin {
+                        continue;
+                    }
+                    match self.partial.take() {
+                        Some(p) => *p,
+                        None => continue,
+                    }
+                }
+                (OP_TEXT | OP_BINARY, Some(_)) => {
+                    return Err(WireError::Protocol("new message inside a fragmented one"));
+                }
+                (OP_TEXT | OP_BINARY, None) if !fin => {
+                    self.partial = Some(Box::new((opcode, payload)));
+                    continue;
+                }
+                (OP_TEXT | OP_BINARY, None) => (opcode, payload),
+                (OP_CLOSE, _) => {
+                    return match payload.len() {
+                        0 => Ok(Some(Incoming::Close(None))),
+                        1 => Err(WireError::Protocol("close frame with a one-byte payload")),
+                        _ if std::str::from_utf8(&payload[2..]).is_err() => Err(WireError::Utf8),
+                        _ => Ok(Some(Incoming::Close(Some(u16::from_be_bytes([payload[0], payload[1]]))))),
+                    };
+                }
+                (OP_PING, _) => return Ok(Some(Incoming::Ping(payload))),
+                (0xA, _) => return Ok(Some(Incoming::Pong)),
+                _ => return Err(WireError::Protocol("unknown opcode")),
+            };
+            return match message {
+                (OP_TEXT, bytes) => {
+                    String::from_utf8(bytes).map(|s| Some(Incoming::Text(s))).map_err(|_| WireError::Utf8)
+                }
+                _ => Ok(Some(Incoming::Binary)),
+            };
+        }
+    }
+
+    fn consume(&mut self, n: usize) {
+        if n >= self.buf.len() {
+            // Idle connections hold no read buffer.
+            self.buf = Vec::new();
+        } else {
+            self.buf.drain(..n);
+        }
+    }
+}
+
+/// Parses a client frame header: the first byte, the payload length and where the payload starts
+/// (the 4-byte mask key ends there). `None` until the whole header is there.
+fn parse_header(buf: &[u8]) -> Result<Option<(u8, u64, usize)>, WireError> {
+    let [b0, b1, rest @ ..] = buf else {
+        return Ok(None);
+    };
+    if b0 & 0x70 != 0 {
+        return Err(WireError::Protocol("reserved bits set"));
+    }
+    if b1 & 0x80 == 0 {
+        return Err(WireError::Protocol("client frame not masked"));
+    }
+    let (len, ext) = match b1 & 0x7F {
+        126 => match rest {
+            [a, b, ..] => (u64::from(u16::from_be_bytes([*a, *b])), 2),
+            _ => return Ok(None),
+        },
+        127 => match rest.get(..8) {
+            Some(b) => {
+                let mut a = [0; 8];
+                a.copy_from_slice(b);
+                let len = u64::from_be_bytes(a);
+                if len >> 63 != 0 {
+                    return Err(WireError::Protocol("payload length with the top bit set"));
+                }
+                (len, 8)
+            }
+            None => return Ok(None),
+        },
+        n => (u64::from(n), 0),
+    };
+    let start = 2 + ext + 4;
+    if buf.len() < start {
+        return Ok(None);
+    }
+    Ok(Some((*b0, len, start)))
+}
+
+fn unmask(payload: &mut [u8], mask: [u8; 4]) {
+    let word = u32::from_ne_bytes(mask);
+    let mut chunks = payload.chunks_exact_mut(4);
+    for c in &mut chunks {
+        let v = u32::from_ne_bytes([c[0], c[1], c[2], c[3]]) ^ word;
+        c.copy_from_slice(&v.to_ne_bytes());
+    }
+    for (i, b) in chunks.into_remainder().iter_mut().enumerate() {
+        *b ^= mask[i];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A masked client frame.
+    fn client(b0: u8, payload: &[u8]) -> Vec<u8> {
+        let mask = [0x12, 0x34, 0x56, 0x78];
+        let mut out = vec![b0];
+        match payload.len() {
+            n if n < 126 => out.push(0x80 | n as u8),
+            n if n <= 0xFFFF => {
+                out.push(0x80 | 126);
+                out.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                out.push(0x80 | 127);
+                out.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        out.extend_from_slice(&mask);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        out
+    }
+
+    fn decode_all(d: &mut Decoder, max: usize) -> Vec<Result<Incoming, WireError>> {
+        let mut out = Vec::new();
+        loop {
+            match d.next(max) {
+                Ok(Some(m)) => out.push(Ok(m)),
+                Ok(None) => return out,
+                Err(e) => {
+                    out.push(Err(e));
+                    return out;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn headers_by_length() {
+        let mut h = [0; MAX_HEADER];
+        assert_eq!(header(OP_TEXT, 5, &mut h), 2);
+        assert_eq!(&h[..2], &[0x81, 5]);
+        assert_eq!(header(OP_TEXT, 300, &mut h), 4);
+        assert_eq!(&h[..4], &[0x81, 126, 1, 44]);
+        assert_eq!(header(OP_TEXT, 70_000, &mut h), 10);
+        assert_eq!(&h[..10], &[0x81, 127, 0, 0, 0, 0, 0, 1, 0x11, 0x70]);
+        for len in [0, 125, 126, 65_535, 65_536] {
+            assert_eq!(header(OP_TEXT, len, &mut h), header_len(len));
+        }
+    }
+
+    #[test]
+    fn decodes_byte_by_byte_and_frees_the_buffer() {
+        let text = "x".repeat(300);
+        let mut bytes = client(0x81, b"hello");
+        bytes.extend(client(0x81, text.as_bytes()));
+        bytes.extend(client(0x89, b"p"));
+        let mut d = Decoder::default();
+        let mut got = Vec::new();
+        for b in bytes {
+            d.buf.push(b);
+            got.extend(decode_all(&mut d, 1000));
+        }
+        assert_eq!(
+            got,
+            vec![Ok(Incoming::Text("hello".into())), Ok(Incoming::Text(text)), Ok(Incoming::Ping(b"p".to_vec()))]
+        );
+        assert_eq!(d.buf.capacity(), 0);
+    }
+
+    #[test]
+    fn joins_fragments_around_control_frames() {
+        let mut d = Decoder::new(client(0x01, b"hel"));
+        d.buf.extend(client(0x8A, b""));
+        d.buf.extend(client(0x80, b"lo"));
+        assert_eq!(decode_all(&mut d, 1000), vec![Ok(Incoming::Pong), Ok(Incoming::Text("hello".into()))]);
+    }
+
+    #[test]
+    fn refuses_bad_streams() {
+        let cases: Vec<(Vec<u8>, WireError)> = vec![
+            (vec![0x81, 0x05, b'h', b'e', b'l', b'l', b'o'], WireError::Protocol("client frame not masked")),
+            (client(0xC1, b"x"), WireError::Protocol("reserved bits set")),
+            (client(0x80, b"x"), WireError::Protocol("continuation without a message")),
+            (client(0x09, b"x"), WireError::Protocol("fragmented or long control frame")),
+            (client(0x83, b"x"), WireError::Protocol("unknown opcode")),
+            (client(0x81, &[0xff, 0xfe]), WireError::Utf8),
+            (client(0x88, &[3]), WireError::Protocol("close frame with a one-byte payload")),
+        ];
+        for (bytes, want) in cases {
+            let mut d = Decoder::new(bytes);
+            assert_eq!(decode_all(&mut d, 1000), vec![Err(want)]);
+        }
+        // Too big is known from the header alone, before the payload arrives.
+        let mut d = Decoder::new(client(0x81, &[b'a'; 2000])[..8].to_vec());
+        assert_eq!(decode_all(&mut d, 1000), vec![Err(WireError::TooBig)]);
+        // A fragmented message over the limit in total.
+        let mut d = Decoder::new(client(0x01, &[b'a'; 600]));
+        d.buf.extend(client(0x80, &[b'a'; 600]));
+        assert_eq!(decode_all(&mut d, 1000), vec![Err(WireError::TooBig)]);
+    }
+
+    #[test]
+    fn close_codes_and_frames() {
+        let mut d = Decoder::new(client(0x88, &[0x03, 0xE8, b'b', b'y', b'e']));
+        assert_eq!(decode_all(&mut d, 1000), vec![Ok(Incoming::Close(Some(1000)))]);
+        let mut d = Decoder::new(client(0x88, b""));
+        assert_eq!(decode_all(&mut d, 1000), vec![Ok(Incoming::Close(None))]);
+        let long = "é".repeat(100);
+        let f = close_frame(4100, &long);
+        assert_eq!(f[0], 0x88);
+        assert_eq!(f[1] as usize, f.len() - 2);
+        assert!(f.len() - 2 <= 125);
+        assert!(std::str::from_utf8(&f[4..]).is_ok());
+    }
+}
