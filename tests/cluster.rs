@@ -629,3 +629,42 @@ async fn a_presence_join_while_redis_is_unreachable_is_asked_to_reconnect_once_i
     assert_eq!(data(&ok)["presence"]["count"], 2);
     stop_all(vec![a, b]).await;
 }
+
+#[tokio::test]
+async fn sweeping_a_dead_node_updates_counts_of_channels_it_shared() {
+    let p = prefix();
+    let a = node(&p, |c| c.apps[0].subscription_count = true).await;
+    let mut c = a.client().await;
+    c.subscribe("room").await;
+    count_reaches(&mut c, 1).await;
+    // A node that died holding two subscriptions of the same channel (its deadline long past).
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::pipe()
+        .cmd("HINCRBY")
+        .arg(format!("{p}:app:1:subs"))
+        .arg("room")
+        .arg(2)
+        .ignore()
+        .cmd("HSET")
+        .arg(format!("{p}:node:4242:subs"))
+        .arg("1\nroom")
+        .arg(2)
+        .ignore()
+        .cmd("ZADD")
+        .arg(format!("{p}:nodes"))
+        .arg(1)
+        .arg(4242)
+        .ignore()
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let (_, info) = a.http().get("/channels/room", &[("info", "subscription_count")]).await;
+    assert_eq!(info["subscription_count"], 3);
+    // Swept once node A has been healthy for a node timeout: the survivor learns the new count.
+    count_reaches(&mut c, 1).await;
+    let (_, info) = a.http().get("/channels/room", &[("info", "subscription_count")]).await;
+    assert_eq!(info["subscription_count"], 1);
+    stop_all(vec![a]).await;
+    cleanup(&p).await;
+}

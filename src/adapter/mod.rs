@@ -93,7 +93,8 @@ pub enum Change {
         /// See [`Change::Vacated`].
         marker: bool,
     },
-    /// The cluster-wide subscriber count changed (for `subscription_count`).
+    /// The cluster-wide subscriber count changed because a dead node was swept (for
+    /// `subscription_count`; counts changed by subscribes travel on the bus).
     Count(i64),
 }
 

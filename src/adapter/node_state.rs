@@ -469,6 +469,16 @@ impl NodeState {
                 self.announce(app, channel, Change::Vacated { marker: false }).await;
             }
         }
+        // Channels the dead node shared with others: their subscription count dropped.
+        if let Some(Value::Array(items)) = parts.get(2) {
+            for pair in items.chunks(2) {
+                if let (Some(f), Some(n)) = (pair.first().and_then(as_string), pair.get(1))
+                    && let Some((app, channel)) = f.split_once('\n')
+                {
+                    self.announce(app, channel, Change::Count(as_int(n))).await;
+                }
+            }
+        }
         tracing::info!(
             node,
             vacated = vacated.len(),

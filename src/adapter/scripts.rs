@@ -131,12 +131,14 @@ return redis.call('SMEMBERS', KEYS[2])
 ///
 /// KEYS: nodes, the dead node's subs, the dead node's members, draining. ARGV: dead node id, key prefix, bus
 /// channel. Publishes a member event for every member removed.
-/// Returns nil when another node swept first, else `{vacated fields, {member field, value, ...}}`.
+/// Returns nil when another node swept first, else `{vacated fields, {member field, value, ...},
+/// {field of a channel still occupied, its new count, ...}}`.
 pub const SWEEP: &str = r#"
 local stopped = redis.call('SREM', KEYS[4], ARGV[1]) == 1
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return false end
 local p = ARGV[2]
 local vacated = {}
+local remaining = {}
 local subs = redis.call('HGETALL', KEYS[2])
 for i = 1, #subs, 2 do
   local f = subs[i]
@@ -147,6 +149,9 @@ for i = 1, #subs, 2 do
   if after <= 0 then
     redis.call('HDEL', k, ch)
     table.insert(vacated, f)
+  else
+    table.insert(remaining, f)
+    table.insert(remaining, after)
   end
 end
 local removed = {}
@@ -171,5 +176,5 @@ end
 redis.call('DEL', KEYS[2], KEYS[3])
 -- A tombstone, so the node (if it was only cut off) knows the others saw its members leave.
 if not stopped then redis.call('SET', p .. ':swept:' .. ARGV[1], '1', 'EX', 86400) end
-return {vacated, removed}
+return {vacated, removed, remaining}
 "#;

@@ -347,7 +347,17 @@ impl AppState {
                 self.debug(|| serde_json::json!({"type": "member_removed", "channel": channel, "user_id": user}));
                 self.emit_departure(channel, Some(user), marker);
             }
-            Change::Count(_) => {}
+            // Counts decided by the scripts reach every node through the bus; this one comes from a
+            // sweep, which cannot know which apps want counts.
+            Change::Count(count) => {
+                if self.config.subscription_count && ChannelType::of(channel).kind != ChannelKind::Presence {
+                    self.deliver_count(channel, count);
+                    if let Some(c) = &self.cluster {
+                        let app = self.config.id.clone();
+                        c.publish(&BusMessage::Count { node: c.node(), app, channel: channel.to_string(), count });
+                    }
+                }
+            }
         }
     }
 
