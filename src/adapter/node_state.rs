@@ -543,7 +543,16 @@ impl NodeState {
             }
         }
         let total = fixes.len();
+        let mut last_beat = Instant::now();
+        let beat_every = (self.adapter.settings.node_timeout / 4).max(Duration::from_millis(250));
         for chunk in fixes.chunks(BATCH) {
+            // A long rewrite keeps heartbeating, so the others never take this node for dead.
+            if last_beat.elapsed() >= beat_every {
+                if self.beat(ttl).await.is_err() {
+                    return;
+                }
+                last_beat = Instant::now();
+            }
             let mut pipe = redis::pipe();
             pipe.ignore_errors();
             for f in chunk {
