@@ -25,6 +25,7 @@ pub mod jwt;
 pub mod ops;
 pub mod protocol;
 pub mod server;
+pub mod signals;
 pub mod state;
 pub mod telemetry;
 pub mod tls;

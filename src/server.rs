@@ -240,22 +240,12 @@ async fn watch_jwks(ctx: Context) {
     if ctx.auth.is_empty() {
         return;
     }
-    #[cfg(unix)]
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut hup = crate::signals::Hangup::new();
     let mut tick = tokio::time::interval(Duration::from_secs(2));
     loop {
-        #[cfg(unix)]
-        let hangup = async {
-            match hup.as_mut() {
-                Some(s) => s.recv().await,
-                None => std::future::pending().await,
-            }
-        };
-        #[cfg(not(unix))]
-        let hangup = std::future::pending::<Option<()>>();
         tokio::select! {
             _ = tick.tick() => ctx.auth.refresh(false),
-            _ = hangup => ctx.auth.refresh(true),
+            () = hup.recv() => ctx.auth.refresh(true),
         }
     }
 }

@@ -95,21 +95,11 @@ impl CertStore {
 
     /// Reloads when the files change and on SIGHUP; runs until aborted.
     pub async fn watch(self: Arc<Self>) {
-        #[cfg(unix)]
-        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        let mut hup = crate::signals::Hangup::new();
         let mut tick = tokio::time::interval(RELOAD_POLL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut seen = self.stamp();
         loop {
-            #[cfg(unix)]
-            let hangup = async {
-                match hup.as_mut() {
-                    Some(s) => s.recv().await,
-                    None => std::future::pending().await,
-                }
-            };
-            #[cfg(not(unix))]
-            let hangup = std::future::pending::<Option<()>>();
             let why = tokio::select! {
                 _ = tick.tick() => {
                     let now = self.stamp();
@@ -120,7 +110,7 @@ impl CertStore {
                     seen = now;
                     "files changed"
                 }
-                _ = hangup => {
+                () = hup.recv() => {
                     seen = self.stamp();
                     "SIGHUP"
                 }

@@ -107,13 +107,7 @@ impl AppState {
                 }
                 let empty = ch.subscribers.is_empty();
                 drop(ch);
-                if empty {
-                    self.channels.remove_if(channel, |_, c| c.subscribers.is_empty());
-                }
-                return Err(SubscribeError::MembersLimit {
-                    channel: channel.to_string(),
-                    max: self.config.max_presence_members,
-                });
+                return Err(self.refuse_full(channel, empty));
             }
             SubOutcome::Applied { members, cache } => {
                 let cached = cache.and_then(|c| serde_json::from_str::<StoredEvent>(&c).ok());

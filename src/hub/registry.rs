@@ -86,13 +86,7 @@ impl AppState {
                 if is_new && ch.members.len() >= self.config.max_presence_members {
                     let empty = ch.subscribers.is_empty();
                     drop(ch);
-                    if empty {
-                        self.channels.remove_if(channel, |_, c| c.subscribers.is_empty());
-                    }
-                    return Err(SubscribeError::MembersLimit {
-                        channel: channel.to_string(),
-                        max: self.config.max_presence_members,
-                    });
+                    return Err(self.refuse_full(channel, empty));
                 }
                 if ch.subscribers.is_empty() {
                     self.emit(|| Trigger::Occupied { channel: channel.to_string() });
@@ -135,6 +129,14 @@ impl AppState {
             }
         }
         Ok(())
+    }
+
+    /// The refusal of a subscribe to a full presence channel; forgets the channel if `empty`.
+    pub(super) fn refuse_full(&self, channel: &str, empty: bool) -> SubscribeError {
+        if empty {
+            self.channels.remove_if(channel, |_, c| c.subscribers.is_empty());
+        }
+        SubscribeError::MembersLimit { channel: channel.to_string(), max: self.config.max_presence_members }
     }
 
     /// Removes `conn` from `channel`; sends `member_removed` when its user's last socket left.
