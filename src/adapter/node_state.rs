@@ -492,6 +492,11 @@ impl NodeState {
         if self.last_attempt.is_some_and(|t| t.elapsed() < RETRY_EVERY) {
             return;
         }
+        // The rewrite publishes member events; wait until this node hears the bus again, so its own
+        // clients get them too.
+        if !self.adapter.bus_is_up() {
+            return;
+        }
         self.last_attempt = Some(Instant::now());
         let node = self.adapter.node();
         let keys = self.adapter.keys.clone();

@@ -208,6 +208,11 @@ impl RedisAdapter {
         Some(inbound_rx)
     }
 
+    /// True while the bus subscription works.
+    pub(super) fn bus_is_up(&self) -> bool {
+        self.bus_up.load(Ordering::Acquire)
+    }
+
     /// True while both the bus subscription and the state writes work.
     pub fn is_connected(&self) -> bool {
         self.bus_up.load(Ordering::Acquire) && self.store_up.load(Ordering::Acquire)
