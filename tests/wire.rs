@@ -332,10 +332,16 @@ async fn a_client_that_pings_but_does_not_read_is_dropped_with_4100() {
     s.stop().await;
 }
 
-/// Publishing threads write large events straight to a socket that takes them a little at a time,
-/// while the connection's task answers pings: every frame arrives whole and in order.
+/// Publishing threads write large events straight to a socket until it takes only part of one;
+/// the connection's task writes the rest, and answers pings in between: every frame arrives whole
+/// and in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn partial_writes_never_interleave_frames() {
+    const PUBLISHERS: usize = 4;
+    const EACH: usize = 40;
+    const PINGS: u8 = 50;
+    let size = |i: usize| 30_000 + 800 * i;
+    let fill_byte = |p: usize, i: usize| b'a' + ((p * EACH + i) % 26) as u8;
     let s = TestServer::start(|c| {
         c.outbox_max_messages = 10_000;
         c.outbox_max_bytes = 64 * 1024 * 1024;
@@ -351,28 +357,32 @@ async fn partial_writes_never_interleave_frames() {
     raw.send(&text(json!({"event":"pusher:subscribe","data":{"auth":"","channel":"big"}}))).await;
     assert_eq!(raw.event().await["event"], "pusher_internal:subscription_succeeded");
 
-    const PUBLISHERS: usize = 4;
-    const EACH: usize = 15;
+    // About 7 MB, more than the socket buffers hold while the client does not read.
     let publishers: Vec<_> = (0..PUBLISHERS)
         .map(|p| {
             let rest = s.http();
             tokio::spawn(async move {
                 for i in 0..EACH {
-                    let fill = char::from(b'a' + (p * EACH + i) as u8 % 26).to_string().repeat(20_000 + 997 * i);
+                    let fill = char::from(fill_byte(p, i)).to_string().repeat(size(i));
                     let data = json!({"p": p, "i": i, "fill": fill}).to_string();
                     assert_eq!(rest.trigger("big", "e", &data).await.0, 200);
                 }
             })
         })
         .collect();
+    for n in 0..PINGS {
+        raw.send(&masked(0x89, &[n; 3])).await;
+        tokio::task::yield_now().await;
+    }
+    for p in publishers {
+        p.await.unwrap();
+    }
+    // Shutting down queues a close behind everything: it must not cut a frame written in part.
+    let stats = s.ctx.hub.clone();
+    let stopping = tokio::spawn(s.stop());
     let mut next = [0usize; PUBLISHERS];
     let mut pongs = 0u8;
-    let mut pings = 0u8;
-    while next.iter().sum::<usize>() < PUBLISHERS * EACH {
-        if pings < 50 {
-            raw.send(&masked(0x89, &[pings; 3])).await;
-            pings += 1;
-        }
+    while next.iter().sum::<usize>() < PUBLISHERS * EACH || pongs < PINGS {
         match raw.frame().await.expect("stream ended") {
             (0x8A, p) => {
                 assert_eq!(p, vec![pongs; 3], "pongs in order and whole");
@@ -385,19 +395,16 @@ async fn partial_writes_never_interleave_frames() {
                 let (p, i) = (d["p"].as_u64().unwrap() as usize, d["i"].as_u64().unwrap() as usize);
                 assert_eq!(i, next[p], "events of one publisher in order");
                 let fill = d["fill"].as_str().unwrap();
-                assert_eq!(fill.len(), 20_000 + 997 * i);
-                assert!(fill.bytes().all(|b| b == b'a' + (p * EACH + i) as u8 % 26));
+                assert_eq!(fill.len(), size(i));
+                assert!(fill.bytes().all(|b| b == fill_byte(p, i)));
                 next[p] += 1;
             }
             other => panic!("unexpected frame {other:?}"),
         }
     }
-    for p in publishers {
-        p.await.unwrap();
-    }
-    while pongs < pings {
-        assert_eq!(raw.frame().await, Some((0x8A, vec![pongs; 3])));
-        pongs += 1;
-    }
-    s.stop().await;
+    let ev = raw.event().await;
+    assert_eq!((&ev["event"], &ev["data"]["code"]), (&json!("pusher:error"), &json!(4200)), "{ev}");
+    assert_eq!(raw.close_code().await, 4200);
+    stopping.await.unwrap();
+    assert_eq!(stats.stats().outbox_overflows, 0);
 }
