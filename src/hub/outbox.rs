@@ -25,6 +25,9 @@ pub type Frame = Utf8Bytes;
 /// Close code sent to a client whose outbound queue overflowed (pusher-js retries after 1 s).
 pub const OVERFLOW_CLOSE_CODE: u16 = 4100;
 
+/// Control bytes (pongs) that may wait for a socket that is not taking them.
+const MAX_CONTROL_BYTES: usize = 16 * 1024;
+
 /// A request to end the connection with a Pusher close code.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CloseRequest {
@@ -184,19 +187,7 @@ impl Outbox {
         }
         let len = frame.len();
         if st.queue.len() >= self.inner.limits.max_messages || st.bytes + len > self.inner.limits.max_bytes {
-            // A frame already partly on the wire is finished before the close frame.
-            let started = if st.head > 0 { st.queue.pop_front() } else { None };
-            st.queue = VecDeque::new();
-            st.bytes = started.as_ref().map_or(0, |f| f.len());
-            st.queue.extend(started);
-            st.close = Some(Box::new(CloseRequest {
-                code: OVERFLOW_CLOSE_CODE,
-                reason: "Over capacity: client is not reading".into(),
-            }));
-            let waker = st.waker.take();
-            drop(st);
-            self.inner.overflows.fetch_add(1, Ordering::Relaxed);
-            wake(waker);
+            self.overflow(st);
             return false;
         }
         if st.queue.is_empty()
@@ -234,9 +225,35 @@ impl Outbox {
         st.control = None;
     }
 
+    /// Drops what is queued (but a frame already partly written, and control bytes) and asks for a
+    /// close with 4100.
+    fn overflow(&self, mut st: MutexGuard<'_, State>) {
+        // A frame already partly on the wire is finished before the close frame.
+        let started = if st.head > 0 { st.queue.pop_front() } else { None };
+        st.queue = VecDeque::new();
+        st.bytes = started.as_ref().map_or(0, |f| f.len());
+        st.queue.extend(started);
+        st.close = Some(Box::new(CloseRequest {
+            code: OVERFLOW_CLOSE_CODE,
+            reason: "Over capacity: client is not reading".into(),
+        }));
+        let waker = st.waker.take();
+        drop(st);
+        self.inner.overflows.fetch_add(1, Ordering::Relaxed);
+        wake(waker);
+    }
+
     /// Queues framed control bytes for the attached socket, written before the next whole frame.
+    /// A client that sends control frames (pings) faster than it reads their answers overflows
+    /// like one that does not read its messages.
     pub fn push_control(&self, bytes: &[u8]) {
         let mut st = self.lock();
+        if st.control.as_ref().map_or(0, |c| c.len()) + bytes.len() > MAX_CONTROL_BYTES {
+            if st.close.is_none() {
+                self.overflow(st);
+            }
+            return;
+        }
         st.control.get_or_insert_default().extend_from_slice(bytes);
         let waker = st.waker.take();
         drop(st);

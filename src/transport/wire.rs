@@ -113,9 +113,38 @@ impl WireError {
 pub struct Decoder {
     /// Received bytes not decoded yet (unallocated when empty).
     pub buf: Vec<u8>,
-    /// A fragmented message in progress: its opcode and payload so far (boxed: rare, and every
-    /// idle connection holds a decoder).
-    partial: Option<Box<(u8, Vec<u8>)>>,
+    /// A fragmented message in progress (boxed: rare, and every idle connection holds a decoder).
+    partial: Option<Box<Partial>>,
+}
+
+/// A fragmented message whose last frame has not arrived yet.
+#[derive(Debug)]
+struct Partial {
+    opcode: u8,
+    payload: Vec<u8>,
+    /// Bytes of a text payload known to be valid UTF-8 (a character may continue past them).
+    checked: usize,
+}
+
+impl Partial {
+    /// Fails as soon as a text message holds bytes that no later fragment can make valid UTF-8; a
+    /// character cut at the end of the payload so far may still be completed.
+    fn check_utf8(&mut self) -> Result<(), WireError> {
+        if self.opcode != OP_TEXT {
+            return Ok(());
+        }
+        match std::str::from_utf8(&self.payload[self.checked..]) {
+            Ok(_) => self.checked = self.payload.len(),
+            Err(e) if e.error_len().is_none() => self.checked += e.valid_up_to(),
+            Err(_) => return Err(WireError::Utf8),
+        }
+        Ok(())
+    }
+}
+
+/// Close codes a peer may send (RFC 6455 section 7.4, and the private range 3000-4999).
+pub fn close_code_allowed(code: u16) -> bool {
+    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
 }
 
 impl Decoder {
@@ -125,66 +154,67 @@ impl Decoder {
     }
 
     /// Decodes the next complete message from [`Decoder::buf`], or `None` when more bytes are
-    /// needed. Frames and messages longer than `max` are refused as soon as their header is read.
+    /// needed. Frames are checked as soon as their header is read: a frame that breaks the
+    /// protocol, or that would make its message longer than `max`, is refused before its payload
+    /// arrives (and no room is reserved for a declared length).
     pub fn next(&mut self, max: usize) -> Result<Option<Incoming>, WireError> {
         loop {
             let Some((b0, len, start)) = parse_header(&self.buf)? else {
                 return Ok(None);
             };
             let (fin, opcode) = (b0 & 0x80 != 0, b0 & 0x0F);
-            if opcode >= 0x8 {
-                if !fin || len > 125 {
-                    return Err(WireError::Protocol("fragmented or long control frame"));
+            match (opcode, self.partial.as_deref()) {
+                (OP_CLOSE | OP_PING | OP_PONG, _) => {
+                    if !fin || len > 125 {
+                        return Err(WireError::Protocol("fragmented or long control frame"));
+                    }
                 }
-            } else if len > max.saturating_sub(self.partial.as_ref().map_or(0, |p| p.1.len())) as u64 {
-                return Err(WireError::TooBig);
+                (OP_CONTINUATION, None) => return Err(WireError::Protocol("continuation without a message")),
+                (OP_TEXT | OP_BINARY, Some(_)) => {
+                    return Err(WireError::Protocol("new message inside a fragmented one"));
+                }
+                (OP_CONTINUATION | OP_TEXT | OP_BINARY, partial) => {
+                    let so_far = partial.map_or(0, |p| p.payload.len());
+                    if len > max.saturating_sub(so_far) as u64 {
+                        return Err(WireError::TooBig);
+                    }
+                }
+                _ => return Err(WireError::Protocol("unknown opcode")),
             }
-            let len = len as usize;
-            let end = start + len;
+            // At most `max` (or 125): checked above.
+            let end = start + len as usize;
             if self.buf.len() < end {
-                self.buf.reserve(end - self.buf.len());
                 return Ok(None);
             }
             let mask = [self.buf[start - 4], self.buf[start - 3], self.buf[start - 2], self.buf[start - 1]];
             let mut payload = self.buf[start..end].to_vec();
             unmask(&mut payload, mask);
             self.consume(end);
-            let message = match (opcode, self.partial.as_mut()) {
-                (OP_CONTINUATION, None) => return Err(WireError::Protocol("continuation without a message")),
+            let (opcode, payload) = match (opcode, self.partial.as_mut()) {
                 (OP_CONTINUATION, Some(p)) => {
-                    p.1.extend_from_slice(&payload);
+                    p.payload.extend_from_slice(&payload);
+                    p.check_utf8()?;
                     if !fin {
                         continue;
                     }
                     match self.partial.take() {
-                        Some(p) => *p,
+                        Some(p) => (p.opcode, p.payload),
                         None => continue,
                     }
                 }
-                (OP_TEXT | OP_BINARY, Some(_)) => {
-                    return Err(WireError::Protocol("new message inside a fragmented one"));
-                }
-                (OP_TEXT | OP_BINARY, None) if !fin => {
-                    self.partial = Some(Box::new((opcode, payload)));
+                (OP_TEXT | OP_BINARY, _) if !fin => {
+                    let mut p = Partial { opcode, payload, checked: 0 };
+                    p.check_utf8()?;
+                    self.partial = Some(Box::new(p));
                     continue;
                 }
-                (OP_TEXT | OP_BINARY, None) => (opcode, payload),
-                (OP_CLOSE, _) => {
-                    return match payload.len() {
-                        0 => Ok(Some(Incoming::Close(None))),
-                        1 => Err(WireError::Protocol("close frame with a one-byte payload")),
-                        _ if std::str::from_utf8(&payload[2..]).is_err() => Err(WireError::Utf8),
-                        _ => Ok(Some(Incoming::Close(Some(u16::from_be_bytes([payload[0], payload[1]]))))),
-                    };
-                }
+                (OP_CLOSE, _) => return close(&payload).map(Some),
                 (OP_PING, _) => return Ok(Some(Incoming::Ping(payload))),
-                (0xA, _) => return Ok(Some(Incoming::Pong)),
-                _ => return Err(WireError::Protocol("unknown opcode")),
+                (OP_PONG, _) => return Ok(Some(Incoming::Pong)),
+                (opcode, _) => (opcode, payload),
             };
-            return match message {
-                (OP_TEXT, bytes) => {
-                    String::from_utf8(bytes).map(|s| Some(Incoming::Text(s))).map_err(|_| WireError::Utf8)
-                }
+            return match opcode {
+                OP_TEXT => String::from_utf8(payload).map(|s| Some(Incoming::Text(s))).map_err(|_| WireError::Utf8),
                 _ => Ok(Some(Incoming::Binary)),
             };
         }
@@ -196,6 +226,24 @@ impl Decoder {
             self.buf = Vec::new();
         } else {
             self.buf.drain(..n);
+        }
+    }
+}
+
+/// A client's close frame: no payload, or a valid close code and a UTF-8 reason.
+fn close(payload: &[u8]) -> Result<Incoming, WireError> {
+    match payload {
+        [] => Ok(Incoming::Close(None)),
+        [_] => Err(WireError::Protocol("close frame with a one-byte payload")),
+        [a, b, reason @ ..] => {
+            let code = u16::from_be_bytes([*a, *b]);
+            if !close_code_allowed(code) {
+                return Err(WireError::Protocol("invalid close code"));
+            }
+            if std::str::from_utf8(reason).is_err() {
+                return Err(WireError::Utf8);
+            }
+            Ok(Incoming::Close(Some(code)))
         }
     }
 }
@@ -365,5 +413,145 @@ mod tests {
         assert_eq!(f[1] as usize, f.len() - 2);
         assert!(f.len() - 2 <= 125);
         assert!(std::str::from_utf8(&f[4..]).is_ok());
+    }
+
+    /// A masked client frame header declaring a 64-bit length, with no payload.
+    fn long_header(b0: u8, len: u64) -> Vec<u8> {
+        let mut out = vec![b0, 0x80 | 127];
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(&[1, 2, 3, 4]);
+        out
+    }
+
+    #[test]
+    fn invalid_close_codes_are_protocol_errors() {
+        for code in [0u16, 999, 1004, 1005, 1006, 1015, 1016, 2000, 2999, 5000, 65535] {
+            let mut d = Decoder::new(client(0x88, &code.to_be_bytes()));
+            assert_eq!(decode_all(&mut d, 1000), vec![Err(WireError::Protocol("invalid close code"))], "{code}");
+            assert_eq!(WireError::Protocol("").close_code(), 1002);
+        }
+        for code in [1000u16, 1001, 1002, 1003, 1007, 1011, 1014, 3000, 4100, 4999] {
+            let mut d = Decoder::new(client(0x88, &code.to_be_bytes()));
+            assert_eq!(decode_all(&mut d, 1000), vec![Ok(Incoming::Close(Some(code)))], "{code}");
+        }
+        // A reason that is not UTF-8 is 1007.
+        let mut d = Decoder::new(client(0x88, &[0x03, 0xE8, 0xC3, 0x28]));
+        assert_eq!(decode_all(&mut d, 1000), vec![Err(WireError::Utf8)]);
+    }
+
+    #[test]
+    fn utf8_split_across_fragments() {
+        // "€" (E2 82 AC) cut in every place.
+        for cut in 1..3 {
+            let euro = "€".as_bytes();
+            let mut d = Decoder::new(client(0x01, &euro[..cut]));
+            d.buf.extend(client(0x89, b"p"));
+            d.buf.extend(client(0x80, &euro[cut..]));
+            assert_eq!(
+                decode_all(&mut d, 1000),
+                vec![Ok(Incoming::Ping(b"p".to_vec())), Ok(Incoming::Text("€".into()))],
+                "cut at {cut}"
+            );
+        }
+        // One byte per fragment.
+        let text = "aé€𝄞z";
+        let bytes = text.as_bytes();
+        let mut d = Decoder::new(client(0x01, &bytes[..1]));
+        for b in &bytes[1..bytes.len() - 1] {
+            d.buf.extend(client(0x00, &[*b]));
+        }
+        d.buf.extend(client(0x80, &bytes[bytes.len() - 1..]));
+        assert_eq!(decode_all(&mut d, 1000), vec![Ok(Incoming::Text(text.into()))]);
+        // Refused as soon as a fragment makes it invalid, before the message ends.
+        let mut d = Decoder::new(client(0x01, b"ok"));
+        d.buf.extend(client(0x00, &[0xE2, 0x28]));
+        assert_eq!(decode_all(&mut d, 1000), vec![Err(WireError::Utf8)]);
+        let mut d = Decoder::new(client(0x01, &[0xE2, 0x82]));
+        d.buf.extend(client(0x00, &[0xFF]));
+        assert_eq!(decode_all(&mut d, 1000), vec![Err(WireError::Utf8)]);
+        // A character still cut when the message ends.
+        let mut d = Decoder::new(client(0x01, b"a"));
+        d.buf.extend(client(0x80, &[0xE2, 0x82]));
+        assert_eq!(decode_all(&mut d, 1000), vec![Err(WireError::Utf8)]);
+        // Binary messages are not checked.
+        let mut d = Decoder::new(client(0x02, &[0xFF]));
+        d.buf.extend(client(0x80, &[0xFE]));
+        assert_eq!(decode_all(&mut d, 1000), vec![Ok(Incoming::Binary)]);
+    }
+
+    #[test]
+    fn frames_are_refused_from_their_header() {
+        // Only the header (with its mask) has arrived in each case.
+        let header_only = |frame: Vec<u8>| {
+            let n = match frame[1] & 0x7F {
+                126 => 8,
+                127 => 14,
+                _ => 6,
+            };
+            frame[..n].to_vec()
+        };
+        let cases: Vec<(Vec<u8>, WireError)> = vec![
+            (header_only(client(0x83, b"abc")), WireError::Protocol("unknown opcode")),
+            (header_only(client(0x8B, b"abc")), WireError::Protocol("unknown opcode")),
+            (header_only(client(0x89, &[0; 126])), WireError::Protocol("fragmented or long control frame")),
+            (header_only(client(0x08, b"")), WireError::Protocol("fragmented or long control frame")),
+            (header_only(client(0xA1, b"x")), WireError::Protocol("reserved bits set")),
+            (long_header(0x81, 1 << 63), WireError::Protocol("payload length with the top bit set")),
+            (long_header(0x81, u64::MAX), WireError::Protocol("payload length with the top bit set")),
+            (long_header(0x81, 1 << 40), WireError::TooBig),
+            (long_header(0x82, 1001), WireError::TooBig),
+        ];
+        for (bytes, want) in cases {
+            let mut d = Decoder::new(bytes.clone());
+            assert_eq!(decode_all(&mut d, 1000), vec![Err(want)], "{bytes:?}");
+        }
+        // A fragment while another message is open, or a continuation of nothing.
+        let mut d = Decoder::new(client(0x01, b"a"));
+        d.buf.extend(header_only(client(0x81, b"b")));
+        assert_eq!(decode_all(&mut d, 1000), vec![Err(WireError::Protocol("new message inside a fragmented one"))]);
+        let mut d = Decoder::new(client(0x02, b"a"));
+        d.buf.extend(client(0x01, b"b"));
+        assert_eq!(decode_all(&mut d, 1000), vec![Err(WireError::Protocol("new message inside a fragmented one"))]);
+        let mut d = Decoder::new(client(0x81, b"done"));
+        d.buf.extend(client(0x00, b"more"));
+        assert_eq!(
+            decode_all(&mut d, 1000),
+            vec![Ok(Incoming::Text("done".into())), Err(WireError::Protocol("continuation without a message"))]
+        );
+    }
+
+    #[test]
+    fn a_declared_length_reserves_nothing() {
+        let mut d = Decoder::new(long_header(0x81, 60_000));
+        d.buf.shrink_to_fit();
+        assert_eq!(decode_all(&mut d, 64 * 1024), vec![]);
+        assert!(d.buf.capacity() < 100, "{}", d.buf.capacity());
+        // The payload still decodes once it arrives.
+        let mut d = Decoder::default();
+        for chunk in client(0x81, &[b'a'; 60_000]).chunks(4096) {
+            d.buf.extend_from_slice(chunk);
+            let got = decode_all(&mut d, 64 * 1024);
+            if !got.is_empty() {
+                assert_eq!(got, vec![Ok(Incoming::Text("a".repeat(60_000)))]);
+                return;
+            }
+        }
+        panic!("the message was not decoded");
+    }
+
+    #[test]
+    fn pings_carry_their_payload_and_may_sit_inside_a_fragmented_message() {
+        let payload: Vec<u8> = (0..125).collect();
+        let mut d = Decoder::new(client(0x01, b"ab"));
+        d.buf.extend(client(0x89, &payload));
+        d.buf.extend(client(0x00, b"cd"));
+        d.buf.extend(client(0x89, b""));
+        d.buf.extend(client(0x80, b"ef"));
+        assert_eq!(
+            decode_all(&mut d, 1000),
+            vec![Ok(Incoming::Ping(payload)), Ok(Incoming::Ping(Vec::new())), Ok(Incoming::Text("abcdef".into()))]
+        );
+        let pong = encode(OP_PONG, b"xyz");
+        assert_eq!(pong, vec![0x8A, 3, b'x', b'y', b'z']);
     }
 }

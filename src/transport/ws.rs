@@ -43,6 +43,8 @@ const WRITE_BUFFER: usize = 16 * 1024;
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bytes read from a plain TCP socket at a time.
 const READ_CHUNK: usize = 4096;
+/// How long a closed connection waits for the client to close its side.
+const LINGER: Duration = Duration::from_secs(2);
 /// Frames handed to the kernel in one vectored write.
 const WRITE_FRAMES: usize = 32;
 
@@ -51,13 +53,9 @@ pub const ROUTE: &str = "/app/{key}";
 
 /// `GET /app/{key}`: validates the upgrade and hands the socket to a connection task.
 pub async fn upgrade(State(ctx): State<Context>, Path(key): Path<String>, mut req: Request) -> Response {
-    let headers = req.headers();
-    let Some(accept) = accept_key(headers) else {
-        return (
-            StatusCode::BAD_REQUEST,
-            axum::Json(serde_json::json!({"error": "expected a WebSocket upgrade request"})),
-        )
-            .into_response();
+    let accept = match accept_key(req.headers()) {
+        Ok(accept) => accept,
+        Err(refused) => return refused.into_response(),
     };
     let query = ClientQuery::parse(req.uri().query());
     let on_upgrade = hyper::upgrade::on(&mut req);
@@ -80,7 +78,35 @@ pub async fn upgrade(State(ctx): State<Context>, Path(key): Path<String>, mut re
     res
 }
 
-fn accept_key(headers: &HeaderMap) -> Option<String> {
+/// Why an upgrade request was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+enum HandshakeError {
+    #[error("expected a WebSocket upgrade request")]
+    NotUpgrade,
+    #[error("unsupported WebSocket version (13 is supported)")]
+    Version,
+    #[error("expected one valid Sec-WebSocket-Key")]
+    Key,
+}
+
+impl IntoResponse for HandshakeError {
+    fn into_response(self) -> Response {
+        let status = match self {
+            HandshakeError::Version => StatusCode::UPGRADE_REQUIRED,
+            HandshakeError::NotUpgrade | HandshakeError::Key => StatusCode::BAD_REQUEST,
+        };
+        let mut res = (status, axum::Json(serde_json::json!({"error": self.to_string()}))).into_response();
+        if self == HandshakeError::Version {
+            // The client may retry with a version named here.
+            res.headers_mut().insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+        }
+        res
+    }
+}
+
+/// Checks the upgrade request (RFC 6455 section 4.2.1) and returns the `Sec-WebSocket-Accept`
+/// value.
+fn accept_key(headers: &HeaderMap) -> Result<String, HandshakeError> {
     let has_token = |name: header::HeaderName, token: &str| {
         headers
             .get_all(name)
@@ -89,13 +115,25 @@ fn accept_key(headers: &HeaderMap) -> Option<String> {
             .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
     };
     if !has_token(header::CONNECTION, "upgrade") || !has_token(header::UPGRADE, "websocket") {
-        return None;
+        return Err(HandshakeError::NotUpgrade);
     }
-    if headers.get(header::SEC_WEBSOCKET_VERSION).and_then(|v| v.to_str().ok()) != Some("13") {
-        return None;
+    let mut versions = headers.get_all(header::SEC_WEBSOCKET_VERSION).iter();
+    let (Some(version), None) = (versions.next(), versions.next()) else {
+        return Err(HandshakeError::Version);
+    };
+    if version.as_bytes().trim_ascii() != b"13" {
+        return Err(HandshakeError::Version);
     }
-    let key = headers.get(header::SEC_WEBSOCKET_KEY)?;
-    Some(derive_accept_key(key.as_bytes()))
+    let mut keys = headers.get_all(header::SEC_WEBSOCKET_KEY).iter();
+    let (Some(key), None) = (keys.next(), keys.next()) else {
+        return Err(HandshakeError::Key);
+    };
+    // The key is 16 random bytes in base64.
+    let key = key.as_bytes().trim_ascii();
+    if !base64::Engine::decode(&base64::engine::general_purpose::STANDARD, key).is_ok_and(|k| k.len() == 16) {
+        return Err(HandshakeError::Key);
+    }
+    Ok(derive_accept_key(key))
 }
 
 /// What a connection's task owns. Every idle connection holds one, so it is kept small, and the
@@ -129,7 +167,10 @@ impl Task {
         }
         let conn = match &mut self.opened {
             Ok(c) => c,
-            Err(refusal) => return Err(Box::pin(refuse_tcp(stream, refusal.clone()))),
+            Err(refusal) => {
+                let refused = refuse_tcp(stream, refusal.clone(), Decoder::new(early), self.config.max_message_bytes);
+                return Err(Box::pin(refused));
+            }
         };
         tracing::debug!(socket_id = conn.socket_id(), app = %conn.app().config.id, "connection opened");
         let socket = Arc::new(Socket { stream, app: conn.app().clone() });
@@ -139,7 +180,7 @@ impl Task {
             decoder: Decoder::new(early),
             last_seen: Instant::now(),
             stalled_at: None,
-            reading: true,
+            input: Input::Open,
             pinged: false,
         };
         Ok(tcp)
@@ -423,21 +464,85 @@ async fn write_all(stream: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-/// Writes the close frame that ends a connection.
-async fn send_close(stream: &TcpStream, close: CloseRequest) {
+/// Writes the close frame that ends a connection. Unless the client has closed already, the
+/// server's side is then ended and the client's close frame awaited (see [`linger`]).
+async fn send_close(stream: &TcpStream, close: CloseRequest, input: Input, decoder: &mut Decoder, max: usize) {
     let frame = wire::close_frame(close.code, &close.reason);
-    let _ = timeout(WRITE_TIMEOUT, write_all(stream, &frame)).await;
+    if matches!(timeout(WRITE_TIMEOUT, write_all(stream, &frame)).await, Ok(Ok(()))) && input != Input::PeerClosed {
+        linger(stream, (input == Input::Open).then_some(decoder), max).await;
+    }
 }
 
-async fn refuse_tcp(stream: TcpStream, refusal: Refusal) {
+/// After the server's close frame: ends the server's side of the TCP connection and reads what the
+/// client still sends until its close frame (when `decoder` is given and the stream can still be
+/// decoded), the end of its stream, or [`LINGER`]. Closing a socket with unread input resets the
+/// connection, and the client could lose the close frame and what came before it.
+async fn linger(stream: &TcpStream, mut decoder: Option<&mut Decoder>, max: usize) {
+    if SockRef::from(stream).shutdown(std::net::Shutdown::Write).is_err() {
+        return;
+    }
+    let mut scratch = Vec::new();
+    let _ = timeout(LINGER, async {
+        loop {
+            if let Some(d) = decoder.as_deref_mut() {
+                loop {
+                    match d.next(max) {
+                        Ok(Some(Incoming::Close(_))) => return,
+                        Ok(Some(_)) => {}
+                        Ok(None) => break,
+                        // Nothing more can be decoded: read to the end of the stream.
+                        Err(_) => {
+                            d.buf = Vec::new();
+                            decoder = None;
+                            break;
+                        }
+                    }
+                }
+            }
+            let buf = match decoder.as_deref_mut() {
+                Some(d) => &mut d.buf,
+                None => {
+                    scratch.clear();
+                    &mut scratch
+                }
+            };
+            buf.reserve(READ_CHUNK);
+            if stream.readable().await.is_err() {
+                return;
+            }
+            match stream.try_read_buf(buf) {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => return,
+            }
+        }
+    })
+    .await;
+}
+
+async fn refuse_tcp(stream: TcpStream, refusal: Refusal, mut decoder: Decoder, max: usize) {
     let mut out = wire::encode(wire::OP_TEXT, refusal.frame().as_bytes());
     out.extend(wire::close_frame(refusal.code, &refusal.message));
-    let _ = timeout(WRITE_TIMEOUT, write_all(&stream, &out)).await;
+    if matches!(timeout(WRITE_TIMEOUT, write_all(&stream, &out)).await, Ok(Ok(()))) {
+        linger(&stream, Some(&mut decoder), max).await;
+    }
 }
 
-/// Decodes and handles every complete message in `decoder`; false once the client's stream has
-/// ended (a close frame or a protocol error), after which nothing more is read.
-async fn handle_input(conn: &mut Connection, decoder: &mut Decoder, max: usize) -> bool {
+/// Where the client's stream stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Input {
+    /// Still read.
+    Open,
+    /// The client sent its close frame.
+    PeerClosed,
+    /// The client broke the protocol; nothing more is decoded.
+    Broken,
+}
+
+/// Decodes and handles every complete message in `decoder`, until more bytes are needed or the
+/// client's stream has ended (a close frame or a protocol error), after which nothing more is read.
+async fn handle_input(conn: &mut Connection, decoder: &mut Decoder, max: usize) -> Input {
     loop {
         match decoder.next(max) {
             Ok(Some(Incoming::Text(text))) => {
@@ -454,13 +559,13 @@ async fn handle_input(conn: &mut Connection, decoder: &mut Decoder, max: usize) 
             Ok(Some(Incoming::Close(code))) => {
                 // Answer with the client's code once what is queued is written.
                 conn.outbox().close(None, code.unwrap_or(1000), "");
-                return false;
+                return Input::PeerClosed;
             }
-            Ok(None) => return true,
+            Ok(None) => return Input::Open,
             Err(e) => {
                 tracing::debug!(error = %e, "websocket read failed");
                 conn.outbox().close(None, e.close_code(), &e.to_string());
-                return false;
+                return Input::Broken;
             }
         }
     }
@@ -482,7 +587,7 @@ struct TcpState {
     last_seen: Instant,
     /// When the socket stopped taking bytes, while it has not caught up.
     stalled_at: Option<Instant>,
-    reading: bool,
+    input: Input,
     pinged: bool,
 }
 
@@ -494,7 +599,7 @@ impl TcpState {
         let mut shutdown_sent = false;
         // Messages that arrived together with the upgrade request.
         if !self.decoder.buf.is_empty() {
-            self.reading = Box::pin(handle_input(conn, &mut self.decoder, config.max_message_bytes)).await;
+            self.input = Box::pin(handle_input(conn, &mut self.decoder, config.max_message_bytes)).await;
         }
         // Both futures live as long as the connection: a read does not touch the timer wheel (the
         // timer checks `last_seen` when it fires), and the shutdown waiter is registered once.
@@ -507,7 +612,7 @@ impl TcpState {
                 if let Poll::Ready(p) = conn.outbox().poll_pump(cx) {
                     return Poll::Ready(Event::Pumped(p));
                 }
-                if self.reading
+                if self.input == Input::Open
                     && let Poll::Ready(r) = self.socket.stream.poll_read_ready(cx)
                 {
                     return Poll::Ready(Event::Readable(r.is_ok()));
@@ -529,7 +634,10 @@ impl TcpState {
                         idle.as_mut().reset(now + WRITE_TIMEOUT);
                     }
                 }
-                Event::Pumped(Pumped::Close(c)) => return Box::pin(send_close(&self.socket.stream, c)).await,
+                Event::Pumped(Pumped::Close(c)) => {
+                    let max = config.max_message_bytes;
+                    return Box::pin(send_close(&self.socket.stream, c, self.input, &mut self.decoder, max)).await;
+                }
                 Event::Pumped(Pumped::Failed) => return,
                 Event::Readable(ok) => {
                     // Boxed: handling a message may wait (a clustered subscribe); every idle
@@ -592,7 +700,7 @@ impl TcpState {
             Ok(_) => {
                 self.last_seen = Instant::now();
                 self.pinged = false;
-                self.reading = handle_input(conn, &mut self.decoder, max).await;
+                self.input = handle_input(conn, &mut self.decoder, max).await;
                 true
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {

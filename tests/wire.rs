@@ -1,0 +1,410 @@
+//! The WebSocket wire format on plain TCP, checked with a raw TCP client: the upgrade handshake,
+//! close codes for broken streams, control frames, and the order of frames written by publishing
+//! threads and by the connection's task.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod common;
+
+use common::{KEY, TestServer};
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+const WAIT: Duration = Duration::from_secs(10);
+/// The key and accept value of RFC 6455's example.
+const SAMPLE_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+const SAMPLE_ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+
+/// A masked client frame.
+fn masked(b0: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [0xA1, 0xB2, 0xC3, 0xD4];
+    let mut out = vec![b0];
+    match payload.len() {
+        n if n < 126 => out.push(0x80 | n as u8),
+        n if n <= 0xFFFF => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&mask);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    out
+}
+
+fn text(v: Value) -> Vec<u8> {
+    masked(0x81, v.to_string().as_bytes())
+}
+
+fn request(headers: &str) -> String {
+    format!("GET /app/{KEY}?protocol=7&client=js&version=8.6.0 HTTP/1.1\r\nHost: localhost\r\n{headers}\r\n")
+}
+
+fn upgrade_headers() -> String {
+    format!(
+        "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {SAMPLE_KEY}\r\n"
+    )
+}
+
+/// A raw WebSocket client.
+struct Raw {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Raw {
+    /// Sends `request` (and `after` in the same write) and reads the response head.
+    async fn open(stream: TcpStream, request: &str, after: &[u8]) -> (String, Raw) {
+        let mut raw = Raw { stream, buf: Vec::new() };
+        let mut out = request.as_bytes().to_vec();
+        out.extend_from_slice(after);
+        raw.stream.write_all(&out).await.unwrap();
+        loop {
+            if let Some(end) = raw.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8(raw.buf[..end].to_vec()).unwrap();
+                raw.buf.drain(..end + 4);
+                return (head, raw);
+            }
+            assert!(raw.fill().await, "connection closed during the handshake");
+        }
+    }
+
+    async fn connect(addr: SocketAddr, request: &str, after: &[u8]) -> (String, Raw) {
+        Raw::open(TcpStream::connect(addr).await.unwrap(), request, after).await
+    }
+
+    /// Connects, upgrades and reads `connection_established`.
+    async fn established(addr: SocketAddr) -> Raw {
+        let (head, mut raw) = Raw::connect(addr, &request(&upgrade_headers()), &[]).await;
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        assert_eq!(raw.event().await["event"], "pusher:connection_established");
+        raw
+    }
+
+    /// Reads more bytes; false at the end of the stream.
+    async fn fill(&mut self) -> bool {
+        let mut chunk = [0u8; 8192];
+        match tokio::time::timeout(WAIT, self.stream.read(&mut chunk)).await.expect("the server went silent") {
+            Ok(0) | Err(_) => false,
+            Ok(n) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                true
+            }
+        }
+    }
+
+    async fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.unwrap();
+    }
+
+    /// The next server frame (opcode with FIN, payload), or `None` at the end of the stream.
+    async fn frame(&mut self) -> Option<(u8, Vec<u8>)> {
+        loop {
+            if self.buf.len() >= 2 {
+                assert_eq!(self.buf[1] & 0x80, 0, "server frames are not masked");
+                let (len, start) = match self.buf[1] & 0x7F {
+                    126 if self.buf.len() >= 4 => (usize::from(u16::from_be_bytes([self.buf[2], self.buf[3]])), 4),
+                    127 if self.buf.len() >= 10 => {
+                        (u64::from_be_bytes(self.buf[2..10].try_into().unwrap()) as usize, 10)
+                    }
+                    126 | 127 => (usize::MAX, 0),
+                    n => (usize::from(n), 2),
+                };
+                if start > 0 && self.buf.len() >= start + len {
+                    let b0 = self.buf[0];
+                    let payload = self.buf[start..start + len].to_vec();
+                    self.buf.drain(..start + len);
+                    return Some((b0, payload));
+                }
+            }
+            if !self.fill().await {
+                assert!(self.buf.is_empty(), "the stream ended inside a frame");
+                return None;
+            }
+        }
+    }
+
+    /// The next protocol event (skipping pongs).
+    async fn event(&mut self) -> Value {
+        loop {
+            match self.frame().await {
+                Some((0x81, p)) => return serde_json::from_slice(&p).expect("JSON event"),
+                Some((0x8A, _)) => continue,
+                other => panic!("expected an event, got {other:?}"),
+            }
+        }
+    }
+
+    /// Reads up to the close frame and checks that nothing follows it; returns the close payload.
+    async fn close(&mut self) -> Vec<u8> {
+        loop {
+            match self.frame().await {
+                Some((0x88, p)) => {
+                    assert_eq!(self.frame().await, None, "nothing is sent after a close frame");
+                    return p;
+                }
+                Some((0x81 | 0x8A, _)) => continue,
+                other => panic!("expected a close frame, got {other:?}"),
+            }
+        }
+    }
+
+    async fn close_code(&mut self) -> u16 {
+        let p = self.close().await;
+        assert!(p.len() >= 2, "close frame without a code");
+        assert!(std::str::from_utf8(&p[2..]).is_ok());
+        u16::from_be_bytes([p[0], p[1]])
+    }
+}
+
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.trim().eq_ignore_ascii_case(name).then_some(v.trim())
+    })
+}
+
+#[tokio::test]
+async fn handshake_accept_key_and_connection_token_lists() {
+    let s = TestServer::default().await;
+    let headers = format!(
+        "Connection: keep-alive, UPGRADE\r\nUpgrade: WebSocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {SAMPLE_KEY}\r\n"
+    );
+    let (head, mut raw) = Raw::connect(s.addr, &request(&headers), &[]).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert_eq!(header(&head, "sec-websocket-accept"), Some(SAMPLE_ACCEPT));
+    assert_eq!(raw.event().await["event"], "pusher:connection_established");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn handshake_requires_version_13_and_a_valid_key() {
+    let s = TestServer::default().await;
+    let base = "Connection: Upgrade\r\nUpgrade: websocket\r\n";
+    for version in ["Sec-WebSocket-Version: 8\r\n", "", "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Version: 8\r\n"] {
+        let headers = format!("{base}{version}Sec-WebSocket-Key: {SAMPLE_KEY}\r\n");
+        let (head, _) = Raw::connect(s.addr, &request(&headers), &[]).await;
+        assert!(head.starts_with("HTTP/1.1 426"), "{version:?}: {head}");
+        assert_eq!(header(&head, "sec-websocket-version"), Some("13"), "{head}");
+    }
+    for key in ["", "Sec-WebSocket-Key: not base64!\r\n", "Sec-WebSocket-Key: c2hvcnQ=\r\n"] {
+        let headers = format!("{base}Sec-WebSocket-Version: 13\r\n{key}");
+        let (head, _) = Raw::connect(s.addr, &request(&headers), &[]).await;
+        assert!(head.starts_with("HTTP/1.1 400"), "{key:?}: {head}");
+    }
+    let (head, _) = Raw::connect(s.addr, &request("Connection: keep-alive\r\nUpgrade: websocket\r\n"), &[]).await;
+    assert!(head.starts_with("HTTP/1.1 400"), "{head}");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn frames_sent_with_the_upgrade_request_are_handled() {
+    let s = TestServer::default().await;
+    let mut early = text(json!({"event":"pusher:ping","data":{}}));
+    early.extend(masked(0x89, b"early"));
+    let (head, mut raw) = Raw::connect(s.addr, &request(&upgrade_headers()), &early).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    // The pong may come before the queued events: control frames go ahead of the queue.
+    let mut events = Vec::new();
+    let mut pong = None;
+    while events.len() < 2 || pong.is_none() {
+        match raw.frame().await.unwrap() {
+            (0x81, p) => events.push(serde_json::from_slice::<Value>(&p).unwrap()["event"].clone()),
+            (0x8A, p) => pong = Some(p),
+            other => panic!("unexpected frame {other:?}"),
+        }
+    }
+    assert_eq!(events, vec![json!("pusher:connection_established"), json!("pusher:pong")]);
+    assert_eq!(pong.as_deref(), Some(&b"early"[..]));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn broken_streams_are_closed_with_their_code() {
+    let s = TestServer::start(|c| c.max_message_bytes = 1024).await;
+    let mut long_len = vec![0x81, 0x80 | 127];
+    long_len.extend_from_slice(&(1u64 << 40).to_be_bytes());
+    long_len.extend_from_slice(&[1, 2, 3, 4]);
+    let mut top_bit = long_len.clone();
+    top_bit[2] = 0x80;
+    let mut fragments_too_big = masked(0x01, &[b'a'; 600]);
+    fragments_too_big.extend(masked(0x80, &[b'a'; 600]));
+    let mut bad_utf8_split = masked(0x01, &[b'{', 0xE2, 0x82]);
+    bad_utf8_split.extend(masked(0x00, &[0x28]));
+    let mut nested = masked(0x01, b"{");
+    nested.extend(masked(0x81, b"{}"));
+    let cases: Vec<(&str, Vec<u8>, u16)> = vec![
+        ("unmasked", vec![0x81, 0x02, b'{', b'}'], 1002),
+        ("reserved bit", masked(0xC1, b"{}"), 1002),
+        ("unknown data opcode", masked(0x83, b"x"), 1002),
+        ("unknown control opcode", masked(0x8B, b"x"), 1002),
+        ("fragmented ping", masked(0x09, b"x"), 1002),
+        ("long ping", masked(0x89, &[0; 126]), 1002),
+        ("continuation of nothing", masked(0x80, b"x"), 1002),
+        ("new message inside a fragmented one", nested, 1002),
+        ("one-byte close", masked(0x88, &[3]), 1002),
+        ("close code 1005", masked(0x88, &1005u16.to_be_bytes()), 1002),
+        ("close code 1006", masked(0x88, &1006u16.to_be_bytes()), 1002),
+        ("close code 999", masked(0x88, &999u16.to_be_bytes()), 1002),
+        ("close code 2999", masked(0x88, &2999u16.to_be_bytes()), 1002),
+        ("close reason not UTF-8", masked(0x88, &[0x03, 0xE8, 0xFF]), 1007),
+        ("text not UTF-8", masked(0x81, &[0xC3, 0x28]), 1007),
+        ("text not UTF-8 across fragments", bad_utf8_split, 1007),
+        ("declared 2^40 bytes", long_len, 1009),
+        ("length with the top bit set", top_bit, 1002),
+        ("fragments too big together", fragments_too_big, 1009),
+    ];
+    for (name, bytes, code) in cases {
+        let mut raw = Raw::established(s.addr).await;
+        raw.send(&bytes).await;
+        assert_eq!(raw.close_code().await, code, "{name}");
+    }
+    // UTF-8 cut between fragments is joined.
+    let mut raw = Raw::established(s.addr).await;
+    let msg = json!({"event":"pusher:ping","data":{"x":"€"}}).to_string().into_bytes();
+    let cut = msg.iter().position(|b| *b == 0xE2).unwrap() + 1;
+    let mut bytes = masked(0x01, &msg[..cut]);
+    bytes.extend(masked(0x80, &msg[cut..]));
+    raw.send(&bytes).await;
+    assert_eq!(raw.event().await["event"], "pusher:pong");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_close_is_answered_once_with_its_code() {
+    let s = TestServer::default().await;
+    for (payload, want) in [(vec![0x0F, 0xA0, b'b', b'y', b'e'], 4000u16), (vec![0x03, 0xE8], 1000), (vec![], 1000)] {
+        let mut raw = Raw::established(s.addr).await;
+        let mut bytes = masked(0x88, &payload);
+        // Anything after the close frame is ignored.
+        bytes.extend(masked(0x88, &[0x03, 0xE8]));
+        bytes.extend(text(json!({"event":"pusher:ping","data":{}})));
+        raw.send(&bytes).await;
+        assert_eq!(raw.close_code().await, want);
+    }
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn pings_are_echoed_even_inside_fragmented_messages() {
+    let s = TestServer::default().await;
+    let mut raw = Raw::established(s.addr).await;
+    let payload: Vec<u8> = (0..125).collect();
+    let msg = json!({"event":"pusher:ping","data":{}}).to_string().into_bytes();
+    let mut bytes = masked(0x01, &msg[..5]);
+    bytes.extend(masked(0x89, &payload));
+    bytes.extend(masked(0x00, &msg[5..10]));
+    bytes.extend(masked(0x8A, b"unsolicited"));
+    bytes.extend(masked(0x89, b""));
+    bytes.extend(masked(0x80, &msg[10..]));
+    raw.send(&bytes).await;
+    assert_eq!(raw.frame().await, Some((0x8A, payload)));
+    assert_eq!(raw.frame().await, Some((0x8A, Vec::new())));
+    assert_eq!(raw.event().await["event"], "pusher:pong");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_pings_but_does_not_read_is_dropped_with_4100() {
+    let s = TestServer::default().await;
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(s.addr).await.unwrap();
+    let (head, mut raw) = Raw::open(stream, &request(&upgrade_headers()), &[]).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let ping = masked(0x89, &[7; 125]);
+    let batch: Vec<u8> = ping.iter().copied().cycle().take(ping.len() * 1000).collect();
+    // Far more pongs than socket buffers hold, unless the server gives up first.
+    for _ in 0..400 {
+        raw.send(&batch).await;
+        if s.ctx.hub.stats().outbox_overflows > 0 {
+            break;
+        }
+    }
+    assert_eq!(s.ctx.hub.stats().outbox_overflows, 1, "the pongs it does not read overflow its queue");
+    assert_eq!(raw.event().await["event"], "pusher:connection_established");
+    assert_eq!(raw.close_code().await, 4100);
+    s.stop().await;
+}
+
+/// Publishing threads write large events straight to a socket until it takes only part of one;
+/// the connection's task writes the rest, and answers pings in between: every frame arrives whole
+/// and in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn partial_writes_never_interleave_frames() {
+    const PUBLISHERS: usize = 4;
+    const EACH: usize = 40;
+    const PINGS: u8 = 50;
+    let size = |i: usize| 30_000 + 800 * i;
+    let fill_byte = |p: usize, i: usize| b'a' + ((p * EACH + i) % 26) as u8;
+    let s = TestServer::start(|c| {
+        c.outbox_max_messages = 10_000;
+        c.outbox_max_bytes = 64 * 1024 * 1024;
+        c.apps[0].max_event_data_bytes = 64 * 1024;
+    })
+    .await;
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(s.addr).await.unwrap();
+    let (head, mut raw) = Raw::open(stream, &request(&upgrade_headers()), &[]).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert_eq!(raw.event().await["event"], "pusher:connection_established");
+    raw.send(&text(json!({"event":"pusher:subscribe","data":{"auth":"","channel":"big"}}))).await;
+    assert_eq!(raw.event().await["event"], "pusher_internal:subscription_succeeded");
+
+    // About 7 MB, more than the socket buffers hold while the client does not read.
+    let publishers: Vec<_> = (0..PUBLISHERS)
+        .map(|p| {
+            let rest = s.http();
+            tokio::spawn(async move {
+                for i in 0..EACH {
+                    let fill = char::from(fill_byte(p, i)).to_string().repeat(size(i));
+                    let data = json!({"p": p, "i": i, "fill": fill}).to_string();
+                    assert_eq!(rest.trigger("big", "e", &data).await.0, 200);
+                }
+            })
+        })
+        .collect();
+    for n in 0..PINGS {
+        raw.send(&masked(0x89, &[n; 3])).await;
+        tokio::task::yield_now().await;
+    }
+    for p in publishers {
+        p.await.unwrap();
+    }
+    // Shutting down queues a close behind everything: it must not cut a frame written in part.
+    let stats = s.ctx.hub.clone();
+    let stopping = tokio::spawn(s.stop());
+    let mut next = [0usize; PUBLISHERS];
+    let mut pongs = 0u8;
+    while next.iter().sum::<usize>() < PUBLISHERS * EACH || pongs < PINGS {
+        match raw.frame().await.expect("stream ended") {
+            (0x8A, p) => {
+                assert_eq!(p, vec![pongs; 3], "pongs in order and whole");
+                pongs += 1;
+            }
+            (0x81, p) => {
+                let ev: Value = serde_json::from_slice(&p).expect("a whole JSON frame");
+                assert_eq!(ev["event"], "e");
+                let d: Value = serde_json::from_str(ev["data"].as_str().unwrap()).unwrap();
+                let (p, i) = (d["p"].as_u64().unwrap() as usize, d["i"].as_u64().unwrap() as usize);
+                assert_eq!(i, next[p], "events of one publisher in order");
+                let fill = d["fill"].as_str().unwrap();
+                assert_eq!(fill.len(), size(i));
+                assert!(fill.bytes().all(|b| b == fill_byte(p, i)));
+                next[p] += 1;
+            }
+            other => panic!("unexpected frame {other:?}"),
+        }
+    }
+    let ev = raw.event().await;
+    assert_eq!((&ev["event"], &ev["data"]["code"]), (&json!("pusher:error"), &json!(4200)), "{ev}");
+    assert_eq!(raw.close_code().await, 4200);
+    stopping.await.unwrap();
+    assert_eq!(stats.stats().outbox_overflows, 0);
+}
