@@ -59,7 +59,9 @@ async fn main() -> anyhow::Result<()> {
     if let Some(m) = server.metrics_addr() {
         println!("  metrics at http://{m}/metrics");
     }
-    server.run_with(signalled(signals.clone(), 1), signalled(signals, 2)).await?;
+    // On a worker thread: the accept loop then runs beside the connections instead of waking the
+    // main thread for every new one.
+    tokio::spawn(server.run_with(signalled(signals.clone(), 1), signalled(signals, 2))).await??;
     Ok(())
 }
 fn print_banner(config: &Config, addr: std::net::SocketAddr, dev_app: bool) {

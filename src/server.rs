@@ -3,14 +3,18 @@
 use crate::api::{self, ApiError};
 use crate::ops;
 use crate::state::Context;
+use crate::transport::prefixed::PrefixedStream;
 use crate::transport::{http, ws};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use std::future::Future;
 use std::net::SocketAddr;
-use tokio::net::TcpListener;
+use std::sync::Arc;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use tokio::time::Duration;
+use tokio_util::task::task_tracker::TaskTrackerToken;
 
 /// The full HTTP router: WebSocket endpoint, REST API, operational endpoints, JSON 404s.
 pub fn router(ctx: Context) -> Router {
@@ -30,6 +34,9 @@ pub fn router(ctx: Context) -> Router {
         .with_state(ctx)
 }
 
+/// How long a new connection may take to send its first request head.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The main port: plain TCP, or TLS when `tls_cert`/`tls_key` are set.
 enum Listener {
     Plain(TcpListener),
@@ -47,6 +54,11 @@ impl Server {
     /// Binds `host:port` from the configuration (port 0 picks a free port).
     pub async fn bind(ctx: Context) -> std::io::Result<Self> {
         let tcp = TcpListener::bind((ctx.config.host.as_str(), ctx.config.port)).await?;
+        // Accepted sockets inherit it on Linux (see `ws::Task::attach`): messages are written
+        // whole, and none should wait for an ACK.
+        if let Err(e) = socket2::SockRef::from(&tcp).set_tcp_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY on the listener");
+        }
         let listener = if ctx.config.tls_cert.is_empty() {
             Listener::Plain(tcp)
         } else {
@@ -124,7 +136,7 @@ impl Server {
         };
         let app = router(ctx.clone());
         let served = match self.listener {
-            Listener::Plain(l) => serve_plain(l, app, until).await,
+            Listener::Plain(l) => serve_plain(l, ctx.clone(), app, until).await,
             Listener::Tls(l) => axum::serve(l, app).with_graceful_shutdown(until).await,
         };
         ctx.begin_shutdown();
@@ -170,7 +182,13 @@ async fn drain(ctx: &Context, again: impl Future<Output = ()>) {
 /// does, minus its protocol sniffing layer), so that an upgraded WebSocket hands back the bare
 /// `TcpStream` its outbox writes to. Once `until` resolves: stops accepting, lets every connection
 /// finish its current request, and returns when all have.
-async fn serve_plain(listener: TcpListener, app: Router, until: impl Future<Output = ()>) -> std::io::Result<()> {
+async fn serve_plain(
+    listener: TcpListener,
+    ctx: Context,
+    app: Router,
+    until: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let ctx = Arc::new(ctx);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut until = std::pin::pin!(until);
     loop {
@@ -194,30 +212,85 @@ async fn serve_plain(listener: TcpListener, app: Router, until: impl Future<Outp
             },
             () = &mut until => break,
         };
-        let service = hyper_util::service::TowerToHyperService::new(app.clone());
-        let mut stop = stop_rx.clone();
-        tokio::spawn(async move {
-            let conn = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
-                .with_upgrades();
-            let mut conn = std::pin::pin!(conn);
-            tokio::select! {
-                r = conn.as_mut() => {
-                    if let Err(e) = r {
-                        tracing::trace!(error = %e, "connection ended with an error");
-                    }
-                    return;
-                }
-                _ = stop.wait_for(|s| *s) => conn.as_mut().graceful_shutdown(),
-            }
-            let _ = conn.await;
-        });
+        tokio::spawn(serve_tcp(tcp, ctx.clone(), app.clone(), stop_rx.clone()));
     }
     drop(listener);
     let _ = stop_tx.send(true);
     drop(stop_rx);
     stop_tx.closed().await;
     Ok(())
+}
+
+/// Serves one plain TCP connection. Its request head is read first: a WebSocket upgrade to the
+/// Pusher endpoint is answered directly (one task, one write for the `101` and the first message);
+/// anything else goes to the HTTP server with the head put back in front of the stream.
+fn serve_tcp(
+    tcp: TcpStream,
+    ctx: Arc<Context>,
+    app: Router,
+    stop: watch::Receiver<bool>,
+) -> impl Future<Output = ()> + Send {
+    // Boxed: a WebSocket's task keeps only the state of its running connection.
+    let first = Box::pin(first_request(tcp, ctx, app, stop));
+    async move {
+        let Some((mut ws, _tracked)) = first.await else { return };
+        ws.run().await;
+    }
+}
+
+/// Reads the first request head; serves HTTP to the end, or returns a handshaken WebSocket (with
+/// the token that makes shutdown wait for it).
+async fn first_request(
+    tcp: TcpStream,
+    ctx: Arc<Context>,
+    app: Router,
+    mut stop: watch::Receiver<bool>,
+) -> Option<(ws::Upgraded, TaskTrackerToken)> {
+    let read = tokio::time::timeout(HEAD_TIMEOUT, ws::read_head(&tcp));
+    let head = tokio::select! {
+        read = read => match read {
+            Ok(Ok(head)) => head,
+            Ok(Err(e)) => {
+                tracing::trace!(error = %e, "connection ended before its request");
+                return None;
+            }
+            Err(_) => {
+                tracing::debug!("no request head within the timeout");
+                return None;
+            }
+        },
+        // Shutting down: a connection that has not sent a request yet is closed, like an idle
+        // HTTP connection.
+        _ = stop.wait_for(|s| *s) => return None,
+    };
+    if let Some(up) = ws::direct_upgrade(&head, &ctx.config.path_prefix) {
+        // A WebSocket is not an HTTP connection the listener waits for on shutdown, but a
+        // connection task.
+        drop(stop);
+        let tracked = ctx.tasks.token();
+        return ws::handshake(&ctx, tcp, head, up).await.map(|ws| (ws, tracked));
+    }
+    serve_http(PrefixedStream::new(head, tcp), app, stop).await;
+    None
+}
+
+/// Serves HTTP/1.1 on one connection until it closes or, after `stop`, its current request ends.
+async fn serve_http(stream: PrefixedStream, app: Router, mut stop: watch::Receiver<bool>) {
+    let service = hyper_util::service::TowerToHyperService::new(app);
+    let conn = hyper::server::conn::http1::Builder::new()
+        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+        .with_upgrades();
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::trace!(error = %e, "connection ended with an error");
+            }
+            return;
+        }
+        _ = stop.wait_for(|s| *s) => conn.as_mut().graceful_shutdown(),
+    }
+    let _ = conn.await;
 }
 
 /// `GET /metrics` on its own listener.

@@ -183,6 +183,67 @@ async fn handshake_accept_key_and_connection_token_lists() {
 }
 
 #[tokio::test]
+async fn upgrades_are_answered_however_the_request_arrives() {
+    let s = TestServer::start(|c| c.path_prefix = "/realtime".into()).await;
+    // The head in two writes, with a pause between them.
+    let req = request(&upgrade_headers());
+    let mut stream = TcpStream::connect(s.addr).await.unwrap();
+    stream.write_all(&req.as_bytes()[..20]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (head, mut raw) = Raw::open(stream, &req[20..], &[]).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert_eq!(header(&head, "sec-websocket-accept"), Some(SAMPLE_ACCEPT));
+    assert_eq!(raw.event().await["event"], "pusher:connection_established");
+    // A head longer than what is read before choosing a server.
+    let cookie = format!("Cookie: session={}\r\n", "x".repeat(6000));
+    let (head, mut raw) = Raw::connect(s.addr, &request(&format!("{cookie}{}", upgrade_headers())), &[]).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert_eq!(raw.event().await["event"], "pusher:connection_established");
+    // An upgrade after a plain request on the same connection.
+    let (head, mut raw) = Raw::connect(s.addr, "GET /nowhere HTTP/1.1\r\nHost: localhost\r\n\r\n", &[]).await;
+    assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+    let len: usize = header(&head, "content-length").unwrap().parse().unwrap();
+    while raw.buf.len() < len {
+        assert!(raw.fill().await);
+    }
+    raw.buf.drain(..len);
+    let (head, mut raw) = Raw::open(raw.stream, &request(&upgrade_headers()), &[]).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert_eq!(raw.event().await["event"], "pusher:connection_established");
+    // With a trailing slash, and under the path prefix.
+    for path in [format!("/app/{KEY}/"), format!("/realtime/app/{KEY}")] {
+        let req = format!("GET {path}?protocol=7 HTTP/1.1\r\nHost: localhost\r\n{}\r\n", upgrade_headers());
+        let (head, mut raw) = Raw::connect(s.addr, &req, &[]).await;
+        assert!(head.starts_with("HTTP/1.1 101"), "{path}: {head}");
+        assert_eq!(raw.event().await["event"], "pusher:connection_established");
+    }
+    // An unknown key is refused inside the WebSocket, as Pusher does.
+    let req = format!("GET /app/nope?protocol=7 HTTP/1.1\r\nHost: localhost\r\n{}\r\n", upgrade_headers());
+    let (head, mut raw) = Raw::connect(s.addr, &req, &[]).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let refused = raw.event().await;
+    assert_eq!(refused["event"], "pusher:error");
+    assert_eq!(refused["data"]["code"], 4001);
+    assert_eq!(raw.close_code().await, 4001);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_connection_that_sends_nothing_does_not_hold_up_shutdown() {
+    let s = TestServer::default().await;
+    let mut silent = TcpStream::connect(s.addr).await.unwrap();
+    let mut established = Raw::established(s.addr).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = std::time::Instant::now();
+    s.stop().await;
+    assert!(started.elapsed() < Duration::from_secs(5), "shutdown waited for a silent connection");
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(WAIT, silent.read(&mut byte)).await.expect("the silent connection stays open");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    assert_eq!(established.event().await["event"], "pusher:error");
+}
+
+#[tokio::test]
 async fn handshake_requires_version_13_and_a_valid_key() {
     let s = TestServer::default().await;
     let base = "Connection: Upgrade\r\nUpgrade: websocket\r\n";

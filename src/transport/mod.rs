@@ -2,5 +2,6 @@
 
 pub mod connection;
 pub mod http;
+pub mod prefixed;
 pub mod wire;
 pub mod ws;

@@ -6,6 +6,7 @@
 //! write buffer. Other streams (TLS) go through tungstenite, writing the outbox in batches.
 
 use super::connection::{ClientQuery, Connection, Refusal};
+use super::prefixed::PrefixedStream;
 use super::wire::{self, Decoder, Incoming};
 use crate::config::Config;
 use crate::hub::{AppState, CloseRequest, DirectSink, Drained, Frame, Pumped};
@@ -19,7 +20,7 @@ use futures_util::{FutureExt, SinkExt, StreamExt};
 use hyper_util::rt::TokioIo;
 use socket2::SockRef;
 use std::future::Future;
-use std::io::{self, IoSlice};
+use std::io::{self, IoSlice, Read as _};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::Poll;
@@ -43,6 +44,11 @@ const WRITE_BUFFER: usize = 16 * 1024;
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bytes read from a plain TCP socket at a time.
 const READ_CHUNK: usize = 4096;
+/// Longest request head read before deciding who serves a plain TCP connection; a longer one
+/// goes to the HTTP server as it is.
+const HEAD_MAX: usize = 4096;
+/// Headers parsed in a request head read directly.
+const MAX_HEADERS: usize = 64;
 /// How long a closed connection waits for the client to close its side.
 const LINGER: Duration = Duration::from_secs(2);
 /// Frames handed to the kernel in one vectored write.
@@ -104,36 +110,153 @@ impl IntoResponse for HandshakeError {
     }
 }
 
+/// Request headers, from the HTTP server's map or parsed by [`direct_upgrade`].
+trait Headers {
+    /// The values of every header named `name` (case-insensitive).
+    fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]>;
+}
+
+impl Headers for HeaderMap {
+    fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> {
+        self.get_all(name).into_iter().map(HeaderValue::as_bytes)
+    }
+}
+
+impl Headers for [httparse::Header<'_>] {
+    fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> {
+        self.iter().filter(move |h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value)
+    }
+}
+
 /// Checks the upgrade request (RFC 6455 section 4.2.1) and returns the `Sec-WebSocket-Accept`
 /// value.
-fn accept_key(headers: &HeaderMap) -> Result<String, HandshakeError> {
-    let has_token = |name: header::HeaderName, token: &str| {
+fn accept_key<H: Headers + ?Sized>(headers: &H) -> Result<String, HandshakeError> {
+    let has_token = |name: &str, token: &str| {
         headers
-            .get_all(name)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
+            .values(name)
+            .filter_map(|v| std::str::from_utf8(v).ok())
             .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
     };
-    if !has_token(header::CONNECTION, "upgrade") || !has_token(header::UPGRADE, "websocket") {
+    if !has_token("connection", "upgrade") || !has_token("upgrade", "websocket") {
         return Err(HandshakeError::NotUpgrade);
     }
-    let mut versions = headers.get_all(header::SEC_WEBSOCKET_VERSION).iter();
+    let mut versions = headers.values("sec-websocket-version");
     let (Some(version), None) = (versions.next(), versions.next()) else {
         return Err(HandshakeError::Version);
     };
-    if version.as_bytes().trim_ascii() != b"13" {
+    if version.trim_ascii() != b"13" {
         return Err(HandshakeError::Version);
     }
-    let mut keys = headers.get_all(header::SEC_WEBSOCKET_KEY).iter();
+    let mut keys = headers.values("sec-websocket-key");
     let (Some(key), None) = (keys.next(), keys.next()) else {
         return Err(HandshakeError::Key);
     };
     // The key is 16 random bytes in base64.
-    let key = key.as_bytes().trim_ascii();
+    let key = key.trim_ascii();
     if !base64::Engine::decode(&base64::engine::general_purpose::STANDARD, key).is_ok_and(|k| k.len() == 16) {
         return Err(HandshakeError::Key);
     }
     Ok(derive_accept_key(key))
+}
+
+/// Reads the first request head of a plain TCP connection: until it is complete, [`HEAD_MAX`]
+/// bytes have arrived, or the client ends its stream (then what arrived is returned). The first
+/// attempt does not wait for readiness, since the request usually arrives with the connection.
+pub async fn read_head(stream: &TcpStream) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; HEAD_MAX];
+    let mut len = 0;
+    let mut waited = false;
+    loop {
+        let read = |buf: &mut [u8]| (&*SockRef::from(stream)).read(buf);
+        let r =
+            if waited { stream.try_io(Interest::READABLE, || read(&mut buf[len..])) } else { read(&mut buf[len..]) };
+        match r {
+            Ok(0) => break,
+            Ok(n) => {
+                len += n;
+                let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                if len == HEAD_MAX
+                    || !matches!(httparse::Request::new(&mut headers).parse(&buf[..len]), Ok(httparse::Status::Partial))
+                {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                stream.readable().await?;
+                waited = true;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(len);
+    Ok(buf)
+}
+
+/// A WebSocket upgrade to Sinew's endpoint, answered without the HTTP server.
+pub struct DirectUpgrade {
+    accept: String,
+    key: String,
+    query: ClientQuery,
+    /// Where the head ends (messages may follow it).
+    head_len: usize,
+}
+
+/// Recognises a valid WebSocket upgrade request for [`ROUTE`] in a request head. Anything else
+/// (other routes, invalid upgrades answered with their error status, escaped keys, incomplete or
+/// oversized heads) is left to the HTTP server.
+pub fn direct_upgrade(head: &[u8], path_prefix: &str) -> Option<DirectUpgrade> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let httparse::Status::Complete(head_len) = req.parse(head).ok()? else { return None };
+    if req.method != Some("GET") || req.version != Some(1) {
+        return None;
+    }
+    let (path, query) = match req.path?.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (req.path?, None),
+    };
+    let key = app_key_in(path, path_prefix)?;
+    let accept = accept_key(&*req.headers).ok()?;
+    Some(DirectUpgrade { accept, key: key.to_string(), query: ClientQuery::parse(query), head_len })
+}
+
+/// The app key in a WebSocket path: `/app/{key}`, `/app/{key}/`, or `{prefix}/app/{key}`.
+fn app_key_in<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
+    let key = match path.strip_prefix("/app/") {
+        Some(rest) => rest.strip_suffix('/').unwrap_or(rest),
+        None if !prefix.is_empty() => path.strip_prefix(prefix)?.strip_prefix("/app/")?,
+        None => return None,
+    };
+    (!key.is_empty() && !key.contains(['/', '%'])).then_some(key)
+}
+
+/// A plain TCP WebSocket connection past its handshake, ready to run.
+pub struct Upgraded {
+    task: Task,
+    tcp: TcpState,
+}
+
+impl Upgraded {
+    /// Runs the connection until the client leaves, the server closes it, or shutdown.
+    pub async fn run(&mut self) {
+        self.tcp.run(&mut self.task).await;
+        self.task.finish();
+    }
+}
+
+/// Answers an upgrade request `head` recognised by [`direct_upgrade`]: the `101` response and
+/// `pusher:connection_established` (or the refusal) go out in one write. `None` when the
+/// connection is already over (refused, or the client left).
+pub async fn handshake(ctx: &Context, stream: TcpStream, head: Vec<u8>, up: DirectUpgrade) -> Option<Upgraded> {
+    let opened = if ctx.is_draining() {
+        Err(Refusal { code: 4200, message: "Server is shutting down".into() })
+    } else {
+        Connection::open(&ctx.hub, &up.key, &up.query, ctx.config.activity_timeout)
+    };
+    let mut task = Task { opened, config: ctx.config.clone(), shutdown: ctx.shutdown.clone() };
+    let tcp = task.answer(stream, head, up).await?;
+    Some(Upgraded { task, tcp })
 }
 
 /// What a connection's task owns. Every idle connection holds one, so it is kept small, and the
@@ -149,7 +272,7 @@ impl Task {
     /// to the connection's outbox.
     /// The other cases (a refusal, another stream) are returned as a boxed future to run instead.
     fn start(&mut self, upgraded: hyper::upgrade::Upgraded) -> Result<TcpState, RarePath> {
-        let parts = match upgraded.downcast::<TokioIo<TcpStream>>() {
+        let parts = match upgraded.downcast::<TokioIo<PrefixedStream>>() {
             Ok(parts) => parts,
             Err(upgraded) => {
                 let opened = std::mem::replace(&mut self.opened, Err(Refusal { code: 4200, message: String::new() }));
@@ -157,11 +280,55 @@ impl Task {
                 return Err(Box::pin(serve_upgraded(config, shutdown, upgraded, opened)));
             }
         };
-        let stream = parts.io.into_inner();
+        let (stream, mut early) = parts.io.into_inner().into_parts();
         // Copied out, so hyper's whole read buffer is not kept for the connection's life.
-        let early = parts.read_buf.to_vec();
+        early.extend_from_slice(&parts.read_buf);
         drop(parts.read_buf);
-        // Frames are written whole; do not hold one back waiting for an ACK.
+        self.attach(stream, early)
+    }
+
+    /// Answers a directly recognised upgrade: the `101` response and what the connection has queued
+    /// (`pusher:connection_established`, or the refusal) in one write. `None` when the connection
+    /// is over.
+    async fn answer(&mut self, stream: TcpStream, head: Vec<u8>, up: DirectUpgrade) -> Option<TcpState> {
+        let mut out = Vec::with_capacity(256);
+        out.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: websocket\r\n");
+        out.extend_from_slice(b"sec-websocket-accept: ");
+        out.extend_from_slice(up.accept.as_bytes());
+        out.extend_from_slice(b"\r\n\r\n");
+        if let Ok(conn) = &self.opened {
+            let mut queued = Vec::new();
+            // A close requested meanwhile stays pending for the outbox's writer.
+            conn.outbox().drain(&mut queued);
+            let mut header = [0u8; wire::MAX_HEADER];
+            for f in &queued {
+                let n = wire::header(wire::OP_TEXT, f.len(), &mut header);
+                out.extend_from_slice(&header[..n]);
+                out.extend_from_slice(f.as_bytes());
+            }
+            let stats = conn.app().stats();
+            stats.messages_out.fetch_add(queued.len() as u64, Ordering::Relaxed);
+            stats.bytes_out.fetch_add(queued.iter().map(|f| f.len() as u64).sum(), Ordering::Relaxed);
+        }
+        if !matches!(timeout(WRITE_TIMEOUT, write_all(&stream, &out)).await, Ok(Ok(()))) {
+            return None;
+        }
+        let early = head.get(up.head_len..).unwrap_or_default().to_vec();
+        match self.attach(stream, early) {
+            Ok(tcp) => Some(tcp),
+            Err(rare) => {
+                rare.await;
+                None
+            }
+        }
+    }
+
+    /// Attaches an upgraded plain TCP stream (and the bytes read past the request) to the
+    /// connection's outbox; a refused connection is returned as the boxed future that refuses it.
+    fn attach(&mut self, stream: TcpStream, early: Vec<u8>) -> Result<TcpState, RarePath> {
+        // Frames are written whole; do not hold one back waiting for an ACK. (On Linux accepted
+        // sockets inherit the option from the listener, which `server` sets.)
+        #[cfg(not(target_os = "linux"))]
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
@@ -184,6 +351,14 @@ impl Task {
             pinged: false,
         };
         Ok(tcp)
+    }
+
+    /// Detaches the socket from a connection that ended.
+    fn finish(&self) {
+        if let Ok(conn) = &self.opened {
+            conn.outbox().detach();
+            tracing::debug!(socket_id = conn.socket_id(), "connection closed");
+        }
     }
 }
 
@@ -214,10 +389,7 @@ fn connection_task(mut task: Task, on_upgrade: hyper::upgrade::OnUpgrade) -> imp
         if let Some(tcp) = tcp.as_mut() {
             tcp.run(&mut task).await;
         }
-        if let Ok(conn) = &task.opened {
-            conn.outbox().detach();
-            tracing::debug!(socket_id = conn.socket_id(), "connection closed");
-        }
+        task.finish();
     }
 }
 
@@ -380,6 +552,30 @@ async fn serve(
         }
     }
     tracing::debug!(socket_id = conn.socket_id(), "connection closed");
+}
+
+/// Appends what `stream` has to `buf` (up to [`READ_CHUNK`] bytes). A read that does not fill the
+/// space it was given means the socket is drained: its readiness is cleared then and there, so the
+/// next poll waits for new bytes instead of trying a read that can only return `WouldBlock`.
+fn read_some(stream: &TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
+    let start = buf.len();
+    buf.resize(start + READ_CHUNK, 0);
+    let mut got = None;
+    let r = stream.try_io(Interest::READABLE, || {
+        let n = (&*SockRef::from(stream)).read(&mut buf[start..])?;
+        if n > 0 && n < READ_CHUNK {
+            // Readiness is cleared only if no new event arrived since this read began.
+            got = Some(n);
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(n)
+    });
+    let r = match (r, got) {
+        (_, Some(n)) => Ok(n),
+        (r, None) => r,
+    };
+    buf.truncate(start + *r.as_ref().unwrap_or(&0));
+    r
 }
 
 /// A plain TCP WebSocket connection's socket, written by its outbox.
@@ -691,21 +887,21 @@ impl TcpState {
 
     /// Reads what the socket has and handles complete messages; false when the connection ends.
     async fn read(&mut self, conn: &mut Connection, max: usize) -> bool {
-        let buf = &mut self.decoder.buf;
-        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-            buf.reserve(READ_CHUNK);
-        }
-        match self.socket.stream.try_read_buf(buf) {
+        match read_some(&self.socket.stream, &mut self.decoder.buf) {
             Ok(0) => false,
             Ok(_) => {
                 self.last_seen = Instant::now();
                 self.pinged = false;
                 self.input = handle_input(conn, &mut self.decoder, max).await;
+                if self.decoder.buf.is_empty() {
+                    // An idle connection keeps no read buffer.
+                    self.decoder.buf = Vec::new();
+                }
                 true
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                if buf.is_empty() {
-                    *buf = Vec::new();
+                if self.decoder.buf.is_empty() {
+                    self.decoder.buf = Vec::new();
                 }
                 true
             }

@@ -64,6 +64,10 @@ impl DeadLetter {
                     }
                 }
                 let written = (|| {
+                    if lines.is_empty() {
+                        // A flush with nothing to write leaves no empty file behind.
+                        return Ok(());
+                    }
                     if file.is_none() {
                         let f = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
                         file = Some(BufWriter::new(f));
