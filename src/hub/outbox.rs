@@ -212,7 +212,12 @@ impl Outbox {
     /// Attaches a socket: from now on pushes write to it directly (see the module documentation),
     /// and the writer calls [`Outbox::pump`] instead of [`Outbox::next`].
     pub fn attach(&self, sink: Arc<dyn DirectSink>) {
-        self.lock().sink = Some(sink);
+        let mut st = self.lock();
+        st.sink = Some(sink);
+        if st.queue.is_empty() {
+            // What the handshake drained leaves no buffer behind on an idle connection.
+            st.queue = VecDeque::new();
+        }
     }
 
     /// Detaches the socket (when the connection ends), so the queue no longer keeps it open.

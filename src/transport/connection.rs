@@ -105,7 +105,8 @@ pub struct Connection {
     socket_id: String,
     /// Subscribed channels, with the presence member key where there is one.
     subscriptions: HashMap<String, Option<String>>,
-    user: Option<SignedIn>,
+    /// Boxed: most connections never sign in, and every idle connection's task holds this.
+    user: Option<Box<SignedIn>>,
     rate: RateWindow,
 }
 
@@ -336,7 +337,7 @@ impl Connection {
             );
         }
         self.app.sign_in(self.conn.id, &self.conn.outbox, &id, &watchlist);
-        self.user = Some(SignedIn { id, info_json: user.user_info.map(|r| r.get().to_string()), watchlist });
+        self.user = Some(Box::new(SignedIn { id, info_json: user.user_info.map(|r| r.get().to_string()), watchlist }));
     }
 
     fn client_event(&mut self, event: &str, channel: Option<&str>, data: Option<&RawValue>) {
