@@ -615,9 +615,14 @@ impl DirectSink for Socket {
             }
             skip_left = 0;
         }
-        // `sendmsg` rather than `writev`: the socket call skips the file layer.
-        let written =
-            self.stream.try_io(Interest::WRITABLE, || SockRef::from(&self.stream).send_vectored(&slices[..used]))?;
+        // `sendmsg` rather than `writev`: the socket call skips the file layer. Tried at once,
+        // without consulting tokio's readiness (nearly every write succeeds); only a refused
+        // write is repeated through tokio, so that the readiness it waits on is cleared.
+        let send = || SockRef::from(&self.stream).send_vectored(&slices[..used]);
+        let written = match send() {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.stream.try_io(Interest::WRITABLE, send)?,
+            r => r?,
+        };
         // Count the frames this write completed.
         let (mut left, mut done, mut bytes) = (written + skip, 0u64, 0u64);
         for i in 0..count {
