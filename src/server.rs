@@ -266,8 +266,9 @@ async fn first_request(
     if let Some(up) = ws::direct_upgrade(&head, &ctx.config.path_prefix) {
         // A WebSocket is not an HTTP connection the listener waits for on shutdown, but a
         // connection task.
-        drop(stop);
+        // Tracked before `stop` is dropped, so shutdown always waits for one or the other.
         let tracked = ctx.tasks.token();
+        drop(stop);
         return ws::handshake(&ctx, tcp, head, up).await.map(|ws| (ws, tracked));
     }
     serve_http(PrefixedStream::new(head, tcp), app, stop).await;

@@ -280,10 +280,12 @@ impl Task {
                 return Err(Box::pin(serve_upgraded(config, shutdown, upgraded, opened)));
             }
         };
-        let (stream, mut early) = parts.io.into_inner().into_parts();
-        // Copied out, so hyper's whole read buffer is not kept for the connection's life.
-        early.extend_from_slice(&parts.read_buf);
+        let (stream, unread) = parts.io.into_inner().into_parts();
+        // Copied out, so hyper's whole read buffer is not kept for the connection's life. Hyper
+        // read its buffer before whatever it left of the replayed head.
+        let mut early = parts.read_buf.to_vec();
         drop(parts.read_buf);
+        early.extend_from_slice(&unread);
         self.attach(stream, early)
     }
 
