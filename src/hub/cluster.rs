@@ -7,7 +7,7 @@
 //! follow `subscription_succeeded`, so nothing published after the cluster recorded the subscriber
 //! is missed.
 
-use super::registry::{Member, MemberEntry, Subscriber};
+use super::registry::{Member, Subscriber};
 use super::{AppState, ChannelSummary, ConnId, ConnRef, Drained, Frame, Hub, SubscribeError, lock};
 use crate::adapter::{
     BusMessage, Change, ClusterError, Inbound, RedisAdapter, SubOutcome, SubRequest, member_value, split_member_value,
@@ -15,7 +15,6 @@ use crate::adapter::{
 use crate::protocol::channel::{ChannelKind, ChannelType};
 use crate::protocol::frame;
 use crate::webhooks::Trigger;
-use std::collections::hash_map::Entry;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -64,16 +63,7 @@ impl AppState {
                 return Err(SubscribeError::AlreadySubscribed(channel.to_string()));
             }
             if let Some(m) = &member {
-                match ch.members.entry(m.key.clone()) {
-                    Entry::Occupied(mut e) => e.get_mut().sockets += 1,
-                    Entry::Vacant(e) => {
-                        e.insert(MemberEntry {
-                            id_json: m.id_json.clone(),
-                            info_json: m.info_json.clone(),
-                            sockets: 1,
-                        });
-                    }
-                }
+                ch.add_member_socket(m);
             }
             ch.subscribers
                 .insert(conn.id, Subscriber { outbox: staging.clone(), user: member.as_ref().map(|m| m.key.clone()) });
@@ -97,13 +87,8 @@ impl AppState {
         let (presence_json, cached) = match outcome {
             SubOutcome::Full => {
                 ch.subscribers.remove(&conn.id);
-                if let Some(m) = &member
-                    && let Entry::Occupied(mut e) = ch.members.entry(m.key.clone())
-                {
-                    e.get_mut().sockets -= 1;
-                    if e.get().sockets == 0 {
-                        e.remove();
-                    }
+                if let Some(m) = &member {
+                    ch.release_member_socket(&m.key);
                 }
                 let empty = ch.subscribers.is_empty();
                 drop(ch);
@@ -163,13 +148,10 @@ impl AppState {
         };
         let mut member = None;
         if let Some(user) = sub.user
-            && let Entry::Occupied(mut e) = ch.members.entry(user.clone())
+            && let Some(e) = ch.members.get(&user)
         {
-            e.get_mut().sockets -= 1;
-            let value = member_value(&e.get().id_json, e.get().info_json.as_deref());
-            if e.get().sockets == 0 {
-                e.remove();
-            }
+            let value = member_value(&e.id_json, e.info_json.as_deref());
+            ch.release_member_socket(&user);
             member = Some((user, value));
         }
         let empty = ch.subscribers.is_empty();

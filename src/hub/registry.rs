@@ -42,6 +42,32 @@ pub struct Channel {
     pub(super) last_count_sent: Option<Instant>,
 }
 
+impl Channel {
+    /// Counts one more socket of member `m`; true when it is the member's first (a new member).
+    pub(super) fn add_member_socket(&mut self, m: &Member) -> bool {
+        match self.members.entry(m.key.clone()) {
+            Entry::Occupied(mut e) => {
+                e.get_mut().sockets += 1;
+                false
+            }
+            Entry::Vacant(e) => {
+                e.insert(MemberEntry { id_json: m.id_json.clone(), info_json: m.info_json.clone(), sockets: 1 });
+                true
+            }
+        }
+    }
+
+    /// Counts one socket of member `key` gone; returns the member when that was its last socket.
+    pub(super) fn release_member_socket(&mut self, key: &str) -> Option<MemberEntry> {
+        let entry = self.members.get_mut(key)?;
+        entry.sockets -= 1;
+        if entry.sockets > 0 {
+            return None;
+        }
+        self.members.remove(key)
+    }
+}
+
 /// Why a subscription was refused after authorization.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SubscribeError {
@@ -91,21 +117,11 @@ impl AppState {
                 if ch.subscribers.is_empty() {
                     self.emit(|| Trigger::Occupied { channel: channel.to_string() });
                 }
-                match ch.members.entry(m.key.clone()) {
-                    Entry::Occupied(mut e) => e.get_mut().sockets += 1,
-                    Entry::Vacant(e) => {
-                        e.insert(MemberEntry {
-                            id_json: m.id_json.clone(),
-                            info_json: m.info_json.clone(),
-                            sockets: 1,
-                        });
-                        let added = Frame::from(frame::member_added(channel, &m.id_json, m.info_json.as_deref()));
-                        self.fan_out(&ch, &added, Some(conn.id));
-                        self.emit(|| Trigger::MemberAdded { channel: channel.to_string(), user_id: m.key.clone() });
-                        self.debug(
-                            || serde_json::json!({"type": "member_added", "channel": channel, "user_id": m.key}),
-                        );
-                    }
+                if ch.add_member_socket(m) {
+                    let added = Frame::from(frame::member_added(channel, &m.id_json, m.info_json.as_deref()));
+                    self.fan_out(&ch, &added, Some(conn.id));
+                    self.emit(|| Trigger::MemberAdded { channel: channel.to_string(), user_id: m.key.clone() });
+                    self.debug(|| serde_json::json!({"type": "member_added", "channel": channel, "user_id": m.key}));
                 }
             } else if ch.subscribers.is_empty() {
                 self.emit(|| Trigger::Occupied { channel: channel.to_string() });
@@ -148,17 +164,13 @@ impl AppState {
         let Some(sub) = ch.subscribers.remove(&conn) else {
             return false;
         };
-        if let Some(user) = sub.user
-            && let Entry::Occupied(mut e) = ch.members.entry(user)
+        if let Some(user_id) = sub.user
+            && let Some(gone) = ch.release_member_socket(&user_id)
         {
-            e.get_mut().sockets -= 1;
-            if e.get().sockets == 0 {
-                let (user_id, gone) = e.remove_entry();
-                let removed = Frame::from(frame::member_removed(channel, &gone.id_json));
-                self.fan_out(&ch, &removed, None);
-                self.debug(|| serde_json::json!({"type": "member_removed", "channel": channel, "user_id": user_id}));
-                self.emit(|| Trigger::MemberRemoved { channel: channel.to_string(), user_id });
-            }
+            let removed = Frame::from(frame::member_removed(channel, &gone.id_json));
+            self.fan_out(&ch, &removed, None);
+            self.debug(|| serde_json::json!({"type": "member_removed", "channel": channel, "user_id": user_id}));
+            self.emit(|| Trigger::MemberRemoved { channel: channel.to_string(), user_id });
         }
         let empty = ch.subscribers.is_empty();
         if empty {
