@@ -322,7 +322,12 @@ impl Hub {
 
     /// The socket id clients see for a connection of this node.
     pub fn socket_id(&self, id: ConnId) -> String {
-        format!("{}.{}", self.inner.node_id, id)
+        socket_id(self.inner.node_id, id)
+    }
+
+    /// This node's id (the first half of its socket ids).
+    pub fn node_id(&self) -> u32 {
+        self.inner.node_id
     }
 
     /// The local connection a socket id names, if it was issued by this node.
@@ -330,6 +335,11 @@ impl Hub {
         let (node, conn) = socket_id.split_once('.')?;
         (node.parse::<u32>().ok()? == self.inner.node_id).then(|| conn.parse().ok())?
     }
+}
+
+/// The socket id of connection `id` of node `node`: `{node}.{id}`.
+pub fn socket_id(node: u32, id: ConnId) -> String {
+    format!("{node}.{id}")
 }
 
 /// True for the socket id format the official SDKs accept: `^\d+\.\d+$`.

@@ -7,9 +7,9 @@ use crate::hub::{AppState, ConnRef, Frame, Hub, Member, SubscribeError};
 use crate::protocol::channel::{self, ChannelKind, ChannelType};
 use crate::protocol::frame::{self, ChannelData, SigninData, SubscribeData, UnsubscribeData, UserData};
 use crate::protocol::signature;
+use crate::transport::subscriptions::Subscriptions;
 use crate::webhooks::Trigger;
 use serde_json::value::RawValue;
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use tokio::time::{Duration, Instant};
@@ -102,9 +102,11 @@ struct RateWindow {
 pub struct Connection {
     app: Arc<AppState>,
     conn: ConnRef,
-    socket_id: String,
+    /// This node's id, the first half of the socket id (not stored as a string: every idle
+    /// connection would hold it).
+    node: u32,
     /// Subscribed channels, with the presence member key where there is one.
-    subscriptions: HashMap<String, Option<String>>,
+    subscriptions: Subscriptions,
     /// Boxed: most connections never sign in, and every idle connection's task holds this.
     user: Option<Box<SignedIn>>,
     rate: RateWindow,
@@ -131,16 +133,16 @@ impl Connection {
         Ok(Connection {
             app,
             conn,
-            socket_id,
-            subscriptions: HashMap::new(),
+            node: hub.node_id(),
+            subscriptions: Subscriptions::default(),
             user: None,
             rate: RateWindow { start: Instant::now(), count: 0 },
         })
     }
 
     /// The socket id sent to the client.
-    pub fn socket_id(&self) -> &str {
-        &self.socket_id
+    pub fn socket_id(&self) -> String {
+        crate::hub::socket_id(self.node, self.conn.id)
     }
 
     /// The connection's outbound queue.
@@ -205,7 +207,7 @@ impl Connection {
         if let Err(e) = channel::validate_name(name, self.app.config.max_channel_name_length, true) {
             return self.subscription_error(name, &format!("Invalid channel name {name}: {e}"), 400);
         }
-        if self.subscriptions.contains_key(name) {
+        if self.subscriptions.contains(name) {
             return self.error(None, &format!("Existing subscription to channel {name}"));
         }
         let max = self.app.config.max_subscriptions_per_connection;
@@ -225,7 +227,7 @@ impl Connection {
                 None
             }
             ChannelKind::Private | ChannelKind::Encrypted => {
-                let s = signature::private_string(&self.socket_id, name);
+                let s = signature::private_string(&self.socket_id(), name);
                 if !signature::verify_auth(&cfg.key, &cfg.secret, s.as_bytes(), auth) {
                     return self.subscription_error(name, &format!("Invalid signature for channel {name}"), 401);
                 }
@@ -238,11 +240,11 @@ impl Connection {
         };
         let key = member.as_ref().map(|m| m.key.clone());
         // Recorded before waiting, so a connection dropped meanwhile still leaves the channel.
-        self.subscriptions.insert(name.to_string(), key.clone());
+        self.subscriptions.insert(name, key.as_deref());
         match self.app.join(&self.conn, name, member).await {
             Ok(()) => {
                 self.app.debug(|| {
-                    serde_json::json!({"type": "subscribed", "channel": name, "socket_id": self.socket_id, "user_id": key})
+                    serde_json::json!({"type": "subscribed", "channel": name, "socket_id": self.socket_id(), "user_id": key})
                 });
             }
             Err(e @ SubscribeError::AlreadySubscribed(_)) => self.error(None, &e.to_string()),
@@ -258,7 +260,7 @@ impl Connection {
         let cfg = &self.app.config;
         let Some(data) = channel_data else {
             // Signed-in sockets may join without channel_data; the member is the signed-in user.
-            let s = signature::private_string(&self.socket_id, name);
+            let s = signature::private_string(&self.socket_id(), name);
             return match &self.user {
                 Some(u) if signature::verify_auth(&cfg.key, &cfg.secret, s.as_bytes(), auth) => {
                     Ok(Member { key: u.id.clone(), id_json: frame::json_str(&u.id), info_json: u.info_json.clone() })
@@ -267,7 +269,7 @@ impl Connection {
                 None => Err((format!("Presence channel {name} needs channel_data or a signed-in user"), 403)),
             };
         };
-        let s = signature::presence_string(&self.socket_id, name, data);
+        let s = signature::presence_string(&self.socket_id(), name, data);
         if !signature::verify_auth(&cfg.key, &cfg.secret, s.as_bytes(), auth) {
             return Err((format!("Invalid signature for channel {name}"), 401));
         }
@@ -288,16 +290,17 @@ impl Connection {
     }
 
     fn unsubscribe(&mut self, channel: &str) {
-        if self.subscriptions.remove(channel).is_some() {
+        if self.subscriptions.remove(channel) {
             self.app.leave(self.conn.id, channel);
-            self.app
-                .debug(|| serde_json::json!({"type": "unsubscribed", "channel": channel, "socket_id": self.socket_id}));
+            self.app.debug(
+                || serde_json::json!({"type": "unsubscribed", "channel": channel, "socket_id": self.socket_id()}),
+            );
         }
     }
 
     fn sign_in(&mut self, d: SigninData) {
         let cfg = &self.app.config;
-        let s = signature::user_string(&self.socket_id, &d.user_data);
+        let s = signature::user_string(&self.socket_id(), &d.user_data);
         if !signature::verify_auth(&cfg.key, &cfg.secret, s.as_bytes(), &d.auth) {
             return self.close_with(4009, "Invalid signature for pusher:signin");
         }
@@ -351,7 +354,7 @@ impl Connection {
         if !ChannelType::of(channel).allows_client_events() {
             return self.error(None, &format!("Client events are not allowed on channel {channel}"));
         }
-        let Some(member) = self.subscriptions.get(channel) else {
+        let Some(member) = self.subscriptions.member(channel) else {
             return self.error(None, &format!("Client event on channel {channel}, which this socket has not joined"));
         };
         if event.len() > cfg.max_event_name_length {
@@ -373,19 +376,19 @@ impl Connection {
             );
         }
         self.rate.count += 1;
-        let f = Frame::from(frame::client_event(event, channel, data_json, member.as_deref()));
+        let f = Frame::from(frame::client_event(event, channel, data_json, member));
         self.app.publish(channel, &f, Some(self.conn.id));
         self.app.publish_to_cluster(channel, &f, None);
         self.app.debug(|| {
-            serde_json::json!({"type": "client_event", "channel": channel, "event": event, "socket_id": self.socket_id,
+            serde_json::json!({"type": "client_event", "channel": channel, "event": event, "socket_id": self.socket_id(),
                 "user_id": member, "data": crate::debug_console::preview(data_json.unwrap_or(""), 200)})
         });
         self.app.emit(|| Trigger::ClientEvent {
             channel: channel.to_string(),
             event: event.to_string(),
             data: client_data_string(data),
-            socket_id: self.socket_id.clone(),
-            user_id: member.clone(),
+            socket_id: self.socket_id(),
+            user_id: member.map(str::to_string),
         });
     }
 }
@@ -403,13 +406,13 @@ fn client_data_string(data: Option<&RawValue>) -> String {
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        for channel in self.subscriptions.keys() {
+        for channel in self.subscriptions.channels() {
             self.app.leave(self.conn.id, channel);
         }
         if let Some(user) = &self.user {
             self.app.sign_out(self.conn.id, &user.id, &user.watchlist);
         }
-        self.app.debug(|| serde_json::json!({"type": "connection_closed", "socket_id": self.socket_id}));
+        self.app.debug(|| serde_json::json!({"type": "connection_closed", "socket_id": self.socket_id()}));
         self.app.set_live(self.conn.id, false);
         self.app.release_connection();
         self.app.stats().connections_closed.fetch_add(1, Ordering::Relaxed);

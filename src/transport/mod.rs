@@ -3,5 +3,6 @@
 pub mod connection;
 pub mod http;
 pub mod prefixed;
+pub mod subscriptions;
 pub mod wire;
 pub mod ws;
