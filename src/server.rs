@@ -122,6 +122,7 @@ impl Server {
         ctx.hub.start_cluster();
         let purge = tokio::spawn(purge_caches(ctx.clone()));
         let jwks = tokio::spawn(watch_jwks(ctx.clone()));
+        let keepalive = tokio::spawn(crate::transport::keepalive::run(ctx.clone()));
         let certs = match &self.listener {
             Listener::Tls(l) => Some(tokio::spawn(l.certificates().watch())),
             Listener::Plain(_) => None,
@@ -151,6 +152,7 @@ impl Server {
         ctx.webhooks.finish(Duration::from_secs(ctx.config.webhooks.shutdown_grace_seconds)).await;
         purge.abort();
         jwks.abort();
+        keepalive.abort();
         if let Some(c) = certs {
             c.abort();
         }

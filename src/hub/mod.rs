@@ -10,7 +10,10 @@ mod registry;
 mod users;
 
 pub use cache::CachedEvent;
-pub use outbox::{CloseRequest, DirectSink, Drained, Frame, OVERFLOW_CLOSE_CODE, Outbox, OutboxLimits, Pumped};
+pub use outbox::{
+    Checked, CloseRequest, DirectSink, Drained, Frame, Liveness, OVERFLOW_CLOSE_CODE, Outbox, OutboxLimits, Pumped,
+    clock,
+};
 pub use registry::{ChannelSummary, Member, SubscribeError};
 
 use crate::adapter::RedisAdapter;
@@ -128,7 +131,8 @@ pub struct AppState {
     /// The app's settings.
     pub config: AppConfig,
     connections: AtomicU64,
-    live: dashmap::DashSet<ConnId>,
+    /// This node's open connections, with their queues.
+    live: DashMap<ConnId, Outbox>,
     channels: DashMap<String, registry::Channel>,
     users: Mutex<users::Users>,
     cache: Mutex<HashMap<String, CachedEvent>>,
@@ -165,7 +169,7 @@ impl AppState {
             hooks,
             config,
             connections: AtomicU64::new(0),
-            live: dashmap::DashSet::new(),
+            live: DashMap::new(),
             channels: DashMap::new(),
             users: Mutex::new(users::Users::default()),
             cache: Mutex::new(HashMap::new()),
@@ -209,17 +213,24 @@ impl AppState {
     }
 
     /// Marks a connection of this node as open (`true`) or closed (`false`).
-    pub fn set_live(&self, conn: ConnId, live: bool) {
+    pub fn set_live(&self, conn: &ConnRef, live: bool) {
         if live {
-            self.live.insert(conn);
+            self.live.insert(conn.id, conn.outbox.clone());
         } else {
-            self.live.remove(&conn);
+            self.live.remove(&conn.id);
+        }
+    }
+
+    /// Calls `f` with the queue of every open connection of this node in this app.
+    pub fn for_each_live(&self, mut f: impl FnMut(&Outbox)) {
+        for entry in self.live.iter() {
+            f(entry.value());
         }
     }
 
     /// Whether a connection of this node is open in this app.
     pub fn is_live(&self, conn: ConnId) -> bool {
-        self.live.contains(&conn)
+        self.live.contains_key(&conn)
     }
 
     /// Releases a slot taken by [`AppState::try_reserve_connection`].

@@ -11,12 +11,18 @@
 //! lock, and the connection's task is not woken at all. Only what the socket does not take at once
 //! is queued for the task ([`Outbox::pump`]). Every write to an attached socket happens under the
 //! lock, so frames never interleave or reorder.
+//!
+//! An attached socket's liveness is kept here too (when the client was last heard, whether it was
+//! pinged, since when the socket has stopped taking bytes), so that one task checks every
+//! connection ([`Outbox::keepalive`]) instead of each connection's task holding its own timer.
 
 use std::collections::VecDeque;
 use std::io;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
+use std::time::Instant;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 /// One encoded message, shared by every recipient (cloning bumps a reference count).
@@ -74,8 +80,12 @@ struct State {
     /// Framed control bytes (pong, ...) for the sink, written before the next whole frame.
     #[expect(clippy::box_collection, reason = "8 bytes per idle connection instead of 24")]
     control: Option<Box<Vec<u8>>>,
-    /// The sink stopped taking bytes and [`Outbox::pump`] reported it.
-    stalled: bool,
+    /// Since when (see [`clock`]) the sink has not taken everything queued for it; 0 while it has.
+    stalled_since: u64,
+    /// When the client was last heard ([`clock`]).
+    heard: u64,
+    /// A ping was sent since the client was last heard.
+    pinged: bool,
 }
 
 impl State {
@@ -145,12 +155,41 @@ impl std::fmt::Debug for Outbox {
 /// What [`Outbox::pump`] reports.
 #[derive(Debug)]
 pub enum Pumped {
-    /// The socket stopped taking bytes; the pump keeps waiting for it on the next call.
-    Stalled,
     /// Everything queued is written; send this close and end the connection.
     Close(CloseRequest),
-    /// The socket failed (or none is attached).
+    /// The socket failed, none is attached, or [`Outbox::keepalive`] gave up on it.
     Failed,
+}
+
+/// Milliseconds on a monotonic clock shared by every connection (never 0).
+pub fn clock() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    let start = *START.get_or_init(Instant::now);
+    u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX) + 1
+}
+
+/// The liveness rules [`Outbox::keepalive`] applies, in milliseconds.
+#[derive(Debug, Clone, Copy)]
+pub struct Liveness {
+    /// Silence after which the client is pinged.
+    pub activity: u64,
+    /// Further silence after a ping before the connection is closed with 4201.
+    pub pong: u64,
+    /// How long a socket may take no bytes (or a close may go unanswered) before it is dropped.
+    pub write: u64,
+}
+
+/// What [`Outbox::keepalive`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checked {
+    /// Nothing was due (or no socket is attached).
+    Alive,
+    /// The client was pinged.
+    Pinged,
+    /// The client did not answer the ping: closing with 4201.
+    Closed,
+    /// The socket was dropped: it took no bytes, or the close was not completed, in time.
+    Dropped,
 }
 
 /// What the writer should do next.
@@ -203,7 +242,8 @@ impl Outbox {
         }
         st.bytes += len;
         st.queue.push_back(frame);
-        let waker = st.waker.take();
+        // A writer waiting for a full socket is woken by the socket, not by more frames.
+        let waker = if st.stalled_since == 0 { st.waker.take() } else { None };
         drop(st);
         wake(waker);
         true
@@ -214,6 +254,7 @@ impl Outbox {
     pub fn attach(&self, sink: Arc<dyn DirectSink>) {
         let mut st = self.lock();
         st.sink = Some(sink);
+        st.heard = clock();
         if st.queue.is_empty() {
             // What the handshake drained leaves no buffer behind on an idle connection.
             st.queue = VecDeque::new();
@@ -282,7 +323,7 @@ impl Outbox {
             match st.write_out(&*sink) {
                 Err(_) => return Poll::Ready(Pumped::Failed),
                 Ok(true) => {
-                    st.stalled = false;
+                    st.stalled_since = 0;
                     if let Some(c) = &st.close {
                         return Poll::Ready(Pumped::Close(CloseRequest::clone(c)));
                     }
@@ -292,11 +333,13 @@ impl Outbox {
                     return Poll::Pending;
                 }
                 Ok(false) => {
-                    // Pushes only queue while something is queued: no need to wake this writer.
-                    st.waker = None;
-                    if !st.stalled {
-                        st.stalled = true;
-                        return Poll::Ready(Pumped::Stalled);
+                    // Pushes only queue while something is queued: no need to wake this writer
+                    // (but keepalive may, to drop it).
+                    if !st.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                        st.waker = Some(cx.waker().clone());
+                    }
+                    if st.stalled_since == 0 {
+                        st.stalled_since = clock();
                     }
                     drop(st);
                     match sink.poll_writable(cx) {
@@ -309,9 +352,57 @@ impl Outbox {
         }
     }
 
+    /// True while a socket is attached.
+    pub fn is_attached(&self) -> bool {
+        self.lock().sink.is_some()
+    }
+
     /// True while the attached socket is not taking what is queued for it.
     pub fn is_stalled(&self) -> bool {
-        self.lock().stalled
+        self.lock().stalled_since != 0
+    }
+
+    /// Records that the client was heard at `now` ([`clock`]).
+    pub fn heard(&self, now: u64) {
+        let mut st = self.lock();
+        st.heard = now;
+        st.pinged = false;
+    }
+
+    /// Applies the liveness rules to an attached socket at `now` ([`clock`]): pings a client silent
+    /// for `activity` (with `ping`), closes with 4201 one still silent `pong` later, and drops the
+    /// socket when it has taken no bytes for `write`, or when the 4201 close is still not done
+    /// `write` after it was due. Sockets not attached (other transports) are left alone.
+    pub fn keepalive(&self, now: u64, rules: &Liveness, ping: &Frame) -> Checked {
+        let mut st = self.lock();
+        if st.sink.is_none() {
+            return Checked::Alive;
+        }
+        let stalled = st.stalled_since != 0 && now.saturating_sub(st.stalled_since) >= rules.write;
+        let silent = now.saturating_sub(st.heard);
+        let unanswered = rules.activity + rules.pong;
+        if stalled || (st.pinged && silent >= unanswered + rules.write) {
+            st.sink = None;
+            let waker = st.waker.take();
+            drop(st);
+            wake(waker);
+            return Checked::Dropped;
+        }
+        if silent < rules.activity {
+            return Checked::Alive;
+        }
+        if !st.pinged {
+            st.pinged = true;
+            drop(st);
+            self.push(ping.clone());
+            return Checked::Pinged;
+        }
+        if silent >= unanswered && st.close.is_none() {
+            drop(st);
+            self.close(None, 4201, "Pong reply not received");
+            return Checked::Closed;
+        }
+        Checked::Alive
     }
 
     /// Queues `frame` (if any) and then a close with `code`; later pushes are refused.
@@ -459,5 +550,122 @@ mod tests {
         assert!(o.push(Frame::from("abc")));
         assert!(!o.push(Frame::from("abc")));
         assert!(o.is_closing());
+    }
+
+    /// A socket that takes everything (recording it) until told to take nothing.
+    #[derive(Default)]
+    struct FakeSocket {
+        written: Mutex<Vec<u8>>,
+        full: std::sync::atomic::AtomicBool,
+    }
+
+    impl DirectSink for FakeSocket {
+        fn wire_len(&self, frame: &Frame) -> usize {
+            frame.len()
+        }
+        fn try_write(&self, frames: &mut dyn Iterator<Item = &Frame>, skip: usize) -> io::Result<usize> {
+            if self.full.load(Ordering::Relaxed) {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let mut w = self.written.lock().unwrap_or_else(|p| p.into_inner());
+            let mut n = 0;
+            for (i, f) in frames.enumerate() {
+                let bytes = if i == 0 { &f.as_bytes()[skip..] } else { f.as_bytes() };
+                w.extend_from_slice(bytes);
+                n += bytes.len();
+            }
+            Ok(n)
+        }
+        fn try_write_raw(&self, bytes: &[u8]) -> io::Result<usize> {
+            self.try_write(&mut std::iter::empty(), 0)?;
+            self.written.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn poll_writable(&self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Pending
+        }
+    }
+
+    const RULES: Liveness = Liveness { activity: 1000, pong: 500, write: 2000 };
+
+    fn attached() -> (Outbox, Arc<FakeSocket>) {
+        let (o, _) = outbox(10, 1000);
+        let sock = Arc::new(FakeSocket::default());
+        o.attach(sock.clone());
+        (o, sock)
+    }
+
+    fn written(s: &FakeSocket) -> String {
+        String::from_utf8_lossy(&s.written.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
+    }
+
+    #[test]
+    fn a_silent_client_is_pinged_then_closed_with_4201_then_dropped() {
+        let (o, sock) = attached();
+        let ping = Frame::from("PING");
+        let t0 = o.lock().heard;
+        assert_eq!(o.keepalive(t0 + 999, &RULES, &ping), Checked::Alive);
+        assert_eq!(o.keepalive(t0 + 1000, &RULES, &ping), Checked::Pinged);
+        assert_eq!(written(&sock), "PING");
+        assert_eq!(o.keepalive(t0 + 1400, &RULES, &ping), Checked::Alive, "pinged once, waiting for the pong");
+        assert_eq!(o.keepalive(t0 + 1500, &RULES, &ping), Checked::Closed);
+        assert!(o.is_closing());
+        assert_eq!(o.keepalive(t0 + 1600, &RULES, &ping), Checked::Alive, "closing, within the write timeout");
+        assert_eq!(o.keepalive(t0 + 3500, &RULES, &ping), Checked::Dropped);
+        assert!(!o.is_attached());
+        let waker = futures_util::task::noop_waker();
+        assert!(matches!(o.poll_pump(&mut Context::from_waker(&waker)), Poll::Ready(Pumped::Failed)));
+    }
+
+    #[test]
+    fn hearing_the_client_starts_the_wait_again() {
+        let (o, _sock) = attached();
+        let ping = Frame::from("PING");
+        let t0 = o.lock().heard;
+        assert_eq!(o.keepalive(t0 + 1000, &RULES, &ping), Checked::Pinged);
+        o.heard(t0 + 1200);
+        assert_eq!(o.keepalive(t0 + 2100, &RULES, &ping), Checked::Alive);
+        assert_eq!(o.keepalive(t0 + 2200, &RULES, &ping), Checked::Pinged);
+    }
+
+    #[test]
+    fn a_socket_that_takes_nothing_is_dropped_after_the_write_timeout() {
+        let (o, sock) = attached();
+        let ping = Frame::from("PING");
+        sock.full.store(true, Ordering::Relaxed);
+        assert!(o.push(Frame::from("queued")));
+        let waker = futures_util::task::noop_waker();
+        assert!(o.poll_pump(&mut Context::from_waker(&waker)).is_pending());
+        assert!(o.is_stalled());
+        let since = o.lock().stalled_since;
+        // The client keeps talking; only the socket's writes are stuck.
+        o.heard(since + 1500);
+        assert_eq!(o.keepalive(since + 1999, &RULES, &ping), Checked::Alive);
+        assert_eq!(o.keepalive(since + 2000, &RULES, &ping), Checked::Dropped);
+        assert!(matches!(o.poll_pump(&mut Context::from_waker(&waker)), Poll::Ready(Pumped::Failed)));
+    }
+
+    #[test]
+    fn a_socket_that_catches_up_is_not_dropped() {
+        let (o, sock) = attached();
+        let ping = Frame::from("PING");
+        sock.full.store(true, Ordering::Relaxed);
+        assert!(o.push(Frame::from("queued")));
+        let waker = futures_util::task::noop_waker();
+        assert!(o.poll_pump(&mut Context::from_waker(&waker)).is_pending());
+        let since = o.lock().stalled_since;
+        sock.full.store(false, Ordering::Relaxed);
+        assert!(o.poll_pump(&mut Context::from_waker(&waker)).is_pending());
+        assert!(!o.is_stalled());
+        o.heard(since + 1900);
+        assert_eq!(o.keepalive(since + 2500, &RULES, &ping), Checked::Alive);
+        assert_eq!(written(&sock), "queued");
+    }
+
+    #[test]
+    fn queues_without_a_socket_are_left_to_their_transport() {
+        let (o, _) = outbox(10, 1000);
+        assert_eq!(o.keepalive(u64::MAX, &RULES, &Frame::from("PING")), Checked::Alive);
+        assert!(o.is_empty());
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod connection;
 pub mod http;
+pub mod keepalive;
 pub mod prefixed;
 pub mod subscriptions;
 pub mod wire;

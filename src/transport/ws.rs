@@ -35,13 +35,14 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use tokio_util::sync::CancellationToken;
 
+use super::keepalive::{self, WRITE_TIMEOUT};
+use crate::hub::clock;
+
 /// Read buffer per tungstenite connection: client messages are small (larger messages are read in
 /// several steps). Tungstenite zeroes this much before every read attempt.
 const READ_BUFFER: usize = 1024;
 /// Frames are buffered up to this size before a write; each batch is flushed at its end.
 const WRITE_BUFFER: usize = 16 * 1024;
-/// A socket whose writes stall this long is dropped.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bytes read from a plain TCP socket at a time.
 const READ_CHUNK: usize = 4096;
 /// Longest request head read before deciding who serves a plain TCP connection; a longer one
@@ -344,14 +345,7 @@ impl Task {
         tracing::debug!(socket_id = conn.socket_id(), app = %conn.app().config.id, "connection opened");
         let socket = Arc::new(Socket { stream, app: conn.app().clone() });
         conn.outbox().attach(socket.clone());
-        let tcp = TcpState {
-            socket,
-            decoder: Decoder::new(early),
-            last_seen: Instant::now(),
-            stalled_at: None,
-            input: Input::Open,
-            pinged: false,
-        };
+        let tcp = TcpState { socket, decoder: Decoder::new(early), input: Input::Open };
         Ok(tcp)
     }
 
@@ -779,36 +773,29 @@ enum Event {
     Pumped(Pumped),
     /// The socket is readable (false: it failed).
     Readable(bool),
-    Timer,
-    Shutdown,
 }
 
-/// A plain TCP connection's transport state (the protocol state is its [`Connection`]).
+/// A plain TCP connection's transport state (the protocol state is its [`Connection`]). Its
+/// timeouts and the shutdown notice are handled for all connections by [`keepalive`].
 struct TcpState {
     socket: Arc<Socket>,
     decoder: Decoder,
-    last_seen: Instant,
-    /// When the socket stopped taking bytes, while it has not caught up.
-    stalled_at: Option<Instant>,
     input: Input,
-    pinged: bool,
 }
 
 impl TcpState {
-    /// Runs until the client leaves, the server closes the connection, or shutdown.
+    /// Runs until the client leaves, the server closes the connection, or [`keepalive`] drops it.
     async fn run(&mut self, task: &mut Task) {
         let Ok(conn) = &mut task.opened else { return };
         let config = &*task.config;
-        let mut shutdown_sent = false;
+        // Shutdown began before the socket was attached: keepalive's notice may have missed it.
+        if task.shutdown.is_cancelled() {
+            keepalive::shut_down(conn.outbox());
+        }
         // Messages that arrived together with the upgrade request.
         if !self.decoder.buf.is_empty() {
             self.input = Box::pin(handle_input(conn, &mut self.decoder, config.max_message_bytes)).await;
         }
-        // Both futures live as long as the connection: a read does not touch the timer wheel (the
-        // timer checks `last_seen` when it fires), and the shutdown waiter is registered once.
-        let idle = sleep_until(self.last_seen + Duration::from_secs(config.activity_timeout));
-        let shutdown = task.shutdown.cancelled();
-        tokio::pin!(idle, shutdown);
         loop {
             // One hand-written poll instead of `select!`: fewer bytes held by every idle connection.
             let event = std::future::poll_fn(|cx| {
@@ -820,73 +807,26 @@ impl TcpState {
                 {
                     return Poll::Ready(Event::Readable(r.is_ok()));
                 }
-                if idle.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(Event::Timer);
-                }
-                if !shutdown_sent && shutdown.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(Event::Shutdown);
-                }
                 Poll::Pending
             })
             .await;
             match event {
-                Event::Pumped(Pumped::Stalled) => {
-                    let now = Instant::now();
-                    self.stalled_at = Some(now);
-                    if now + WRITE_TIMEOUT < idle.deadline() {
-                        idle.as_mut().reset(now + WRITE_TIMEOUT);
-                    }
-                }
                 Event::Pumped(Pumped::Close(c)) => {
                     let max = config.max_message_bytes;
                     return Box::pin(send_close(&self.socket.stream, c, self.input, &mut self.decoder, max)).await;
                 }
-                Event::Pumped(Pumped::Failed) => return,
+                Event::Pumped(Pumped::Failed) => {
+                    if conn.outbox().is_stalled() {
+                        tracing::debug!(socket_id = conn.socket_id(), "write stalled");
+                    }
+                    return;
+                }
                 Event::Readable(ok) => {
                     // Boxed: handling a message may wait (a clustered subscribe); every idle
                     // connection's task would otherwise reserve room for that.
                     if !ok || !Box::pin(self.read(conn, config.max_message_bytes)).await {
                         return;
                     }
-                }
-                Event::Timer => {
-                    let now = Instant::now();
-                    let outbox = conn.outbox();
-                    if let Some(t) = self.stalled_at {
-                        if !outbox.is_stalled() {
-                            self.stalled_at = None;
-                        } else if now >= t + WRITE_TIMEOUT {
-                            tracing::debug!(socket_id = conn.socket_id(), "write stalled");
-                            return;
-                        }
-                    }
-                    let pong_wait = Duration::from_secs(config.pong_timeout);
-                    let mut due = self.last_seen + Duration::from_secs(config.activity_timeout);
-                    if self.pinged {
-                        due += pong_wait;
-                    }
-                    let mut next = due;
-                    if now >= due {
-                        if !self.pinged {
-                            outbox.push(Frame::from(frame::ping()));
-                            self.pinged = true;
-                            next = now + pong_wait;
-                        } else if now >= due + WRITE_TIMEOUT {
-                            return;
-                        } else {
-                            outbox.close(None, 4201, "Pong reply not received");
-                            next = due + WRITE_TIMEOUT;
-                        }
-                    }
-                    if let Some(t) = self.stalled_at {
-                        next = next.min(t + WRITE_TIMEOUT);
-                    }
-                    idle.as_mut().reset(next);
-                }
-                Event::Shutdown => {
-                    shutdown_sent = true;
-                    let msg = "Server is shutting down";
-                    conn.outbox().close(Some(Frame::from(frame::error(Some(4200), msg))), 4200, msg);
                 }
             }
         }
@@ -897,8 +837,7 @@ impl TcpState {
         match read_some(&self.socket.stream, &mut self.decoder.buf) {
             Ok(0) => false,
             Ok(_) => {
-                self.last_seen = Instant::now();
-                self.pinged = false;
+                conn.outbox().heard(clock());
                 self.input = handle_input(conn, &mut self.decoder, max).await;
                 if self.decoder.buf.is_empty() {
                     // An idle connection keeps no read buffer.

@@ -1,0 +1,81 @@
+//! One task that keeps every plain TCP WebSocket connection honest: it pings clients that went
+//! quiet, closes those that do not answer (4201), drops sockets that stopped taking bytes, and
+//! tells every connection to reconnect (4200) when the server shuts down.
+//!
+//! Each connection's task could do this with its own timer and shutdown waiter, but those hold
+//! 184 bytes in every idle connection; a sweep over all connections a few times per timeout costs
+//! a lock per connection per tick instead. The rules themselves are [`Outbox::keepalive`]'s.
+
+use crate::hub::{Checked, Frame, Liveness, Outbox, clock};
+use crate::protocol::frame;
+use crate::state::Context;
+use tokio::time::{Duration, MissedTickBehavior, interval};
+
+/// How long a socket may take no bytes before it is dropped.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The message of the `pusher:error` sent with the 4200 close at shutdown.
+const SHUTDOWN_MESSAGE: &str = "Server is shutting down";
+
+/// The sweep interval for these timeouts: a quarter of the shorter one, between 100 ms and 1 s.
+pub fn tick(activity_secs: u64, pong_secs: u64) -> Duration {
+    let shorter = Duration::from_secs(activity_secs.min(pong_secs).max(1));
+    (shorter / 4).clamp(Duration::from_millis(100), Duration::from_secs(1))
+}
+
+/// Asks the connection behind `outbox` to reconnect because the server is shutting down.
+pub fn shut_down(outbox: &Outbox) {
+    outbox.close(Some(Frame::from(frame::error(Some(4200), SHUTDOWN_MESSAGE))), 4200, SHUTDOWN_MESSAGE);
+}
+
+/// Runs until aborted: sweeps every connection each tick, and asks all of them to reconnect once
+/// the server shuts down (sweeping on, so that sockets that do not take the close are dropped).
+pub async fn run(ctx: Context) {
+    let config = &ctx.config;
+    let rules = Liveness {
+        activity: config.activity_timeout.saturating_mul(1000),
+        pong: config.pong_timeout.saturating_mul(1000),
+        write: u64::try_from(WRITE_TIMEOUT.as_millis()).unwrap_or(u64::MAX),
+    };
+    let ping = Frame::from(frame::ping());
+    let mut ticks = interval(tick(config.activity_timeout, config.pong_timeout));
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut shut = false;
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            () = ctx.shutdown.cancelled(), if !shut => {
+                shut = true;
+                for app in ctx.hub.apps() {
+                    app.for_each_live(|o| if o.is_attached() { shut_down(o) });
+                }
+                continue;
+            }
+        }
+        let now = clock();
+        let (mut pinged, mut dropped) = (0u32, 0u32);
+        for app in ctx.hub.apps() {
+            app.for_each_live(|o| match o.keepalive(now, &rules, &ping) {
+                Checked::Pinged => pinged += 1,
+                Checked::Dropped => dropped += 1,
+                Checked::Alive | Checked::Closed => {}
+            });
+        }
+        if pinged > 0 || dropped > 0 {
+            tracing::debug!(pinged, dropped, "keepalive sweep");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tick_is_a_quarter_of_the_shorter_timeout_within_bounds() {
+        assert_eq!(tick(120, 30), Duration::from_secs(1));
+        assert_eq!(tick(2, 1), Duration::from_millis(250));
+        assert_eq!(tick(0, 0), Duration::from_millis(250));
+        assert_eq!(tick(1, 1), Duration::from_millis(250));
+    }
+}
