@@ -19,6 +19,7 @@ use axum::response::{IntoResponse, Response};
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use hyper_util::rt::TokioIo;
 use socket2::SockRef;
+use std::cell::RefCell;
 use std::future::Future;
 use std::io::{self, IoSlice, Read as _};
 use std::sync::Arc;
@@ -550,28 +551,37 @@ async fn serve(
     tracing::debug!(socket_id = conn.socket_id(), "connection closed");
 }
 
+thread_local! {
+    /// Read space shared by the connections this thread serves: a read copies only the bytes that
+    /// arrived into the connection's buffer, instead of growing (and zeroing) the buffer by a whole
+    /// chunk for every read.
+    static READ_SPACE: RefCell<Box<[u8]>> = RefCell::new(vec![0; READ_CHUNK].into_boxed_slice());
+}
+
 /// Appends what `stream` has to `buf` (up to [`READ_CHUNK`] bytes). A read that does not fill the
 /// space it was given means the socket is drained: its readiness is cleared then and there, so the
 /// next poll waits for new bytes instead of trying a read that can only return `WouldBlock`.
 fn read_some(stream: &TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
-    let start = buf.len();
-    buf.resize(start + READ_CHUNK, 0);
-    let mut got = None;
-    let r = stream.try_io(Interest::READABLE, || {
-        let n = (&*SockRef::from(stream)).read(&mut buf[start..])?;
-        if n > 0 && n < READ_CHUNK {
-            // Readiness is cleared only if no new event arrived since this read began.
-            got = Some(n);
-            return Err(io::ErrorKind::WouldBlock.into());
+    READ_SPACE.with_borrow_mut(|space| {
+        let mut got = None;
+        let r = stream.try_io(Interest::READABLE, || {
+            let n = (&*SockRef::from(stream)).read(space)?;
+            if n > 0 && n < space.len() {
+                // Readiness is cleared only if no new event arrived since this read began.
+                got = Some(n);
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            Ok(n)
+        });
+        let r = match (r, got) {
+            (_, Some(n)) => Ok(n),
+            (r, None) => r,
+        };
+        if let Ok(n) = r {
+            buf.extend_from_slice(&space[..n]);
         }
-        Ok(n)
-    });
-    let r = match (r, got) {
-        (_, Some(n)) => Ok(n),
-        (r, None) => r,
-    };
-    buf.truncate(start + *r.as_ref().unwrap_or(&0));
-    r
+        r
+    })
 }
 
 /// A plain TCP WebSocket connection's socket, written by its outbox.
