@@ -393,6 +393,53 @@ async fn a_client_that_pings_but_does_not_read_is_dropped_with_4100() {
     s.stop().await;
 }
 
+/// Open connections of the test app whose socket is attached, and how many of them are stalled.
+fn attached(s: &TestServer) -> (usize, usize) {
+    let app = s.ctx.hub.app_by_key(KEY).unwrap();
+    let (mut open, mut stalled) = (0, 0);
+    app.for_each_live(|o| {
+        if o.is_attached() {
+            open += 1;
+            stalled += usize::from(o.is_stalled());
+        }
+    });
+    (open, stalled)
+}
+
+/// A client that stops reading while its queue is still within the limits (so no 4100) is dropped
+/// once its socket has taken no bytes for the 10 s write timeout, and not before.
+#[tokio::test]
+async fn a_socket_that_takes_nothing_is_dropped_after_the_write_timeout() {
+    let s = TestServer::default().await;
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(s.addr).await.unwrap();
+    let (head, mut raw) = Raw::open(stream, &request(&upgrade_headers()), &[]).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert_eq!(raw.event().await["event"], "pusher:connection_established");
+    raw.send(&text(json!({"event": "pusher:subscribe", "data": {"channel": "stuck"}}))).await;
+    assert_eq!(raw.event().await["event"], "pusher_internal:subscription_succeeded");
+    let app = s.ctx.hub.app_by_key(KEY).unwrap();
+    let event = format!(r#"{{"event":"big","channel":"stuck","data":"{}"}}"#, "x".repeat(64 * 1024));
+    let mut sent = 0;
+    while attached(&s).1 == 0 {
+        assert_eq!(app.publish("stuck", &event.as_str().into(), None), 1, "still subscribed");
+        sent += 1;
+        assert!(sent < 300, "the socket never filled up");
+        // Lets the connection's task try the socket.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let stalled_at = std::time::Instant::now();
+    assert_eq!(s.ctx.hub.stats().outbox_overflows, 0, "within the queue's limits");
+    while attached(&s).0 == 1 {
+        assert!(stalled_at.elapsed() < Duration::from_secs(15), "a stalled socket was kept");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let after = stalled_at.elapsed();
+    assert!(after >= Duration::from_secs(9), "dropped after {after:?}, before the write timeout");
+    s.stop().await;
+}
+
 /// Publishing threads write large events straight to a socket until it takes only part of one;
 /// the connection's task writes the rest, and answers pings in between: every frame arrives whole
 /// and in order.
