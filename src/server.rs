@@ -1,6 +1,7 @@
 //! Binds the listener, assembles the router, runs until shutdown and drains connections.
 
 use crate::api::{self, ApiError};
+use crate::hub::Outbox;
 use crate::ops;
 use crate::state::Context;
 use crate::transport::prefixed::PrefixedStream;
@@ -145,6 +146,11 @@ impl Server {
         let grace = Duration::from_secs(ctx.config.shutdown_grace_seconds);
         if tokio::time::timeout(grace, ctx.tasks.wait()).await.is_err() {
             tracing::warn!("some connections did not close within the grace period");
+            // Plain TCP sockets still not taking their close are dropped now: the keepalive task
+            // that would drop them later stops with the server.
+            for app in ctx.hub.apps() {
+                app.for_each_live(Outbox::abort);
+            }
         }
         if let Some(cluster) = ctx.hub.cluster() {
             cluster.flush().await;

@@ -393,24 +393,25 @@ async fn a_client_that_pings_but_does_not_read_is_dropped_with_4100() {
     s.stop().await;
 }
 
-/// Open connections of the test app whose socket is attached, and how many of them are stalled.
-fn attached(s: &TestServer) -> (usize, usize) {
+/// Open connections of the test app, and how many of them have a stalled socket.
+fn open_and_stalled(s: &TestServer) -> (usize, usize) {
     let app = s.ctx.hub.app_by_key(KEY).unwrap();
     let (mut open, mut stalled) = (0, 0);
     app.for_each_live(|o| {
-        if o.is_attached() {
-            open += 1;
-            stalled += usize::from(o.is_stalled());
-        }
+        open += 1;
+        stalled += usize::from(o.is_attached() && o.is_stalled());
     });
     (open, stalled)
 }
 
-/// A client that stops reading while its queue is still within the limits (so no 4100) is dropped
-/// once its socket has taken no bytes for the 10 s write timeout, and not before.
-#[tokio::test]
-async fn a_socket_that_takes_nothing_is_dropped_after_the_write_timeout() {
-    let s = TestServer::default().await;
+/// A large event on channel `stuck`.
+fn big_event() -> String {
+    format!(r#"{{"event":"big","channel":"stuck","data":"{}"}}"#, "x".repeat(64 * 1024))
+}
+
+/// A client on channel `stuck` that stopped reading, published to until the server's writes to it
+/// stall (its queue still within the limits). Keep it: dropping it closes the socket.
+async fn stalled_client(s: &TestServer) -> Raw {
     let socket = TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     let stream = socket.connect(s.addr).await.unwrap();
@@ -420,24 +421,60 @@ async fn a_socket_that_takes_nothing_is_dropped_after_the_write_timeout() {
     raw.send(&text(json!({"event": "pusher:subscribe", "data": {"channel": "stuck"}}))).await;
     assert_eq!(raw.event().await["event"], "pusher_internal:subscription_succeeded");
     let app = s.ctx.hub.app_by_key(KEY).unwrap();
-    let event = format!(r#"{{"event":"big","channel":"stuck","data":"{}"}}"#, "x".repeat(64 * 1024));
+    let event = big_event();
     let mut sent = 0;
-    while attached(&s).1 == 0 {
+    while open_and_stalled(s).1 == 0 {
         assert_eq!(app.publish("stuck", &event.as_str().into(), None), 1, "still subscribed");
         sent += 1;
         assert!(sent < 300, "the socket never filled up");
         // Lets the connection's task try the socket.
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let stalled_at = std::time::Instant::now();
     assert_eq!(s.ctx.hub.stats().outbox_overflows, 0, "within the queue's limits");
-    while attached(&s).0 == 1 {
+    raw
+}
+
+/// A client that stops reading while its queue is still within the limits (so no 4100) is dropped
+/// once its socket has taken no bytes for the 10 s write timeout, and not before.
+#[tokio::test]
+async fn a_socket_that_takes_nothing_is_dropped_after_the_write_timeout() {
+    let s = TestServer::default().await;
+    let _raw = stalled_client(&s).await;
+    let stalled_at = std::time::Instant::now();
+    // Until the connection is gone (its task ended and it left the channel), not merely detached.
+    while open_and_stalled(&s).0 == 1 {
         assert!(stalled_at.elapsed() < Duration::from_secs(15), "a stalled socket was kept");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let after = stalled_at.elapsed();
     assert!(after >= Duration::from_secs(9), "dropped after {after:?}, before the write timeout");
+    let app = s.ctx.hub.app_by_key(KEY).unwrap();
+    assert_eq!(app.publish("stuck", &big_event().as_str().into(), None), 0, "it left the channel");
+    assert_eq!(s.ctx.hub.stats().outbox_overflows, 0, "dropped for the write timeout, not with 4100");
     s.stop().await;
+}
+
+/// A socket still stalled when the shutdown grace period ends is dropped then; its connection does
+/// not outlive the server.
+#[tokio::test]
+async fn a_socket_stalled_at_shutdown_is_dropped_when_the_grace_period_ends() {
+    let s = TestServer::start(|c| c.shutdown_grace_seconds = 1).await;
+    let _raw = stalled_client(&s).await;
+    let ctx = s.ctx.clone();
+    let stopping = std::time::Instant::now();
+    s.stop().await;
+    assert!(stopping.elapsed() < Duration::from_secs(5), "the server stopped after its grace period");
+    let app = ctx.hub.app_by_key(KEY).unwrap();
+    let mut open = 1;
+    for _ in 0..20 {
+        open = 0;
+        app.for_each_live(|_| open += 1);
+        if open == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(open, 0, "the stalled connection's task ended with the server");
 }
 
 /// Publishing threads write large events straight to a socket until it takes only part of one;

@@ -221,7 +221,8 @@ impl AppState {
         }
     }
 
-    /// Calls `f` with the queue of every open connection of this node in this app.
+    /// Calls `f` with the queue of every open connection of this node in this app. `f` runs under
+    /// a read lock of the map: it must not open or close connections.
     pub fn for_each_live(&self, mut f: impl FnMut(&Outbox)) {
         for entry in self.live.iter() {
             f(entry.value());

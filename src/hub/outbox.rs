@@ -165,7 +165,7 @@ pub enum Pumped {
 pub fn clock() -> u64 {
     static START: OnceLock<Instant> = OnceLock::new();
     let start = *START.get_or_init(Instant::now);
-    u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX) + 1
+    u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX).saturating_add(1)
 }
 
 /// The liveness rules [`Outbox::keepalive`] applies, in milliseconds.
@@ -175,7 +175,8 @@ pub struct Liveness {
     pub activity: u64,
     /// Further silence after a ping before the connection is closed with 4201.
     pub pong: u64,
-    /// How long a socket may take no bytes (or a close may go unanswered) before it is dropped.
+    /// How long a socket may stay behind (not catch up with what is queued for it), and how long
+    /// a 4201 close may take once due, before the socket is dropped.
     pub write: u64,
 }
 
@@ -188,7 +189,7 @@ pub enum Checked {
     Pinged,
     /// The client did not answer the ping: closing with 4201.
     Closed,
-    /// The socket was dropped: it took no bytes, or the close was not completed, in time.
+    /// The socket was dropped: it did not catch up, or the close was not completed, in time.
     Dropped,
 }
 
@@ -307,8 +308,8 @@ impl Outbox {
     }
 
     /// The writer of an attached socket: writes what is queued, then waits. Returns when the socket
-    /// fails, when it first stops taking bytes (to arm a write deadline), or when everything before
-    /// a requested close is written (the close frame itself is the writer's to send).
+    /// fails or is dropped by [`Outbox::keepalive`], or when everything before a requested close is
+    /// written (the close frame itself is the writer's to send).
     pub async fn pump(&self) -> Pumped {
         std::future::poll_fn(|cx| self.poll_pump(cx)).await
     }
@@ -371,8 +372,8 @@ impl Outbox {
 
     /// Applies the liveness rules to an attached socket at `now` ([`clock`]): pings a client silent
     /// for `activity` (with `ping`), closes with 4201 one still silent `pong` later, and drops the
-    /// socket when it has taken no bytes for `write`, or when the 4201 close is still not done
-    /// `write` after it was due. Sockets not attached (other transports) are left alone.
+    /// socket when it has not caught up with its queue for `write`, or when the 4201 close is still
+    /// not done `write` after it was due. Sockets not attached (other transports) are left alone.
     pub fn keepalive(&self, now: u64, rules: &Liveness, ping: &Frame) -> Checked {
         let mut st = self.lock();
         if st.sink.is_none() {
@@ -380,12 +381,9 @@ impl Outbox {
         }
         let stalled = st.stalled_since != 0 && now.saturating_sub(st.stalled_since) >= rules.write;
         let silent = now.saturating_sub(st.heard);
-        let unanswered = rules.activity + rules.pong;
-        if stalled || (st.pinged && silent >= unanswered + rules.write) {
-            st.sink = None;
-            let waker = st.waker.take();
-            drop(st);
-            wake(waker);
+        let unanswered = rules.activity.saturating_add(rules.pong);
+        if stalled || (st.pinged && silent >= unanswered.saturating_add(rules.write)) {
+            self.abandon(st);
             return Checked::Dropped;
         }
         if silent < rules.activity {
@@ -403,6 +401,31 @@ impl Outbox {
             return Checked::Closed;
         }
         Checked::Alive
+    }
+
+    /// Drops the attached socket now (the writer finds no socket and ends) and refuses later
+    /// pushes: for a socket that never catches up, and at the end of a shutdown's grace period.
+    /// Queues without an attached socket (other transports) are left alone.
+    pub fn abort(&self) {
+        let st = self.lock();
+        if st.sink.is_some() {
+            self.abandon(st);
+        }
+    }
+
+    fn abandon(&self, mut st: MutexGuard<'_, State>) {
+        st.sink = None;
+        st.queue = VecDeque::new();
+        st.bytes = 0;
+        st.head = 0;
+        st.control = None;
+        if st.close.is_none() {
+            // Refuses pushes; never written (there is no socket to write it to).
+            st.close = Some(Box::new(CloseRequest { code: 1006, reason: "dropped".into() }));
+        }
+        let waker = st.waker.take();
+        drop(st);
+        wake(waker);
     }
 
     /// Queues `frame` (if any) and then a close with `code`; later pushes are refused.
@@ -588,6 +611,16 @@ mod tests {
 
     const RULES: Liveness = Liveness { activity: 1000, pong: 500, write: 2000 };
 
+    /// Counts its wake-ups.
+    #[derive(Default)]
+    struct Wakes(AtomicU64);
+
+    impl std::task::Wake for Wakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     fn attached() -> (Outbox, Arc<FakeSocket>) {
         let (o, _) = outbox(10, 1000);
         let sock = Arc::new(FakeSocket::default());
@@ -611,9 +644,11 @@ mod tests {
         assert_eq!(o.keepalive(t0 + 1500, &RULES, &ping), Checked::Closed);
         assert!(o.is_closing());
         assert_eq!(o.keepalive(t0 + 1600, &RULES, &ping), Checked::Alive, "closing, within the write timeout");
+        let wakes = Arc::new(Wakes::default());
+        let waker = Waker::from(wakes.clone());
+        assert!(o.poll_pump(&mut Context::from_waker(&waker)).is_ready(), "the close is the writer's to send");
         assert_eq!(o.keepalive(t0 + 3500, &RULES, &ping), Checked::Dropped);
         assert!(!o.is_attached());
-        let waker = futures_util::task::noop_waker();
         assert!(matches!(o.poll_pump(&mut Context::from_waker(&waker)), Poll::Ready(Pumped::Failed)));
     }
 
@@ -634,15 +669,21 @@ mod tests {
         let ping = Frame::from("PING");
         sock.full.store(true, Ordering::Relaxed);
         assert!(o.push(Frame::from("queued")));
-        let waker = futures_util::task::noop_waker();
+        let wakes = Arc::new(Wakes::default());
+        let waker = Waker::from(wakes.clone());
         assert!(o.poll_pump(&mut Context::from_waker(&waker)).is_pending());
         assert!(o.is_stalled());
+        assert!(o.push(Frame::from("more")));
+        assert_eq!(wakes.0.load(Ordering::Relaxed), 0, "a writer waiting for its socket is not woken by pushes");
         let since = o.lock().stalled_since;
         // The client keeps talking; only the socket's writes are stuck.
         o.heard(since + 1500);
         assert_eq!(o.keepalive(since + 1999, &RULES, &ping), Checked::Alive);
         assert_eq!(o.keepalive(since + 2000, &RULES, &ping), Checked::Dropped);
+        assert_eq!(wakes.0.load(Ordering::Relaxed), 1, "the waiting writer is woken to end");
         assert!(matches!(o.poll_pump(&mut Context::from_waker(&waker)), Poll::Ready(Pumped::Failed)));
+        assert!(!o.push(Frame::from("late")), "a dropped socket takes no more frames");
+        assert_eq!(o.inner.overflows.load(Ordering::Relaxed), 0);
     }
 
     #[test]
@@ -666,6 +707,19 @@ mod tests {
     fn queues_without_a_socket_are_left_to_their_transport() {
         let (o, _) = outbox(10, 1000);
         assert_eq!(o.keepalive(u64::MAX, &RULES, &Frame::from("PING")), Checked::Alive);
+        o.abort();
         assert!(o.is_empty());
+        assert!(!o.is_closing());
+    }
+
+    #[test]
+    fn abort_wakes_an_idle_writer_and_ends_it() {
+        let (o, _sock) = attached();
+        let wakes = Arc::new(Wakes::default());
+        let waker = Waker::from(wakes.clone());
+        assert!(o.poll_pump(&mut Context::from_waker(&waker)).is_pending());
+        o.abort();
+        assert_eq!(wakes.0.load(Ordering::Relaxed), 1);
+        assert!(matches!(o.poll_pump(&mut Context::from_waker(&waker)), Poll::Ready(Pumped::Failed)));
     }
 }

@@ -1,6 +1,6 @@
 //! One task that keeps every plain TCP WebSocket connection honest: it pings clients that went
-//! quiet, closes those that do not answer (4201), drops sockets that stopped taking bytes, and
-//! tells every connection to reconnect (4200) when the server shuts down.
+//! quiet, closes those that do not answer (4201), drops sockets that do not catch up with what is
+//! queued for them, and tells every connection to reconnect (4200) when the server shuts down.
 //!
 //! Each connection's task could do this with its own timer and shutdown waiter, but those hold
 //! 184 bytes in every idle connection; a sweep over all connections a few times per timeout costs
@@ -11,16 +11,19 @@ use crate::protocol::frame;
 use crate::state::Context;
 use tokio::time::{Duration, MissedTickBehavior, interval};
 
-/// How long a socket may take no bytes before it is dropped.
+/// How long a socket may stay behind before it is dropped; also the limit for a single write of
+/// the handshake, a refusal or a close.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The message of the `pusher:error` sent with the 4200 close at shutdown.
 const SHUTDOWN_MESSAGE: &str = "Server is shutting down";
 
-/// The sweep interval for these timeouts: a quarter of the shorter one, between 100 ms and 1 s.
+/// The sweep interval for these timeouts: a quarter of the shorter one (counted as at least 1 s),
+/// at most 1 s. (`clock` is the standard monotonic clock, so the sweep runs in real time even
+/// where tokio's clock is paused.)
 pub fn tick(activity_secs: u64, pong_secs: u64) -> Duration {
     let shorter = Duration::from_secs(activity_secs.min(pong_secs).max(1));
-    (shorter / 4).clamp(Duration::from_millis(100), Duration::from_secs(1))
+    (shorter / 4).min(Duration::from_secs(1))
 }
 
 /// Asks the connection behind `outbox` to reconnect because the server is shutting down.
