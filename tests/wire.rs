@@ -86,6 +86,17 @@ impl Raw {
         raw
     }
 
+    /// Like [`Raw::established`], with a 4 KB receive buffer: a client whose socket fills up fast.
+    async fn established_small(addr: SocketAddr) -> Raw {
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let stream = socket.connect(addr).await.unwrap();
+        let (head, mut raw) = Raw::open(stream, &request(&upgrade_headers()), &[]).await;
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        assert_eq!(raw.event().await["event"], "pusher:connection_established");
+        raw
+    }
+
     /// Reads more bytes; false at the end of the stream.
     async fn fill(&mut self) -> bool {
         let mut chunk = [0u8; 8192];
@@ -412,12 +423,7 @@ fn big_event() -> String {
 /// A client on channel `stuck` that stopped reading, published to until the server's writes to it
 /// stall (its queue still within the limits). Keep it: dropping it closes the socket.
 async fn stalled_client(s: &TestServer) -> Raw {
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let stream = socket.connect(s.addr).await.unwrap();
-    let (head, mut raw) = Raw::open(stream, &request(&upgrade_headers()), &[]).await;
-    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-    assert_eq!(raw.event().await["event"], "pusher:connection_established");
+    let mut raw = Raw::established_small(s.addr).await;
     raw.send(&text(json!({"event": "pusher:subscribe", "data": {"channel": "stuck"}}))).await;
     assert_eq!(raw.event().await["event"], "pusher_internal:subscription_succeeded");
     let app = s.ctx.hub.app_by_key(KEY).unwrap();
@@ -493,12 +499,7 @@ async fn partial_writes_never_interleave_frames() {
         c.apps[0].max_event_data_bytes = 64 * 1024;
     })
     .await;
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let stream = socket.connect(s.addr).await.unwrap();
-    let (head, mut raw) = Raw::open(stream, &request(&upgrade_headers()), &[]).await;
-    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-    assert_eq!(raw.event().await["event"], "pusher:connection_established");
+    let mut raw = Raw::established_small(s.addr).await;
     raw.send(&text(json!({"event":"pusher:subscribe","data":{"auth":"","channel":"big"}}))).await;
     assert_eq!(raw.event().await["event"], "pusher_internal:subscription_succeeded");
 
