@@ -13,7 +13,7 @@
 //! lock, so frames never interleave or reorder.
 //!
 //! An attached socket's liveness is kept here too (when the client was last heard, whether it was
-//! pinged, since when the socket has stopped taking bytes), so that one task checks every
+//! pinged, since when the socket has been behind its queue), so that one task checks every
 //! connection ([`Outbox::keepalive`]) instead of each connection's task holding its own timer.
 
 use std::collections::VecDeque;
