@@ -89,6 +89,15 @@ struct State {
 }
 
 impl State {
+    /// Lets go of the socket and of everything queued for it.
+    fn release_socket(&mut self) {
+        self.sink = None;
+        self.queue = VecDeque::new();
+        self.bytes = 0;
+        self.head = 0;
+        self.control = None;
+    }
+
     /// Writes queued control bytes and frames to the sink until done (true) or the socket is full.
     fn write_out(&mut self, sink: &dyn DirectSink) -> io::Result<bool> {
         loop {
@@ -264,12 +273,7 @@ impl Outbox {
 
     /// Detaches the socket (when the connection ends), so the queue no longer keeps it open.
     pub fn detach(&self) {
-        let mut st = self.lock();
-        st.sink = None;
-        st.queue = VecDeque::new();
-        st.bytes = 0;
-        st.head = 0;
-        st.control = None;
+        self.lock().release_socket();
     }
 
     /// Drops what is queued (but a frame already partly written, and control bytes) and asks for a
@@ -414,11 +418,7 @@ impl Outbox {
     }
 
     fn abandon(&self, mut st: MutexGuard<'_, State>) {
-        st.sink = None;
-        st.queue = VecDeque::new();
-        st.bytes = 0;
-        st.head = 0;
-        st.control = None;
+        st.release_socket();
         if st.close.is_none() {
             // Refuses pushes; never written (there is no socket to write it to).
             st.close = Some(Box::new(CloseRequest { code: 1006, reason: "dropped".into() }));

@@ -3,7 +3,7 @@
 //! The transport feeds it client messages; everything it answers goes into the connection's
 //! [`Outbox`](crate::hub::Outbox), so replies and broadcasts leave in one ordered stream.
 
-use crate::hub::{AppState, ConnRef, Frame, Hub, Member, SubscribeError};
+use crate::hub::{AppState, ConnRef, Frame, Hub, Member, Outbox, SubscribeError};
 use crate::protocol::channel::{self, ChannelKind, ChannelType};
 use crate::protocol::frame::{self, ChannelData, SigninData, SubscribeData, UnsubscribeData, UserData};
 use crate::protocol::signature;
@@ -24,9 +24,23 @@ pub struct Refusal {
     pub message: String,
 }
 
+/// The reason given with code 4200 when the server shuts down.
+const SHUTDOWN_MESSAGE: &str = "Server is shutting down";
+
+/// Asks the connection behind `outbox` to reconnect because the server is shutting down: a
+/// `pusher:error` with 4200, then the close with 4200.
+pub fn shut_down(outbox: &Outbox) {
+    outbox.close(Some(Frame::from(frame::error(Some(4200), SHUTDOWN_MESSAGE))), 4200, SHUTDOWN_MESSAGE);
+}
+
 impl Refusal {
     fn new(code: u16, message: impl Into<String>) -> Self {
         Refusal { code, message: message.into() }
+    }
+
+    /// The refusal of a connection that arrives while the server shuts down (4200).
+    pub fn shutting_down() -> Self {
+        Refusal::new(4200, SHUTDOWN_MESSAGE)
     }
 
     /// The `pusher:error` frame announcing the refusal.

@@ -6,7 +6,8 @@
 //! 184 bytes in every idle connection; a sweep over all connections a few times per timeout costs
 //! a lock per connection per tick instead. The rules themselves are [`Outbox::keepalive`]'s.
 
-use crate::hub::{Checked, Frame, Liveness, Outbox, clock};
+use super::connection::shut_down;
+use crate::hub::{Checked, Frame, Liveness, clock};
 use crate::protocol::frame;
 use crate::state::Context;
 use tokio::time::{Duration, MissedTickBehavior, interval};
@@ -15,20 +16,12 @@ use tokio::time::{Duration, MissedTickBehavior, interval};
 /// the handshake, a refusal or a close.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The message of the `pusher:error` sent with the 4200 close at shutdown.
-const SHUTDOWN_MESSAGE: &str = "Server is shutting down";
-
 /// The sweep interval for these timeouts: a quarter of the shorter one (counted as at least 1 s),
 /// at most 1 s. (`clock` is the standard monotonic clock, so the sweep runs in real time even
 /// where tokio's clock is paused.)
 pub fn tick(activity_secs: u64, pong_secs: u64) -> Duration {
     let shorter = Duration::from_secs(activity_secs.min(pong_secs).max(1));
     (shorter / 4).min(Duration::from_secs(1))
-}
-
-/// Asks the connection behind `outbox` to reconnect because the server is shutting down.
-pub fn shut_down(outbox: &Outbox) {
-    outbox.close(Some(Frame::from(frame::error(Some(4200), SHUTDOWN_MESSAGE))), 4200, SHUTDOWN_MESSAGE);
 }
 
 /// Runs until aborted: sweeps every connection each tick, and asks all of them to reconnect once

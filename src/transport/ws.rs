@@ -36,7 +36,7 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use tokio_util::sync::CancellationToken;
 
-use super::keepalive::{self, WRITE_TIMEOUT};
+use super::keepalive::WRITE_TIMEOUT;
 use crate::hub::clock;
 
 /// Read buffer per tungstenite connection: client messages are small (larger messages are read in
@@ -69,7 +69,7 @@ pub async fn upgrade(State(ctx): State<Context>, Path(key): Path<String>, mut re
     let on_upgrade = hyper::upgrade::on(&mut req);
     // Opened here rather than in the task, so the task does not carry what opening needs.
     let opened = if ctx.is_draining() {
-        Err(Refusal { code: 4200, message: "Server is shutting down".into() })
+        Err(Refusal::shutting_down())
     } else {
         Connection::open(&ctx.hub, &key, &query, ctx.config.activity_timeout)
     };
@@ -252,7 +252,7 @@ impl Upgraded {
 /// connection is already over (refused, or the client left).
 pub async fn handshake(ctx: &Context, stream: TcpStream, head: Vec<u8>, up: DirectUpgrade) -> Option<Upgraded> {
     let opened = if ctx.is_draining() {
-        Err(Refusal { code: 4200, message: "Server is shutting down".into() })
+        Err(Refusal::shutting_down())
     } else {
         Connection::open(&ctx.hub, &up.key, &up.query, ctx.config.activity_timeout)
     };
@@ -544,7 +544,7 @@ async fn serve(
             }
             () = &mut shutdown, if !shutdown_sent => {
                 shutdown_sent = true;
-                outbox.close(Some(Frame::from(frame::error(Some(4200), "Server is shutting down"))), 4200, "Server is shutting down");
+                super::connection::shut_down(&outbox);
             }
         }
     }
@@ -800,7 +800,7 @@ impl TcpState {
         let config = &*task.config;
         // Shutdown began before the socket was attached: keepalive's notice may have missed it.
         if task.shutdown.is_cancelled() {
-            keepalive::shut_down(conn.outbox());
+            super::connection::shut_down(conn.outbox());
         }
         // Messages that arrived together with the upgrade request.
         if !self.decoder.buf.is_empty() {

@@ -118,7 +118,7 @@ impl Sessions {
         let (tx, rx) = mpsc::channel(BODY_CHUNKS);
         let mut first = first_chunk(kind, true).to_vec();
         let opened = if ctx.is_draining() {
-            Err(Refusal { code: 4200, message: "Server is shutting down".into() })
+            Err(Refusal::shutting_down())
         } else {
             Connection::open(&ctx.hub, app_key, &ClientQuery::parse(query), ctx.config.activity_timeout)
         };
@@ -272,8 +272,7 @@ impl Task {
                 biased;
                 () = self.ctx.shutdown.cancelled(), if !shutdown_seen => {
                     shutdown_seen = true;
-                    let msg = "Server is shutting down";
-                    outbox.close(Some(Frame::from(frame::error(Some(4200), msg))), 4200, msg);
+                    crate::transport::connection::shut_down(&outbox);
                     if self.receiver.is_none() {
                         break;
                     }
