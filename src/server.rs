@@ -241,7 +241,7 @@ fn serve_tcp(
     // Boxed: a WebSocket's task keeps only the state of its running connection.
     let first = Box::pin(first_request(tcp, ctx, app, stop));
     async move {
-        let Some((mut ws, _tracked)) = first.await else { return };
+        let Some((ws, _tracked)) = first.await else { return };
         ws.run().await;
     }
 }

@@ -3,7 +3,7 @@
 //! The transport feeds it client messages; everything it answers goes into the connection's
 //! [`Outbox`](crate::hub::Outbox), so replies and broadcasts leave in one ordered stream.
 
-use crate::hub::{AppState, ConnRef, Frame, Hub, Member, Outbox, SubscribeError};
+use crate::hub::{AppState, ConnRef, Frame, Hub, Member, Outbox, SubscribeError, clock};
 use crate::protocol::channel::{self, ChannelKind, ChannelType};
 use crate::protocol::frame::{self, ChannelData, SigninData, SubscribeData, UnsubscribeData, UserData};
 use crate::protocol::signature;
@@ -12,7 +12,6 @@ use crate::webhooks::Trigger;
 use serde_json::value::RawValue;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use tokio::time::{Duration, Instant};
 
 /// Why a connection was refused before `connection_established`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -106,12 +105,6 @@ struct SignedIn {
     watchlist: Vec<String>,
 }
 
-/// Client-event rate limiter: a fixed one-second window.
-struct RateWindow {
-    start: Instant,
-    count: u32,
-}
-
 /// A live Pusher connection. Dropping it unsubscribes everything and releases its slot.
 pub struct Connection {
     app: Arc<AppState>,
@@ -123,7 +116,11 @@ pub struct Connection {
     subscriptions: Subscriptions,
     /// Boxed: most connections never sign in, and every idle connection's task holds this.
     user: Option<Box<SignedIn>>,
-    rate: RateWindow,
+    /// Client events sent in the current one-second window (the limiter's fixed window; kept as
+    /// two plain fields so they pack with `node`).
+    window_events: u32,
+    /// When the current client-event window began ([`clock`] milliseconds).
+    window_start: u64,
 }
 
 impl Connection {
@@ -150,7 +147,8 @@ impl Connection {
             node: hub.node_id(),
             subscriptions: Subscriptions::default(),
             user: None,
-            rate: RateWindow { start: Instant::now(), count: 0 },
+            window_events: 0,
+            window_start: clock(),
         })
     }
 
@@ -378,18 +376,19 @@ impl Connection {
         if data_json.is_some_and(|d| d.len() > cfg.max_event_data_bytes) {
             return self.error(None, &format!("Event data is larger than {} bytes", cfg.max_event_data_bytes));
         }
-        let now = Instant::now();
-        if now.duration_since(self.rate.start) >= Duration::from_secs(1) {
-            self.rate = RateWindow { start: now, count: 0 };
+        let now = clock();
+        if now.saturating_sub(self.window_start) >= 1000 {
+            self.window_start = now;
+            self.window_events = 0;
         }
-        if self.rate.count >= cfg.max_client_events_per_second {
+        if self.window_events >= cfg.max_client_events_per_second {
             self.app.stats().rate_limited.fetch_add(1, Ordering::Relaxed);
             return self.error(
                 Some(4301),
                 &format!("Client event rejected: more than {} per second", cfg.max_client_events_per_second),
             );
         }
-        self.rate.count += 1;
+        self.window_events += 1;
         let f = Frame::from(frame::client_event(event, channel, data_json, member));
         self.app.publish(channel, &f, Some(self.conn.id));
         self.app.publish_to_cluster(channel, &f, None);

@@ -240,10 +240,14 @@ pub struct Upgraded {
 }
 
 impl Upgraded {
-    /// Runs the connection until the client leaves, the server closes it, or shutdown.
-    pub async fn run(&mut self) {
-        self.tcp.run(&mut self.task).await;
-        self.task.finish();
+    /// Runs the connection until the client leaves, the server closes it, or shutdown. (An
+    /// `async` block that owns the connection, so the task holds no reference to it besides.)
+    #[expect(clippy::manual_async_fn, reason = "an async fn would store its arguments twice")]
+    pub fn run(mut self) -> impl Future<Output = ()> + Send {
+        async move {
+            self.tcp.run(&mut self.task).await;
+            self.task.finish();
+        }
     }
 }
 
