@@ -322,10 +322,13 @@ impl Outbox {
     pub fn poll_pump(&self, cx: &mut Context<'_>) -> Poll<Pumped> {
         loop {
             let mut st = self.lock();
-            let Some(sink) = st.sink.clone() else {
+            // Taken out and put back under the lock (no reference count traffic on every poll).
+            let Some(sink) = st.sink.take() else {
                 return Poll::Ready(Pumped::Failed);
             };
-            match st.write_out(&*sink) {
+            let wrote = st.write_out(&*sink);
+            st.sink = Some(sink);
+            match wrote {
                 Err(_) => return Poll::Ready(Pumped::Failed),
                 Ok(true) => {
                     st.stalled_since = 0;
@@ -346,6 +349,9 @@ impl Outbox {
                     if st.stalled_since == 0 {
                         st.stalled_since = clock();
                     }
+                    let Some(sink) = st.sink.clone() else {
+                        return Poll::Ready(Pumped::Failed);
+                    };
                     drop(st);
                     match sink.poll_writable(cx) {
                         Poll::Ready(Ok(())) => continue,

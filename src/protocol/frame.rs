@@ -131,7 +131,11 @@ pub fn push_json_str_ascii(out: &mut String, s: &str) {
 fn push_escaped(out: &mut String, s: &str, ascii_only: bool) {
     out.reserve(s.len() + 2);
     out.push('"');
-    for c in s.chars() {
+    // Names and ids rarely need escaping: the plain prefix is copied whole.
+    let plain =
+        s.bytes().position(|b| b < 0x20 || b == b'"' || b == b'\\' || (ascii_only && b > b'~')).unwrap_or(s.len());
+    out.push_str(&s[..plain]);
+    for c in s[plain..].chars() {
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
@@ -341,6 +345,15 @@ mod tests {
         assert_eq!(a, "\"\\u00e9\\ud83d\\ude00\\u0001\\\"x\"");
         assert_eq!(serde_json::from_str::<String>(&a).unwrap_or_default(), "é😀\u{1}\"x");
         assert_eq!(json_str("é"), "\"é\"");
+    }
+
+    #[test]
+    fn escapes_after_a_plain_prefix() {
+        assert_eq!(json_str("private-a\"b\\c\nd"), r#""private-a\"b\\c\nd""#);
+        let mut a = String::new();
+        push_json_str_ascii(&mut a, "ab\u{7f}é");
+        assert_eq!(a, r#""ab\u007f\u00e9""#);
+        assert_eq!(json_str("presence-room"), r#""presence-room""#);
     }
 
     #[test]
