@@ -14,7 +14,7 @@ ROOT="$PWD"
 PEERS="${PEERS:-/work/peers}"
 INSTALL_PEERS="${INSTALL_PEERS:-/work/shared/tools/install-peers.sh}"
 SERVERS="${SERVERS:-sinew soketi sockudo}"
-SCENARIOS="${SCENARIOS:-connect-5k connect-15k fanout-100 fanout-1k fanout-5k fanout-10k throughput client-events presence-churn}"
+SCENARIOS="${SCENARIOS:-connect-5k connect-15k fanout-100 fanout-1k fanout-5k fanout-10k throughput client-events client-events-20 presence-churn}"
 OUT="${OUT:-$ROOT/target/bench/$(date +%Y%m%d-%H%M%S)}"
 SERVER_CORE="${SERVER_CORE:-0}"
 BENCH_CORE="${BENCH_CORE:-1}"
@@ -37,6 +37,9 @@ scenario_args() {
     fanout-15k) echo "fanout --subscribers 15000 --messages 30 --rate 1.33" ;;
     throughput) echo "throughput --channels 1000 --per-channel 10 --publishers 8 --duration 10" ;;
     client-events) echo "client-events --pairs 500 --rate 4 --duration 10" ;;
+    # 20 events a second from every connection: above Pusher's default limit of 10, so each server
+    # runs with its per-connection client-event limit raised (below).
+    client-events-20) echo "client-events --pairs 500 --rate 20 --duration 10" ;;
     presence-churn) echo "presence-churn --watchers 10 --churners 40 --rate 5 --duration 10" ;;
     *) echo "unknown scenario $1" >&2; return 1 ;;
   esac
@@ -51,6 +54,7 @@ start_server() {
     sinew)
       SINEW_HOST=127.0.0.1 SINEW_PORT="$port" SINEW_LOG=warn \
       SINEW_APP_ID="$APP_ID" SINEW_APP_KEY="$APP_KEY" SINEW_APP_SECRET="$APP_SECRET" SINEW_APP_CLIENT_EVENTS=true \
+      SINEW_APP_MAX_CLIENT_EVENTS_PER_SECOND=100 \
         taskset -c "$SERVER_CORE" "$ROOT/target/release/sinew" >>"$log" 2>&1 &
       ;;
     soketi)

@@ -21,6 +21,9 @@ FIGURES = [
     ("throughput", "server_cpu_us_per_publish", "us/pub", "low"),
     ("client-events", "server_cpu_us_per_client_event", "us/event", "low"),
     ("client-events", "round_trip.p99_ms", "ms p99", "low"),
+    ("client-events-20", "server_cpu_us_per_client_event", "us/event", "low"),
+    ("client-events-20", "relayed_per_s", "events/s", "high"),
+    ("client-events-20", "round_trip.p99_ms", "ms p99", "low"),
     ("presence-churn", "server_cpu_us_per_join_leave", "us/cycle", "low"),
     ("presence-churn", "joins_per_s", "joins/s", "high"),
 ]
