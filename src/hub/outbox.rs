@@ -322,15 +322,18 @@ impl Outbox {
     pub fn poll_pump(&self, cx: &mut Context<'_>) -> Poll<Pumped> {
         loop {
             let mut st = self.lock();
-            // Taken out and put back under the lock (no reference count traffic on every poll).
+            // Taken out and put back in every branch, under the lock: no reference count traffic
+            // on every poll, only when the socket is full and is waited on after the lock.
             let Some(sink) = st.sink.take() else {
                 return Poll::Ready(Pumped::Failed);
             };
-            let wrote = st.write_out(&*sink);
-            st.sink = Some(sink);
-            match wrote {
-                Err(_) => return Poll::Ready(Pumped::Failed),
+            match st.write_out(&*sink) {
+                Err(_) => {
+                    st.sink = Some(sink);
+                    return Poll::Ready(Pumped::Failed);
+                }
                 Ok(true) => {
+                    st.sink = Some(sink);
                     st.stalled_since = 0;
                     if let Some(c) = &st.close {
                         return Poll::Ready(Pumped::Close(CloseRequest::clone(c)));
@@ -341,6 +344,7 @@ impl Outbox {
                     return Poll::Pending;
                 }
                 Ok(false) => {
+                    st.sink = Some(sink.clone());
                     // Pushes only queue while something is queued: no need to wake this writer
                     // (but keepalive may, to drop it).
                     if !st.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
@@ -349,9 +353,6 @@ impl Outbox {
                     if st.stalled_since == 0 {
                         st.stalled_since = clock();
                     }
-                    let Some(sink) = st.sink.clone() else {
-                        return Poll::Ready(Pumped::Failed);
-                    };
                     drop(st);
                     match sink.poll_writable(cx) {
                         Poll::Ready(Ok(())) => continue,

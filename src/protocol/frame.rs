@@ -354,6 +354,7 @@ mod tests {
         push_json_str_ascii(&mut a, "ab\u{7f}é");
         assert_eq!(a, r#""ab\u007f\u00e9""#);
         assert_eq!(json_str("presence-room"), r#""presence-room""#);
+        assert_eq!(json_str("é\n"), "\"é\\n\"");
     }
 
     #[test]

@@ -241,7 +241,8 @@ pub struct Upgraded {
 
 impl Upgraded {
     /// Runs the connection until the client leaves, the server closes it, or shutdown. (An
-    /// `async` block that owns the connection, so the task holds no reference to it besides.)
+    /// `async` block that owns the connection: the task stores the connection once, with no
+    /// borrowed reference to it beside.)
     #[expect(clippy::manual_async_fn, reason = "an async fn would store its arguments twice")]
     pub fn run(mut self) -> impl Future<Output = ()> + Send {
         async move {
