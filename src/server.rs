@@ -123,7 +123,7 @@ impl Server {
         ctx.hub.start_cluster();
         let purge = tokio::spawn(purge_caches(ctx.clone()));
         let jwks = tokio::spawn(watch_jwks(ctx.clone()));
-        let keepalive = tokio::spawn(crate::transport::keepalive::run(ctx.clone()));
+        let keepalive = tokio::spawn(crate::transport::keepalive::run_supervised(ctx.clone()));
         let certs = match &self.listener {
             Listener::Tls(l) => Some(tokio::spawn(l.certificates().watch())),
             Listener::Plain(_) => None,

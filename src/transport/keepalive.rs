@@ -11,6 +11,7 @@ use crate::hub::{Checked, Frame, Liveness, clock};
 use crate::protocol::frame;
 use crate::state::Context;
 use tokio::time::{Duration, MissedTickBehavior, interval};
+use tokio_util::task::AbortOnDropHandle;
 
 /// How long a socket may stay behind before it is dropped; also the limit for a single write of
 /// the handshake, a refusal or a close.
@@ -22,6 +23,30 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 pub fn tick(activity_secs: u64, pong_secs: u64) -> Duration {
     let shorter = Duration::from_secs(activity_secs.min(pong_secs).max(1));
     (shorter / 4).min(Duration::from_secs(1))
+}
+
+/// Runs [`run`] until aborted, starting it again if it panics: without it, plain TCP
+/// connections would get no pings, no 4201 and no stall drops.
+pub async fn run_supervised(ctx: Context) {
+    restart_on_panic("keepalive", move || run(ctx.clone())).await;
+}
+
+/// Runs the task `start` makes until it returns, starting a new one after a panic (one second
+/// later). Aborting this future aborts the running task.
+async fn restart_on_panic<F, Fut>(name: &str, mut start: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    loop {
+        match AbortOnDropHandle::new(tokio::spawn(start())).await {
+            Err(e) if e.is_panic() => {
+                tracing::error!(task = name, "task panicked; starting it again");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            _ => return,
+        }
+    }
 }
 
 /// Runs until aborted: sweeps every connection each tick, and asks all of them to reconnect once
@@ -66,6 +91,40 @@ pub async fn run(ctx: Context) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_panicking_task_is_started_again_until_it_returns() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicU32, Ordering};
+        let starts = Arc::new(AtomicU32::new(0));
+        let counted = starts.clone();
+        restart_on_panic("test", move || {
+            let n = counted.fetch_add(1, Ordering::SeqCst);
+            async move { assert!(n >= 2, "start {n} fails") }
+        })
+        .await;
+        assert_eq!(starts.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn aborting_the_supervisor_aborts_the_task() {
+        use std::sync::Arc;
+        let alive = Arc::new(());
+        let held = alive.clone();
+        let sup = tokio::spawn(restart_on_panic("test", move || {
+            let held = held.clone();
+            async move {
+                let _held = held;
+                std::future::pending::<()>().await;
+            }
+        }));
+        tokio::task::yield_now().await;
+        assert_eq!(Arc::strong_count(&alive), 3);
+        sup.abort();
+        let _ = sup.await;
+        tokio::task::yield_now().await;
+        assert_eq!(Arc::strong_count(&alive), 1);
+    }
 
     #[test]
     fn tick_is_a_quarter_of_the_shorter_timeout_within_bounds() {

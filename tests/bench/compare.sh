@@ -30,6 +30,8 @@ scenario_args() {
   case "$1" in
     connect-5k) echo "connect --connections 5000" ;;
     connect-15k) echo "connect --connections 15000" ;;
+    # The memory figure; needs an open-files limit above 19,000 for both processes.
+    connect-19k) echo "connect --connections 19000" ;;
     fanout-100) echo "fanout --subscribers 100 --messages 2000 --rate 200" ;;
     fanout-1k) echo "fanout --subscribers 1000 --messages 200 --rate 20" ;;
     fanout-5k) echo "fanout --subscribers 5000 --messages 40 --rate 4" ;;

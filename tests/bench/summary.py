@@ -7,8 +7,10 @@ import sys
 FIGURES = [
     ("connect-5k", "server_bytes_per_connection", "B/conn", "low"),
     ("connect-15k", "server_bytes_per_connection", "B/conn", "low"),
+    ("connect-19k", "server_bytes_per_connection", "B/conn", "low"),
     ("connect-5k", "server_cpu_us_per_connection", "us/conn", "low"),
     ("connect-15k", "server_cpu_us_per_connection", "us/conn", "low"),
+    ("connect-19k", "server_cpu_us_per_connection", "us/conn", "low"),
     ("fanout-100", "server_cpu_us_per_delivery", "us/msg", "low"),
     ("fanout-1k", "server_cpu_us_per_delivery", "us/msg", "low"),
     ("fanout-5k", "server_cpu_us_per_delivery", "us/msg", "low"),
