@@ -51,7 +51,7 @@ where
 
 /// Runs until aborted: sweeps every connection each tick, and asks all of them to reconnect once
 /// the server shuts down (sweeping on, so that sockets that do not take the close are dropped).
-pub async fn run(ctx: Context) {
+async fn run(ctx: Context) {
     let config = &ctx.config;
     let rules = Liveness {
         activity: config.activity_timeout.saturating_mul(1000),
