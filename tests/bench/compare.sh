@@ -3,6 +3,8 @@
 #
 #   tests/bench/compare.sh                 # every scenario, every server
 #   SERVERS="sinew" SCENARIOS="fanout-1k" tests/bench/compare.sh
+#   SERVERS="sinew soketi sockudo floor" tests/bench/compare.sh   # and the floor (examples/floor.rs):
+#                                          # the least a server can do per delivery
 #
 # Each server runs alone, pinned to core 0 (`taskset -c 0`), on a fresh port, restarted for every
 # scenario, with the same app credentials; sinew-bench runs pinned to core 1. Results are appended
@@ -24,6 +26,7 @@ mkdir -p "$OUT"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 case " $SERVERS " in *" soketi "*|*" sockudo "*) "$INSTALL_PEERS" "$PEERS" ;; esac
 cargo build --release --locked --bin sinew --bin sinew-bench >/dev/null
+case " $SERVERS " in *" floor "*) cargo build --release --locked --example floor >/dev/null ;; esac
 BENCH="$ROOT/target/release/sinew-bench"
 
 scenario_args() {
@@ -66,6 +69,9 @@ start_server() {
       SOKETI_DEFAULT_APP_MAX_BACKEND_EVENTS_PER_SEC=-1 SOKETI_DEFAULT_APP_MAX_CLIENT_EVENTS_PER_SEC=-1 \
         taskset -c "$SERVER_CORE" node "$PEERS/soketi/node_modules/@soketi/soketi/dist/cli/index.js" start >>"$log" 2>&1 &
       ;;
+    floor)
+      taskset -c "$SERVER_CORE" "$ROOT/target/release/examples/floor" "$port" >>"$log" 2>&1 &
+      ;;
     sockudo)
       # Run from an empty directory so no config/config.toml is picked up.
       mkdir -p "$OUT/sockudo-cwd"
@@ -98,6 +104,9 @@ trap 'stop_server 2>/dev/null || true' EXIT
 for scenario in $SCENARIOS; do
   args="$(scenario_args "$scenario")"
   for server in $SERVERS; do
+    # The floor only means something where the work is delivery: its handshake, HTTP and
+    # memory handling are plain, not minimal, and it has no presence channels.
+    case "$server/$scenario" in floor/fanout-*|floor/client-events*) ;; floor/*) continue ;; esac
     port="$(free_port)"
     echo "--- $server: $scenario (port $port)"
     start_server "$server" "$port"

@@ -47,9 +47,12 @@ def main(path):
         results[(server, scenario)] = r["figures"]
         if not r["ok"]:
             failed.append(f"{server}/{scenario}: {'; '.join(r['failures'])}")
-    servers = [s for s in ("sinew", "soketi", "sockudo") if any(k[0] == s for k in results)]
-    peers = [s for s in servers if s != "sinew"]
-    head = ["scenario", "figure"] + servers + (["best peer / sinew"] if peers and "sinew" in servers else [])
+    servers = [s for s in ("sinew", "soketi", "sockudo", "floor") if any(k[0] == s for k in results)]
+    peers = [s for s in servers if s in ("soketi", "sockudo")]
+    ratio_col = bool(peers) and "sinew" in servers
+    floor_cols = "floor" in servers and "sinew" in servers
+    head = ["scenario", "figure"] + servers + (["best peer / sinew"] if ratio_col else [])
+    head += (["sinew / floor"] + (["best peer / floor"] if peers else [])) if floor_cols else []
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for scenario, fig, unit, better in FIGURES:
@@ -57,18 +60,23 @@ def main(path):
         if all(v is None for v in vals.values()):
             continue
         row = [scenario, f"{fig} ({unit})"] + ["-" if vals[s] is None else f"{vals[s]:g}" for s in servers]
-        if len(head) > len(servers) + 2:
-            pv = [vals[p] for p in peers if vals[p] is not None]
-            sv = vals.get("sinew")
-            if pv and sv:
-                best = min(pv) if better == "low" else max(pv)
-                ratio = best / sv if better == "low" else sv / best
-                row.append(f"{ratio:.2f}x")
-            else:
-                row.append("-")
+        pv = [vals[p] for p in peers if vals[p] is not None]
+        best = (min(pv) if better == "low" else max(pv)) if pv else None
+        sv, fv = vals.get("sinew"), vals.get("floor")
+        # Each ratio: how many times the first is ahead of (cheaper or faster than) the second.
+        ahead = lambda a, b: "-" if not a or not b else f"{(b / a if better == 'low' else a / b):.2f}x"
+        if ratio_col:
+            row.append(ahead(sv, best))
+        if floor_cols:
+            row.append(ahead(fv, sv))
+            if peers:
+                row.append(ahead(fv, best))
         print("| " + " | ".join(row) + " |")
     print()
     print("Ratios above 1 mean Sinew is ahead (cheaper or faster) of the best peer by that factor.")
+    if floor_cols:
+        print("'sinew / floor': how far the floor (examples/floor.rs, the least a server can do) is ahead of")
+        print("Sinew; 'best peer / floor': the most any server could be ahead of the best peer.")
     for f in failed:
         print(f"FAILED {f}")
 
