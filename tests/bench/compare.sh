@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Side-by-side benchmark of Sinew, soketi and sockudo (run on demand; never part of CI).
+# Side-by-side benchmark of Sinew, soketi and sockudo, optionally with the floor (run on demand; never part of CI).
 #
 #   tests/bench/compare.sh                 # every scenario, every server
 #   SERVERS="sinew" SCENARIOS="fanout-1k" tests/bench/compare.sh

@@ -52,7 +52,7 @@ def main(path):
     ratio_col = bool(peers) and "sinew" in servers
     floor_cols = "floor" in servers and "sinew" in servers
     head = ["scenario", "figure"] + servers + (["best peer / sinew"] if ratio_col else [])
-    head += (["sinew / floor"] + (["best peer / floor"] if peers else [])) if floor_cols else []
+    head += (["floor ahead of sinew"] + (["floor ahead of best peer"] if peers else [])) if floor_cols else []
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for scenario, fig, unit, better in FIGURES:
@@ -75,8 +75,8 @@ def main(path):
     print()
     print("Ratios above 1 mean Sinew is ahead (cheaper or faster) of the best peer by that factor.")
     if floor_cols:
-        print("'sinew / floor': how far the floor (examples/floor.rs, the least a server can do) is ahead of")
-        print("Sinew; 'best peer / floor': the most any server could be ahead of the best peer.")
+        print("The floor is examples/floor.rs, the least a server can do per delivery; 'floor ahead of best")
+        print("peer' is about the most a server that sends once per delivery could be ahead of the best peer.")
     for f in failed:
         print(f"FAILED {f}")
 
