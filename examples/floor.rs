@@ -1,6 +1,6 @@
 //! The floor: the least a Pusher server can do for `sinew-bench`, to measure how close Sinew is to
 //! the cost of the kernel's own work. Not a server to use: no authentication, no validation, no
-//! queues, no pings, one thread.
+//! queues, no pings, one thread. WebSocket framing is Sinew's own (`transport::wire`).
 //!
 //! It answers the WebSocket handshake and `pusher:subscribe`, writes every REST publish (unsigned
 //! requests are accepted too) to the channel's sockets with one `send` each of one prebuilt frame,
@@ -15,6 +15,7 @@
 //!
 //! `tests/bench/compare.sh` runs it as the server `floor` (`SERVERS="sinew floor"`).
 
+use sinew::transport::wire::{self, Incoming};
 use socket2::SockRef;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -23,6 +24,9 @@ use std::io::Read;
 use std::rc::Rc;
 use tokio::io::Interest;
 use tokio::net::{TcpListener, TcpStream};
+
+/// The longest client message read (Sinew's default `max_message_bytes`).
+const MAX_MESSAGE: usize = 64 * 1024;
 
 /// A connection's number and its socket.
 type Subscriber = (u64, Rc<TcpStream>);
@@ -34,23 +38,9 @@ thread_local! {
     static REFUSED: RefCell<u64> = const { RefCell::new(0) };
 }
 
-/// An unmasked server-to-client text frame around `payload`.
+/// An unmasked server-to-client text frame around `payload` (Sinew's own framing).
 fn text_frame(payload: &[u8]) -> Vec<u8> {
-    let mut frame = Vec::with_capacity(payload.len() + 10);
-    frame.push(0x81);
-    match u16::try_from(payload.len()) {
-        Ok(n) if n < 126 => frame.push(n as u8),
-        Ok(n) => {
-            frame.push(126);
-            frame.extend_from_slice(&n.to_be_bytes());
-        }
-        Err(_) => {
-            frame.push(127);
-            frame.extend_from_slice(&(payload.len() as u64).to_be_bytes());
-        }
-    }
-    frame.extend_from_slice(payload);
-    frame
+    wire::encode(wire::OP_TEXT, payload)
 }
 
 /// Writes `frame` to each subscriber of `channel` but `except`, one `send` each. A socket that does
@@ -70,26 +60,6 @@ fn send_to_channel(channel: &str, frame: &[u8], except: u64) {
         refused
     });
     REFUSED.with_borrow_mut(|r| *r += refused);
-}
-
-/// Unmasks the client frame at the front of `buf` in place: (opcode, payload range, bytes used).
-fn decode(buf: &mut [u8]) -> Option<(u8, std::ops::Range<usize>, usize)> {
-    let (&b0, &b1) = (buf.first()?, buf.get(1)?);
-    let (len, mut at) = match b1 & 0x7f {
-        126 => (usize::from(u16::from_be_bytes(buf.get(2..4)?.try_into().ok()?)), 4),
-        127 => (usize::try_from(u64::from_be_bytes(buf.get(2..10)?.try_into().ok()?)).ok()?, 10),
-        n => (usize::from(n), 2),
-    };
-    let mut mask = [0u8; 4];
-    if b1 & 0x80 != 0 {
-        mask.copy_from_slice(buf.get(at..at + 4)?);
-        at += 4;
-    }
-    let end = at.checked_add(len)?;
-    for (b, m) in buf.get_mut(at..end)?.iter_mut().zip(mask.iter().cycle()) {
-        *b ^= m;
-    }
-    Some((b0 & 0x0f, at..end, end))
 }
 
 /// The parts of a client message the floor looks at.
@@ -183,39 +153,40 @@ async fn websocket(socket: TcpStream, head: &str, id: u64) -> io::Result<()> {
 }
 
 async fn serve_websocket(socket: &Rc<TcpStream>, id: u64, joined: &mut Vec<String>) -> io::Result<()> {
-    let mut buf = Vec::new();
+    // Sinew's own decoder of client frames, so both pay the same for decoding.
+    let mut decoder = wire::Decoder::default();
     loop {
-        while let Some((opcode, payload, used)) = decode(&mut buf) {
-            match opcode {
-                0x8 => return Ok(()),
-                0x9 => write_all(socket, &[0x8a, 0]).await?,
-                0x1 => {
-                    let text = &buf[payload];
-                    match serde_json::from_slice::<ClientMessage<'_>>(text) {
-                        Ok(m) if m.event == "pusher:subscribe" => {
-                            let data: serde_json::Value =
-                                m.data.and_then(|d| serde_json::from_str(d.get()).ok()).unwrap_or_default();
-                            let channel = data["channel"].as_str().unwrap_or("").to_string();
-                            let ok = serde_json::json!({
-                                "event": "pusher_internal:subscription_succeeded", "channel": channel, "data": "{}",
-                            });
-                            write_all(socket, &text_frame(ok.to_string().as_bytes())).await?;
-                            CHANNELS
-                                .with_borrow_mut(|c| c.entry(channel.clone()).or_default().push((id, socket.clone())));
-                            joined.push(channel);
-                        }
-                        // Relayed as sent: the message already has the shape of the event.
-                        Ok(m) if m.event.starts_with("client-") => {
-                            send_to_channel(m.channel.unwrap_or(""), &text_frame(text), id);
-                        }
-                        _ => {}
-                    }
+        loop {
+            let text = match decoder.next(MAX_MESSAGE) {
+                Ok(Some(Incoming::Text(text))) => text,
+                Ok(Some(Incoming::Ping(payload))) => {
+                    write_all(socket, &wire::encode(wire::OP_PONG, &payload)).await?;
+                    continue;
+                }
+                Ok(Some(Incoming::Close(_))) | Err(_) => return Ok(()),
+                Ok(Some(_)) => continue,
+                Ok(None) => break,
+            };
+            match serde_json::from_str::<ClientMessage<'_>>(&text) {
+                Ok(m) if m.event == "pusher:subscribe" => {
+                    let data: serde_json::Value =
+                        m.data.and_then(|d| serde_json::from_str(d.get()).ok()).unwrap_or_default();
+                    let channel = data["channel"].as_str().unwrap_or("").to_string();
+                    let ok = serde_json::json!({
+                        "event": "pusher_internal:subscription_succeeded", "channel": channel, "data": "{}",
+                    });
+                    write_all(socket, &text_frame(ok.to_string().as_bytes())).await?;
+                    CHANNELS.with_borrow_mut(|c| c.entry(channel.clone()).or_default().push((id, socket.clone())));
+                    joined.push(channel);
+                }
+                // Relayed as sent: the message already has the shape of the event.
+                Ok(m) if m.event.starts_with("client-") => {
+                    send_to_channel(m.channel.unwrap_or(""), &text_frame(text.as_bytes()), id);
                 }
                 _ => {}
             }
-            buf.drain(..used);
         }
-        if !read_more(socket, &mut buf).await? {
+        if !read_more(socket, &mut decoder.buf).await? {
             return Ok(());
         }
     }
