@@ -150,17 +150,10 @@ pub fn sign_command(
     };
     let method = method.to_ascii_uppercase();
     let body = body.unwrap_or("");
-    let mut params: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+    let params: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
     let ts = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    params.push(("auth_key".into(), app.key.clone()));
-    params.push(("auth_timestamp".into(), ts.to_string()));
-    params.push(("auth_version".into(), "1.0".into()));
-    if !body.is_empty() {
-        params.push(("body_md5".into(), signature::body_md5(body.as_bytes())));
-    }
-    let sig = signature::sign(&app.secret, signature::rest_string(&method, path_only, &params).as_bytes());
-    params.push(("auth_signature".into(), sig));
-    let q = form_urlencoded::Serializer::new(String::new()).extend_pairs(&params).finish();
+    let signer = signature::Signer { key: &app.key, secret: &app.secret, timestamp: ts };
+    let q = signer.query(&method, path_only, params, body.as_bytes());
     let host = match config.host.as_str() {
         "0.0.0.0" | "::" | "" => "127.0.0.1",
         h => h,

@@ -122,6 +122,7 @@ impl Server {
         ctx.webhooks.start();
         ctx.hub.start_cluster();
         let purge = tokio::spawn(purge_caches(ctx.clone()));
+        let upkeep = tokio::spawn(metrics_upkeep(ctx.clone()));
         let jwks = tokio::spawn(watch_jwks(ctx.clone()));
         let keepalive = tokio::spawn(crate::transport::keepalive::run_supervised(ctx.clone()));
         let certs = match &self.listener {
@@ -157,6 +158,7 @@ impl Server {
         }
         ctx.webhooks.finish(Duration::from_secs(ctx.config.webhooks.shutdown_grace_seconds)).await;
         purge.abort();
+        upkeep.abort();
         jwks.abort();
         keepalive.abort();
         if let Some(c) = certs {
@@ -230,8 +232,9 @@ async fn serve_plain(
 }
 
 /// Serves one plain TCP connection. Its request head is read first: a WebSocket upgrade to the
-/// Pusher endpoint is answered directly (one task, one write for the `101` and the first message);
-/// anything else goes to the HTTP server with the head put back in front of the stream.
+/// Pusher endpoint is answered directly (one task, one write for the `101` and the first message),
+/// and so are REST publishes (see [`api::direct_publish`]); anything else goes to the HTTP server
+/// with the bytes read so far put back in front of the stream.
 fn serve_tcp(
     tcp: TcpStream,
     ctx: Arc<Context>,
@@ -279,7 +282,12 @@ async fn first_request(
         drop(stop);
         return ws::handshake(&ctx, tcp, head, up).await.map(|ws| (ws, tracked));
     }
-    serve_http(PrefixedStream::new(head, tcp), app, stop).await;
+    // Publishes are answered without the HTTP server for as long as the connection sends them.
+    let mut buf = head;
+    if api::direct_publish::serve(&ctx, &tcp, &mut buf, &mut stop).await == api::direct_publish::Outcome::Closed {
+        return None;
+    }
+    serve_http(PrefixedStream::new(buf, tcp), app, stop).await;
     None
 }
 
@@ -291,6 +299,8 @@ async fn serve_http(stream: PrefixedStream, app: Router, mut stop: watch::Receiv
         .with_upgrades();
     let mut conn = std::pin::pin!(conn);
     tokio::select! {
+        // The connection first: a request already read is then taken before a shutdown begins.
+        biased;
         r = conn.as_mut() => {
             if let Err(e) = r {
                 tracing::trace!(error = %e, "connection ended with an error");
@@ -329,6 +339,18 @@ async fn watch_jwks(ctx: Context) {
             _ = tick.tick() => ctx.auth.refresh(false),
             () = hup.recv() => ctx.auth.refresh(true),
         }
+    }
+}
+
+/// How often the metrics recorder folds its latency samples into buckets.
+const METRICS_UPKEEP: Duration = Duration::from_secs(5);
+
+/// Runs the metrics recorder's upkeep every [`METRICS_UPKEEP`].
+async fn metrics_upkeep(ctx: Context) {
+    let mut tick = tokio::time::interval(METRICS_UPKEEP);
+    loop {
+        tick.tick().await;
+        ctx.metrics.upkeep();
     }
 }
 

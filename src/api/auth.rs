@@ -18,8 +18,20 @@ const EMPTY_MD5: &str = "d41d8cd98f00b204e9800998ecf8427e";
 ///
 /// Order: unknown app id (404), then key, timestamp, body_md5 and signature (401), then disabled (403).
 pub fn verify(ctx: &Context, app_id: &str, method: &Method, uri: &Uri, body: &[u8]) -> Result<Arc<AppState>, ApiError> {
+    verify_parts(ctx, app_id, method.as_str(), uri.path(), uri.query(), body)
+}
+
+/// Like [`verify`], for a request given as its method, raw path and raw query string.
+pub fn verify_parts(
+    ctx: &Context,
+    app_id: &str,
+    method: &str,
+    path: &str,
+    query: Option<&str>,
+    body: &[u8],
+) -> Result<Arc<AppState>, ApiError> {
     let app = ctx.hub.app_by_id(app_id).ok_or_else(|| ApiError::NotFound(format!("Unknown app id {app_id}")))?;
-    verify_for(app, method, uri, body)
+    verify_for(app, method, path, query, body)
 }
 
 /// Like [`verify`] for routes without an app id in the path: the app is the one whose key is
@@ -27,12 +39,17 @@ pub fn verify(ctx: &Context, app_id: &str, method: &Method, uri: &Uri, body: &[u
 pub fn verify_by_key(ctx: &Context, method: &Method, uri: &Uri, body: &[u8]) -> Result<Arc<AppState>, ApiError> {
     let key = query_param(uri, "auth_key").ok_or_else(|| ApiError::Unauthorized("Missing auth_key".into()))?;
     let app = ctx.hub.app_by_key(&key).ok_or_else(|| ApiError::Unauthorized("Unknown auth_key".into()))?;
-    verify_for(app, method, uri, body)
+    verify_for(app, method.as_str(), uri.path(), uri.query(), body)
 }
 
-fn verify_for(app: Arc<AppState>, method: &Method, uri: &Uri, body: &[u8]) -> Result<Arc<AppState>, ApiError> {
-    let params: Vec<(String, String)> = uri
-        .query()
+fn verify_for(
+    app: Arc<AppState>,
+    method: &str,
+    path: &str,
+    query: Option<&str>,
+    body: &[u8],
+) -> Result<Arc<AppState>, ApiError> {
+    let params: Vec<(String, String)> = query
         .map(|q| form_urlencoded::parse(q.as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())).collect())
         .unwrap_or_default();
     let get = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
@@ -66,7 +83,7 @@ fn verify_for(app: Arc<AppState>, method: &Method, uri: &Uri, body: &[u8]) -> Re
         return Err(unauthorized("body_md5 is missing or does not match the body"));
     }
     let sig = get("auth_signature").ok_or_else(|| unauthorized("Missing auth_signature"))?;
-    let to_sign = signature::rest_string(method.as_str(), uri.path(), &params);
+    let to_sign = signature::rest_string(method, path, &params);
     if !signature::verify_hex(&app.config.secret, to_sign.as_bytes(), sig) {
         return Err(unauthorized("Invalid signature"));
     }

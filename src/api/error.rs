@@ -45,10 +45,15 @@ impl ApiError {
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
+
+    /// The JSON body of this error's response.
+    pub fn body(&self) -> serde_json::Value {
+        serde_json::json!({ "error": self.to_string() })
+    }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status(), Json(serde_json::json!({ "error": self.to_string() }))).into_response()
+        (self.status(), Json(self.body())).into_response()
     }
 }

@@ -176,16 +176,28 @@ async fn deliver(hub: &Hub, app: &AppState, ev: &Event) -> Result<Option<Map<Str
 pub async fn trigger(
     State(ctx): State<Context>,
     Path(app_id): Path<String>,
-    method: Method,
     uri: Uri,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let app = auth::verify(&ctx, &app_id, &method, &uri, &body)?;
-    let ev = validate(&app, parse_body(&body)?, false)?;
-    Ok(Json(match deliver(&ctx.hub, &app, &ev).await? {
+    publish(&ctx, &app_id, uri.path(), uri.query(), &body).await.map(Json)
+}
+
+/// Checks, validates and delivers one `POST /apps/{app_id}/events` request given as its raw path
+/// and query string; returns the JSON answer. Used by the routed handler and by
+/// [`super::direct_publish`].
+pub(super) async fn publish(
+    ctx: &Context,
+    app_id: &str,
+    path: &str,
+    query: Option<&str>,
+    body: &[u8],
+) -> Result<Value, ApiError> {
+    let app = auth::verify_parts(ctx, app_id, "POST", path, query, body)?;
+    let ev = validate(&app, parse_body(body)?, false)?;
+    Ok(match deliver(&ctx.hub, &app, &ev).await? {
         Some(channels) => json!({ "channels": channels }),
         None => json!({}),
-    }))
+    })
 }
 
 /// `POST /apps/{app_id}/batch_events`: validates every event first, then delivers them in order.

@@ -1,8 +1,10 @@
-//! The signed REST API, as the official Pusher server SDKs call it.
+//! The signed REST API, as the official Pusher server SDKs call it. On plain TCP, publishes
+//! (`POST /apps/{id}/events`) are answered without the router: see `direct_publish`.
 
 pub mod auth;
 pub mod auth_endpoint;
 mod channels;
+pub(crate) mod direct_publish;
 mod error;
 mod events;
 mod users;

@@ -84,6 +84,33 @@ pub fn rest_string(method: &str, path: &str, params: &[(String, String)]) -> Str
     format!("{}\n{}\n{}", method.to_ascii_uppercase(), path, query)
 }
 
+/// Credentials and moment of a signed REST request.
+pub struct Signer<'a> {
+    /// The app key.
+    pub key: &'a str,
+    /// The app secret.
+    pub secret: &'a str,
+    /// Seconds since the Unix epoch.
+    pub timestamp: u64,
+}
+
+impl Signer<'_> {
+    /// The query string of a signed REST request: `params` followed by `auth_key`,
+    /// `auth_timestamp`, `auth_version`, `body_md5` (for a non-empty body) and `auth_signature`,
+    /// form-encoded.
+    pub fn query(&self, method: &str, path: &str, mut params: Vec<(String, String)>, body: &[u8]) -> String {
+        params.push(("auth_key".into(), self.key.to_string()));
+        params.push(("auth_timestamp".into(), self.timestamp.to_string()));
+        params.push(("auth_version".into(), "1.0".into()));
+        if !body.is_empty() {
+            params.push(("body_md5".into(), body_md5(body)));
+        }
+        let sig = sign(self.secret, rest_string(method, path, &params).as_bytes());
+        params.push(("auth_signature".into(), sig));
+        form_urlencoded::Serializer::new(String::new()).extend_pairs(&params).finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -48,6 +48,13 @@ impl Metrics {
         });
     }
 
+    /// Folds the latency samples recorded since the last call into their histogram buckets. The
+    /// recorder keeps every sample until then, so this runs every few seconds whether or not
+    /// anyone scrapes `/metrics`.
+    pub fn upkeep(&self) {
+        self.handle.run_upkeep();
+    }
+
     /// Copies the live counters into the registry and renders the Prometheus text format.
     pub fn render(&self, ctx: &Context) -> String {
         with_local_recorder(&self.recorder, || {

@@ -37,6 +37,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use tokio_util::sync::CancellationToken;
 
 use super::keepalive::WRITE_TIMEOUT;
+use super::write_all;
 use crate::hub::clock;
 
 /// Read buffer per tungstenite connection: client messages are small (larger messages are read in
@@ -48,9 +49,9 @@ const WRITE_BUFFER: usize = 16 * 1024;
 const READ_CHUNK: usize = 4096;
 /// Longest request head read before deciding who serves a plain TCP connection; a longer one
 /// goes to the HTTP server as it is.
-const HEAD_MAX: usize = 4096;
+pub(crate) const HEAD_MAX: usize = 4096;
 /// Headers parsed in a request head read directly.
-const MAX_HEADERS: usize = 64;
+pub(crate) const MAX_HEADERS: usize = 64;
 /// How long a closed connection waits for the client to close its side.
 const LINGER: Duration = Duration::from_secs(2);
 /// Frames handed to the kernel in one vectored write.
@@ -661,19 +662,6 @@ impl DirectSink for Socket {
     fn poll_writable(&self, cx: &mut std::task::Context<'_>) -> Poll<io::Result<()>> {
         self.stream.poll_write_ready(cx)
     }
-}
-
-/// Writes all of `bytes`, waiting for the socket as needed.
-async fn write_all(stream: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
-    while !bytes.is_empty() {
-        stream.writable().await?;
-        match stream.try_write(bytes) {
-            Ok(n) => bytes = &bytes[n..],
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 /// Writes the close frame that ends a connection. Unless the client has closed already, the

@@ -41,6 +41,8 @@ scenario_args() {
     fanout-10k) echo "fanout --subscribers 10000 --messages 40 --rate 2" ;;
     fanout-15k) echo "fanout --subscribers 15000 --messages 30 --rate 1.33" ;;
     throughput) echo "throughput --channels 1000 --per-channel 10 --publishers 8 --duration 10" ;;
+    # The same with a new connection per publish, as the official Node SDK publishes by default.
+    throughput-new-connections) echo "throughput --channels 1000 --per-channel 10 --publishers 8 --duration 10 --new-connections" ;;
     client-events) echo "client-events --pairs 500 --rate 4 --duration 10" ;;
     # 20 events a second from every connection: above Pusher's default limit of 10, so each server
     # runs with its per-connection client-event limit raised (below).

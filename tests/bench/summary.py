@@ -21,6 +21,8 @@ FIGURES = [
     ("fanout-10k", "latency.p99_ms", "ms p99", "low"),
     ("throughput", "publishes_per_s", "pub/s", "high"),
     ("throughput", "server_cpu_us_per_publish", "us/pub", "low"),
+    ("throughput-new-connections", "publishes_per_s", "pub/s", "high"),
+    ("throughput-new-connections", "server_cpu_us_per_publish", "us/pub", "low"),
     ("client-events", "server_cpu_us_per_client_event", "us/event", "low"),
     ("client-events", "round_trip.p99_ms", "ms p99", "low"),
     ("client-events-20", "server_cpu_us_per_client_event", "us/event", "low"),

@@ -221,6 +221,10 @@ pub struct ThroughputOpts {
     /// Bytes of padding in each event's data.
     #[arg(long, default_value_t = 64)]
     pub payload: usize,
+    /// Each publish on a new connection with `Connection: close`, as the official Node SDK sends
+    /// them unless it is given `keepAlive`.
+    #[arg(long)]
+    pub new_connections: bool,
 }
 
 /// Publishers as fast as accepted over many channels; publishes/s, delivery and server CPU.
@@ -230,6 +234,7 @@ pub async fn throughput(env: Arc<Env>, o: ThroughputOpts) -> Report {
     report.param("per_channel", o.per_channel);
     report.param("publishers", o.publishers);
     report.param("duration", o.duration);
+    report.param("new_connections", o.new_connections);
     let n = o.channels * o.per_channel;
     let (total, stop, gate) = (Arc::new(AtomicU64::new(0)), CancellationToken::new(), Arc::new(Gate::default()));
     let handles = spawn_paced(n, env.connect_rate, &gate, |i, setup| {
@@ -246,8 +251,9 @@ pub async fn throughput(env: Arc<Env>, o: ThroughputOpts) -> Report {
     let mut pubs = Vec::new();
     for p in 0..o.publishers.max(1) {
         let (env, pad, channels, step) = (env.clone(), pad.clone(), o.channels, o.publishers.max(1));
+        let close = o.new_connections;
         pubs.push(tokio::spawn(async move {
-            let mut publisher = Publisher::new(&env.target);
+            let mut publisher = Publisher::new(&env.target).closing(close);
             let mine: Vec<usize> = (p..channels).step_by(step).collect();
             let mut seqs = vec![0u64; mine.len()];
             let (mut accepted, mut refused) = (0u64, 0u64);

@@ -17,6 +17,8 @@ pub struct Publisher {
     path: String,
     stream: Option<TcpStream>,
     buf: Vec<u8>,
+    /// Asks for `Connection: close`: one connection per publish.
+    close: bool,
 }
 
 impl Publisher {
@@ -27,7 +29,14 @@ impl Publisher {
             target: target.clone(),
             stream: None,
             buf: Vec::with_capacity(4096),
+            close: false,
         }
+    }
+
+    /// Sends every publish with `Connection: close` when `close`, so each has its own connection.
+    pub fn closing(mut self, close: bool) -> Self {
+        self.close = close;
+        self
     }
 
     /// Publishes one event; returns the HTTP status (an error when the exchange failed).
@@ -49,20 +58,15 @@ impl Publisher {
 
     fn request(&self, body: &str) -> Vec<u8> {
         let ts = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        let params = vec![
-            ("auth_key".to_string(), self.target.key.clone()),
-            ("auth_timestamp".to_string(), ts.to_string()),
-            ("auth_version".to_string(), "1.0".to_string()),
-            ("body_md5".to_string(), signature::body_md5(body.as_bytes())),
-        ];
-        let sig = signature::sign(&self.target.secret, signature::rest_string("POST", &self.path, &params).as_bytes());
-        let query: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let signer = signature::Signer { key: &self.target.key, secret: &self.target.secret, timestamp: ts };
+        let query = signer.query("POST", &self.path, Vec::new(), body.as_bytes());
         format!(
-            "POST {}?{}&auth_signature={sig} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            "POST {}?{} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{}\r\n{body}",
             self.path,
-            query.join("&"),
+            query,
             self.target.authority,
-            body.len()
+            body.len(),
+            if self.close { "Connection: close\r\n" } else { "" },
         )
         .into_bytes()
     }
@@ -107,7 +111,7 @@ impl Publisher {
                 read_more(stream, &mut self.buf).await?;
             }
         }
-        if close {
+        if close || self.close {
             self.stream = None;
         }
         Ok(status)
