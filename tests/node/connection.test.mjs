@@ -262,7 +262,7 @@ describe('liveness timers', () => {
 });
 
 describe('shutdown', () => {
-  test('after a restart pusher-js reconnects, signs in again and resubscribes', { timeout: 30000 }, async () => {
+  test('after a restart pusher-js reconnects, signs in again and resubscribes', { timeout: 45000 }, async () => {
     const APPR = { id: '1', key: 'app-key', secret: 'app-secret' };
     let server = await startSinew();
     const port = server.port;
@@ -281,7 +281,9 @@ describe('shutdown', () => {
       await reachesState(client, ['connecting', 'unavailable'], 5000);
       server = await startSinew({ env: { SINEW_PORT: String(port) } });
       assert.equal(server.port, port);
-      await waitForState(client, 'connected', 15000);
+      // pusher-js retries at once after 4200, while nothing listens yet; a refused WebSocket does not
+      // end its attempt early: the next one starts when the attempt's 15 s timeout runs out.
+      await waitForState(client, 'connected', 25000);
       assert.notEqual(client.connection.socket_id, firstId);
       await waitFor(() => priv.subscribed && pres.subscribed, 'resubscription after reconnect', 5000);
       await waitFor(() => client.user.serverToUserChannel && client.user.serverToUserChannel.subscribed, 'sign-in after reconnect', 5000);
