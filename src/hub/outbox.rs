@@ -59,6 +59,10 @@ pub trait DirectSink: Send + Sync {
     /// Writes what the socket takes now of the wire form of `frames`, starting `skip` bytes into
     /// the first one. Returns the bytes written; `WouldBlock` when the socket takes nothing.
     fn try_write(&self, frames: &mut dyn Iterator<Item = &Frame>, skip: usize) -> io::Result<usize>;
+    /// [`DirectSink::try_write`] for one whole frame: the fan-out's case.
+    fn try_write_one(&self, frame: &Frame) -> io::Result<usize> {
+        self.try_write(&mut std::iter::once(frame), 0)
+    }
     /// Writes what the socket takes now of raw bytes (already framed).
     fn try_write_raw(&self, bytes: &[u8]) -> io::Result<usize>;
     /// Ready when the socket may take more bytes.
@@ -243,7 +247,7 @@ impl Outbox {
             && st.control.is_none()
             && let Some(sink) = &st.sink
         {
-            match sink.try_write(&mut std::iter::once(&frame), 0) {
+            match sink.try_write_one(&frame) {
                 Ok(n) if n == sink.wire_len(&frame) => return true,
                 Ok(n) => st.head = n,
                 // Blocked or failed: the writer finds out when it writes the queue.

@@ -56,6 +56,9 @@ pub(crate) const MAX_HEADERS: usize = 64;
 const LINGER: Duration = Duration::from_secs(2);
 /// Frames handed to the kernel in one vectored write.
 const WRITE_FRAMES: usize = 32;
+/// Largest frame (header included) a lone write copies into one buffer, so that it goes out with
+/// a plain `send` instead of a vectored `sendmsg`.
+const SEND_ONE_MAX: usize = 512;
 
 /// The WebSocket route (also served under `path_prefix` and with a trailing slash).
 pub const ROUTE: &str = "/app/{key}";
@@ -596,6 +599,17 @@ struct Socket {
     app: Arc<AppState>,
 }
 
+impl Socket {
+    /// Counts `frames` whole frames of `bytes` payload bytes as sent.
+    fn count_out(&self, frames: u64, bytes: u64) {
+        if frames > 0 {
+            let stats = self.app.stats();
+            stats.messages_out.fetch_add(frames, Ordering::Relaxed);
+            stats.bytes_out.fetch_add(bytes, Ordering::Relaxed);
+        }
+    }
+}
+
 impl DirectSink for Socket {
     fn wire_len(&self, frame: &Frame) -> usize {
         wire::header_len(frame.len()) + frame.len()
@@ -647,10 +661,28 @@ impl DirectSink for Socket {
             done += 1;
             bytes += f.len() as u64;
         }
-        if done > 0 {
-            let stats = self.app.stats();
-            stats.messages_out.fetch_add(done, Ordering::Relaxed);
-            stats.bytes_out.fetch_add(bytes, Ordering::Relaxed);
+        self.count_out(done, bytes);
+        Ok(written)
+    }
+
+    fn try_write_one(&self, frame: &Frame) -> io::Result<usize> {
+        let payload = frame.as_bytes();
+        let mut buf = [0u8; SEND_ONE_MAX];
+        let mut header = [0u8; wire::MAX_HEADER];
+        let header_len = wire::header(wire::OP_TEXT, payload.len(), &mut header);
+        let total = header_len + payload.len();
+        let Some(out) = buf.get_mut(..total) else {
+            return self.try_write(&mut std::iter::once(frame), 0);
+        };
+        out[..header_len].copy_from_slice(&header[..header_len]);
+        out[header_len..].copy_from_slice(payload);
+        let send = || SockRef::from(&self.stream).send(out);
+        let written = match send() {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.stream.try_io(Interest::WRITABLE, send)?,
+            r => r?,
+        };
+        if written == total {
+            self.count_out(1, payload.len() as u64);
         }
         Ok(written)
     }
