@@ -44,33 +44,48 @@ async fn slow_reader_is_dropped_with_4100_others_keep_receiving() {
     s.stop().await;
 }
 
-/// Small frames go to the socket one `send` each while it takes them; once it is full, the frame it
-/// took only part of and those queued behind it follow when the client reads again, whole and in
-/// order.
+/// Small frames go to the socket one `send` each while it takes them whole; once it is full, the
+/// frame it took only part of and those queued behind it follow when the client reads again, whole,
+/// in order and counted once.
 #[tokio::test]
 async fn small_frames_split_by_a_full_socket_arrive_whole_and_in_order() {
-    const EVENTS: usize = 16000;
+    const BATCH: usize = 10;
+    const MAX_EVENTS: usize = 40_000;
     let s = TestServer::start(|c| {
-        c.outbox_max_messages = EVENTS;
+        c.outbox_max_messages = MAX_EVENTS;
         c.outbox_max_bytes = 64 << 20;
     })
     .await;
     let mut reader = s.client().await;
     reader.subscribe("stream").await;
-    // Payload lengths vary so that the socket fills at different offsets of a frame.
-    let data = |n: usize| format!("{n:06}{}", "y".repeat(300 + n % 181));
+    // Every frame fits the single-send buffer (512 bytes with its header); lengths vary so that
+    // the socket fills at different offsets of a frame.
+    let data = |n: usize| format!("{n:06}{}", "y".repeat(280 + n % 161));
+    let before = s.ctx.hub.stats();
     let rest = s.http();
-    for first in (0..EVENTS).step_by(10) {
-        let batch: Vec<_> =
-            (first..first + 10).map(|n| json!({"channel": "stream", "name": "e", "data": data(n)})).collect();
+    let (mut published, mut held_back_at) = (0, None);
+    // The client does not read: publish until the socket holds frames back, then a little more.
+    while held_back_at.is_none_or(|at| published < at + 20 * BATCH) {
+        assert!(published < MAX_EVENTS, "the socket took {published} frames without the client reading");
+        let batch: Vec<_> = (published..published + BATCH)
+            .map(|n| json!({"channel": "stream", "name": "e", "data": data(n)}))
+            .collect();
         assert_eq!(rest.post("/batch_events", json!({ "batch": batch })).await.0, 200);
+        published += BATCH;
+        let sent_whole = s.ctx.hub.stats().messages_out - before.messages_out;
+        if held_back_at.is_none() && sent_whole < published as u64 {
+            held_back_at = Some(published);
+        }
     }
-    // The client has not read: the socket stopped taking whole frames before the end.
-    let sent_whole = s.ctx.hub.stats().messages_out;
-    assert!(sent_whole < EVENTS as u64, "every frame went out at once ({sent_whole}); the socket never filled");
-    for n in 0..EVENTS {
+    let mut payload_bytes = 0;
+    for n in 0..published {
         let ev = reader.recv().await;
+        let expected = format!(r#"{{"event":"e","channel":"stream","data":"{}"}}"#, data(n));
+        payload_bytes += expected.len() as u64;
         assert_eq!((ev["event"].as_str(), ev["data"].as_str()), (Some("e"), Some(data(n).as_str())), "event {n}");
     }
+    let after = s.ctx.hub.stats();
+    assert_eq!(after.messages_out - before.messages_out, published as u64);
+    assert_eq!(after.bytes_out - before.bytes_out, payload_bytes);
     s.stop().await;
 }

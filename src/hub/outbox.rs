@@ -59,7 +59,8 @@ pub trait DirectSink: Send + Sync {
     /// Writes what the socket takes now of the wire form of `frames`, starting `skip` bytes into
     /// the first one. Returns the bytes written; `WouldBlock` when the socket takes nothing.
     fn try_write(&self, frames: &mut dyn Iterator<Item = &Frame>, skip: usize) -> io::Result<usize>;
-    /// [`DirectSink::try_write`] for one whole frame: the fan-out's case.
+    /// [`DirectSink::try_write`] of one whole frame (`skip` 0), the case of a push to an empty
+    /// queue; same result and accounting, possibly with a cheaper write.
     fn try_write_one(&self, frame: &Frame) -> io::Result<usize> {
         self.try_write(&mut std::iter::once(frame), 0)
     }

@@ -600,6 +600,16 @@ struct Socket {
 }
 
 impl Socket {
+    /// Runs a socket write at once, without consulting tokio's readiness (nearly every write
+    /// succeeds); only a refused write is repeated through tokio, so that the readiness it waits on
+    /// is cleared.
+    fn send_now(&self, send: impl Fn() -> io::Result<usize>) -> io::Result<usize> {
+        match send() {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.stream.try_io(Interest::WRITABLE, send),
+            r => r,
+        }
+    }
+
     /// Counts `frames` whole frames of `bytes` payload bytes as sent.
     fn count_out(&self, frames: u64, bytes: u64) {
         if frames > 0 {
@@ -641,14 +651,8 @@ impl DirectSink for Socket {
             }
             skip_left = 0;
         }
-        // `sendmsg` rather than `writev`: the socket call skips the file layer. Tried at once,
-        // without consulting tokio's readiness (nearly every write succeeds); only a refused
-        // write is repeated through tokio, so that the readiness it waits on is cleared.
-        let send = || SockRef::from(&self.stream).send_vectored(&slices[..used]);
-        let written = match send() {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.stream.try_io(Interest::WRITABLE, send)?,
-            r => r?,
-        };
+        // `sendmsg` rather than `writev`: the socket call skips the file layer.
+        let written = self.send_now(|| SockRef::from(&self.stream).send_vectored(&slices[..used]))?;
         // Count the frames this write completed.
         let (mut left, mut done, mut bytes) = (written + skip, 0u64, 0u64);
         for i in 0..count {
@@ -667,20 +671,16 @@ impl DirectSink for Socket {
 
     fn try_write_one(&self, frame: &Frame) -> io::Result<usize> {
         let payload = frame.as_bytes();
-        let mut buf = [0u8; SEND_ONE_MAX];
         let mut header = [0u8; wire::MAX_HEADER];
         let header_len = wire::header(wire::OP_TEXT, payload.len(), &mut header);
         let total = header_len + payload.len();
-        let Some(out) = buf.get_mut(..total) else {
+        if total > SEND_ONE_MAX {
             return self.try_write(&mut std::iter::once(frame), 0);
-        };
-        out[..header_len].copy_from_slice(&header[..header_len]);
-        out[header_len..].copy_from_slice(payload);
-        let send = || SockRef::from(&self.stream).send(out);
-        let written = match send() {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.stream.try_io(Interest::WRITABLE, send)?,
-            r => r?,
-        };
+        }
+        let mut buf = [0u8; SEND_ONE_MAX];
+        buf[..header_len].copy_from_slice(&header[..header_len]);
+        buf[header_len..total].copy_from_slice(payload);
+        let written = self.send_now(|| SockRef::from(&self.stream).send(&buf[..total]))?;
         if written == total {
             self.count_out(1, payload.len() as u64);
         }
