@@ -11,6 +11,7 @@
 //! - [`jwt`]: JSON Web Token verification (secret, PEM, JWKS) and channel grants.
 //! - [`webhooks`]: batched, signed, retried webhooks with a dead-letter file.
 //! - [`debug_console`]: the opt-in live console at `/debug`.
+//! - [`fd_limit`]: raises the open-files limit at start-up.
 //! - [`ops`]: `/up`, `/ready`, `/usage`.
 //! - [`server`]: binds, routes, shuts down.
 //! - [`tls`]: rustls for `wss://` and `https://` on the main port, with certificate reload.
@@ -20,6 +21,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod debug_console;
+pub mod fd_limit;
 pub mod hub;
 pub mod jwt;
 pub mod ops;

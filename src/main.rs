@@ -46,6 +46,13 @@ async fn main() -> anyhow::Result<()> {
         Some(Command::Apps(_)) | Some(Command::Serve) | None => {}
     }
     sinew::telemetry::init(&config.log, &config.log_format);
+    let files = sinew::fd_limit::raise();
+    if files.after != files.before {
+        tracing::info!(from = ?files.before, to = ?files.after, "open-files limit raised");
+    }
+    if let Some(n) = files.after.filter(|n| *n < 4096) {
+        tracing::warn!(limit = n, "open-files limit is low: connections beyond about this many are refused");
+    }
     let signals = shutdown_signals();
     let dev_app = cli.config.is_none() && !std::env::vars().any(|(k, _)| k.starts_with("SINEW_APP_"));
     let server = Server::bind(Context::new(config.clone()))

@@ -22,7 +22,22 @@ impl SinewProcess {
     /// Starts `sinew` on a free port of 127.0.0.1 (metrics off) with the development app and `env`,
     /// and waits for its banner.
     pub async fn spawn(env: &[(&str, &str)]) -> SinewProcess {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sinew"));
+        Self::start(Command::new(env!("CARGO_BIN_EXE_sinew")), env).await
+    }
+
+    /// [`SinewProcess::spawn`], started with a soft open-files limit of `soft` (set by the shell).
+    pub async fn spawn_with_soft_nofile(soft: u32, env: &[(&str, &str)]) -> SinewProcess {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", &format!("ulimit -Sn {soft} && exec \"$0\""), env!("CARGO_BIN_EXE_sinew")]);
+        Self::start(cmd, env).await
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("process still running")
+    }
+
+    async fn start(mut cmd: Command, env: &[(&str, &str)]) -> SinewProcess {
         for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("SINEW_")) {
             cmd.env_remove(k);
         }

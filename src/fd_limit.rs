@@ -1,0 +1,64 @@
+//! The open-files limit: every connection holds a descriptor, so the server raises its soft limit
+//! to the hard one at start-up (as a shell's `ulimit -n $(ulimit -Hn)` would). A soft limit of
+//! 1,024, the default of many systems, would otherwise refuse connections past about a thousand
+//! while the hard limit allows far more.
+
+/// The soft open-files limit before and after [`raise`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Raised {
+    /// The soft limit the process started with (`None`: unlimited).
+    pub before: Option<u64>,
+    /// The soft limit now.
+    pub after: Option<u64>,
+}
+
+/// Raises the soft open-files limit to the hard limit (or, when the hard limit is unlimited, to the
+/// kernel's per-process ceiling). Failing to raise it is not fatal: the limit is left as it was.
+#[cfg(unix)]
+pub fn raise() -> Raised {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let now = getrlimit(Resource::Nofile);
+    let target = now.maximum.or_else(kernel_ceiling);
+    let Some(target) = target else {
+        return Raised { before: now.current, after: now.current };
+    };
+    if now.current.is_some_and(|c| c >= target) || now.current.is_none() {
+        return Raised { before: now.current, after: now.current };
+    }
+    match setrlimit(Resource::Nofile, Rlimit { current: Some(target), maximum: now.maximum }) {
+        Ok(()) => Raised { before: now.current, after: Some(target) },
+        Err(e) => {
+            tracing::warn!(error = %e, "could not raise the open-files limit");
+            Raised { before: now.current, after: now.current }
+        }
+    }
+}
+
+/// Elsewhere the limit is left alone.
+#[cfg(not(unix))]
+pub fn raise() -> Raised {
+    Raised { before: None, after: None }
+}
+
+/// `/proc/sys/fs/nr_open`: the most descriptors a process may be allowed (Linux).
+#[cfg(unix)]
+fn kernel_ceiling() -> Option<u64> {
+    std::fs::read_to_string("/proc/sys/fs/nr_open").ok()?.trim().parse().ok()
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raising_leaves_the_soft_limit_at_the_hard_one() {
+        let r = raise();
+        let now = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+        assert_eq!(now.current, r.after);
+        if let Some(max) = now.maximum {
+            assert_eq!(now.current, Some(max));
+        }
+        // A second call finds nothing to do.
+        assert_eq!(raise(), Raised { before: r.after, after: r.after });
+    }
+}
