@@ -186,7 +186,7 @@ impl AppState {
         };
         let mut n = 0;
         for (id, sub) in &ch.subscribers {
-            if Some(*id) != except && sub.user.as_deref() != Some(user) && sub.outbox.push(frame.clone()) {
+            if Some(id) != except && sub.user.as_deref() != Some(user) && sub.outbox.push(frame.clone()) {
                 n += 1;
             }
         }

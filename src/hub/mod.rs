@@ -7,6 +7,7 @@ mod cache;
 mod cluster;
 mod outbox;
 mod registry;
+mod subscribers;
 mod users;
 
 pub use cache::CachedEvent;

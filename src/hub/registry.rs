@@ -1,11 +1,12 @@
 //! Channel registry: subscribers per channel, presence members, and fan-out of shared frames.
 
+use super::subscribers::Subscribers;
 use super::{AppState, ConnId, ConnRef, Frame, Outbox};
 use crate::protocol::channel::{ChannelKind, ChannelType};
 use crate::protocol::frame;
 use crate::webhooks::Trigger;
+use std::collections::HashMap;
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 use tokio::time::{Duration, Instant};
 
@@ -37,18 +38,50 @@ pub(super) struct MemberEntry {
 /// The subscribers and members of one channel (on this node).
 #[derive(Debug, Default)]
 pub struct Channel {
-    /// By connection id, so in the order the connections were made: a fan-out then visits the
-    /// sockets (and the kernel's state behind them) roughly in the order they were allocated,
-    /// which costs less per delivery than the scattered order of a hash map.
-    pub(super) subscribers: BTreeMap<ConnId, Subscriber>,
-    pub(super) members: HashMap<String, MemberEntry>,
+    /// In connection-id order (see [`Subscribers`]).
+    pub(super) subscribers: Subscribers,
+    pub(super) members: Members,
     pub(super) last_count_sent: Option<Instant>,
+}
+
+/// The presence members of a channel by key. Holds no table until the first member joins, and
+/// lets it go when the last leaves: most channels are not presence channels, and each channel's
+/// entry in the registry would otherwise carry an empty table's 48 bytes.
+#[derive(Debug, Default)]
+#[expect(clippy::box_collection, reason = "8 bytes in every channel's entry instead of 48")]
+pub(super) struct Members(Option<Box<HashMap<String, MemberEntry>>>);
+
+impl Members {
+    /// The member with `key`.
+    pub(super) fn get(&self, key: &str) -> Option<&MemberEntry> {
+        self.0.as_ref()?.get(key)
+    }
+
+    /// Whether `key` is a member.
+    pub(super) fn contains_key(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+
+    /// How many distinct members.
+    pub(super) fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |m| m.len())
+    }
+
+    /// The members, in no particular order.
+    pub(super) fn iter(&self) -> impl Iterator<Item = (&String, &MemberEntry)> {
+        self.0.iter().flat_map(|m| m.iter())
+    }
+
+    /// The member keys, in no particular order.
+    pub(super) fn keys(&self) -> impl Iterator<Item = &String> {
+        self.iter().map(|(k, _)| k)
+    }
 }
 
 impl Channel {
     /// Counts one more socket of member `m`; true when it is the member's first (a new member).
     pub(super) fn add_member_socket(&mut self, m: &Member) -> bool {
-        match self.members.entry(m.key.clone()) {
+        match self.members.0.get_or_insert_default().entry(m.key.clone()) {
             Entry::Occupied(mut e) => {
                 e.get_mut().sockets += 1;
                 false
@@ -62,12 +95,17 @@ impl Channel {
 
     /// Counts one socket of member `key` gone; returns the member when that was its last socket.
     pub(super) fn release_member_socket(&mut self, key: &str) -> Option<MemberEntry> {
-        let entry = self.members.get_mut(key)?;
+        let table = self.members.0.as_mut()?;
+        let entry = table.get_mut(key)?;
         entry.sockets -= 1;
         if entry.sockets > 0 {
             return None;
         }
-        self.members.remove(key)
+        let gone = table.remove(key);
+        if table.is_empty() {
+            self.members.0 = None;
+        }
+        gone
     }
 }
 
@@ -222,7 +260,7 @@ impl AppState {
     pub(super) fn fan_out(&self, ch: &Channel, frame: &Frame, except: Option<ConnId>) -> usize {
         let mut n = 0;
         for (id, sub) in &ch.subscribers {
-            if Some(*id) != except && sub.outbox.push(frame.clone()) {
+            if Some(id) != except && sub.outbox.push(frame.clone()) {
                 n += 1;
             }
         }
