@@ -11,8 +11,8 @@
 use super::events;
 use crate::state::Context;
 use crate::transport::keepalive::WRITE_TIMEOUT;
-use crate::transport::write_all;
 use crate::transport::ws::{HEAD_MAX, MAX_HEADERS};
+use crate::transport::{write_all, write_all_and_finish};
 use axum::http::StatusCode;
 use axum::http::uri::PathAndQuery;
 use std::io::{self, Write as _};
@@ -135,7 +135,7 @@ pub async fn serve(ctx: &Context, tcp: &TcpStream, buf: &mut Vec<u8>, stop: &mut
     let mut head_seen = None;
     loop {
         let stopping = *stop.borrow();
-        let (total, close) = match parse(buf, max_body) {
+        let total = match parse(buf, max_body) {
             Head::Other if stopping => return Outcome::Closed,
             Head::Other => return Outcome::HandOver,
             Head::Publish(p) if buf.len() >= p.total => {
@@ -148,11 +148,15 @@ pub async fn serve(ctx: &Context, tcp: &TcpStream, buf: &mut Vec<u8>, stop: &mut
                 ctx.metrics.http_call(ENDPOINT, status.as_u16(), started.elapsed().as_secs_f64());
                 // Shutdown may have begun while the event was delivered.
                 let close = p.close || *stop.borrow();
-                if !matches!(timeout(WRITE_TIMEOUT, write_all(tcp, &response(status, &json, close))).await, Ok(Ok(())))
-                {
+                let answer = response(status, &json, close);
+                if close {
+                    let _ = timeout(WRITE_TIMEOUT, write_all_and_finish(tcp, &answer)).await;
                     return Outcome::Closed;
                 }
-                (p.total, close)
+                if !matches!(timeout(WRITE_TIMEOUT, write_all(tcp, &answer)).await, Ok(Ok(()))) {
+                    return Outcome::Closed;
+                }
+                p.total
             }
             incomplete => {
                 if matches!(incomplete, Head::Publish(_)) {
@@ -164,10 +168,6 @@ pub async fn serve(ctx: &Context, tcp: &TcpStream, buf: &mut Vec<u8>, stop: &mut
                 continue;
             }
         };
-        if close {
-            let _ = socket2::SockRef::from(tcp).shutdown(std::net::Shutdown::Write);
-            return Outcome::Closed;
-        }
         buf.drain(..total);
         if buf.capacity() > KEEP_BUFFER {
             // A large body is not held for the life of the connection.
