@@ -12,24 +12,23 @@ pub struct Raised {
     pub after: Option<u64>,
 }
 
-/// Raises the soft open-files limit to the hard limit (or, when the hard limit is unlimited, to the
-/// kernel's per-process ceiling). Failing to raise it is not fatal: the limit is left as it was.
+/// Raises the soft open-files limit to the hard limit. Failing to raise it is not fatal: the limit
+/// is left as it was. An unlimited hard limit (not possible on Linux, where it is capped by
+/// `fs.nr_open`) leaves the soft limit alone.
 #[cfg(unix)]
 pub fn raise() -> Raised {
     use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
     let now = getrlimit(Resource::Nofile);
-    let target = now.maximum.or_else(kernel_ceiling);
-    let Some(target) = target else {
-        return Raised { before: now.current, after: now.current };
-    };
-    if now.current.is_some_and(|c| c >= target) || now.current.is_none() {
-        return Raised { before: now.current, after: now.current };
+    let unchanged = Raised { before: now.current, after: now.current };
+    let Some(target) = now.maximum else { return unchanged };
+    if now.current.is_none_or(|c| c >= target) {
+        return unchanged;
     }
     match setrlimit(Resource::Nofile, Rlimit { current: Some(target), maximum: now.maximum }) {
         Ok(()) => Raised { before: now.current, after: Some(target) },
         Err(e) => {
             tracing::warn!(error = %e, "could not raise the open-files limit");
-            Raised { before: now.current, after: now.current }
+            unchanged
         }
     }
 }
@@ -40,16 +39,12 @@ pub fn raise() -> Raised {
     Raised { before: None, after: None }
 }
 
-/// `/proc/sys/fs/nr_open`: the most descriptors a process may be allowed (Linux).
-#[cfg(unix)]
-fn kernel_ceiling() -> Option<u64> {
-    std::fs::read_to_string("/proc/sys/fs/nr_open").ok()?.trim().parse().ok()
-}
-
 #[cfg(all(test, unix))]
 mod tests {
     use super::*;
 
+    /// Where the soft limit starts below the hard one, this checks the raise; where they start
+    /// equal, only that nothing is lowered (tests/fd_limit.rs starts the server with a low one).
     #[test]
     fn raising_leaves_the_soft_limit_at_the_hard_one() {
         let r = raise();

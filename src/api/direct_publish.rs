@@ -214,6 +214,7 @@ fn response(status: StatusCode, json: &serde_json::Value, close: bool) -> Vec<u8
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     const LIMIT: usize = 1000;
 
@@ -363,8 +364,9 @@ mod tests {
         let (tx, mut stop) = watch::channel(false);
         tx.send(true).unwrap();
         assert_eq!(serve(&ctx, &server, &mut buf, &mut stop).await, Outcome::Closed);
+        // The socket is still open: the answer must end with the server's own FIN.
+        let answers = timeout(Duration::from_secs(5), read_all(client)).await.expect("answer and FIN");
         drop(server);
-        let answers = read_all(client).await;
         assert_eq!(answers.matches("HTTP/1.1 200 OK\r\n").count(), 1, "{answers}");
         assert!(answers.contains("\r\nconnection: close\r\n"), "{answers}");
     }
@@ -377,8 +379,8 @@ mod tests {
         buf.extend_from_slice(&signed(&ctx, ""));
         let (_tx, mut stop) = watch::channel(false);
         assert_eq!(serve(&ctx, &server, &mut buf, &mut stop).await, Outcome::Closed);
+        let answers = timeout(Duration::from_secs(5), read_all(client)).await.expect("answer and FIN");
         drop(server);
-        let answers = read_all(client).await;
         assert_eq!(answers.matches("HTTP/1.1 ").count(), 1, "{answers}");
     }
 

@@ -381,6 +381,24 @@ mod tests {
     }
 
     #[test]
+    fn the_members_table_is_let_go_with_the_last_member_and_made_again_for_the_next() {
+        let mut ch = Channel::default();
+        assert!(ch.members.0.is_none());
+        assert!(ch.add_member_socket(&member("u1")));
+        assert!(!ch.add_member_socket(&member("u1")));
+        assert!(ch.add_member_socket(&member("u2")));
+        assert_eq!((ch.members.len(), ch.members.get("u1").map(|m| m.sockets)), (2, Some(2)));
+        assert!(ch.release_member_socket("u1").is_none());
+        assert_eq!(ch.release_member_socket("u1").map(|m| m.id_json), Some("\"u1\"".into()));
+        assert!(ch.release_member_socket("u1").is_none());
+        assert!(ch.members.0.is_some());
+        assert!(ch.release_member_socket("u2").is_some());
+        assert!(ch.members.0.is_none() && ch.members.len() == 0 && !ch.members.contains_key("u2"));
+        assert!(ch.add_member_socket(&member("u3")));
+        assert_eq!(ch.members.keys().collect::<Vec<_>>(), vec!["u3"]);
+    }
+
+    #[test]
     fn duplicate_subscribe_and_member_limit() {
         let a = app(AppConfig { max_presence_members: 1, ..AppConfig::development() });
         let (c1, c2) = (conn(1), conn(2));

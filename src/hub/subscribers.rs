@@ -3,8 +3,8 @@
 //! A fan-out visits the sockets in the order their connections were made, and so walks the
 //! kernel's socket state (and the client's) roughly in the order it was allocated, which costs less
 //! per delivery than a scattered order. Most channels have one or a few subscribers (a user's own
-//! private channel), so up to [`FEW`] they are a sorted vector sized to fit; past that, a B-tree,
-//! whose removals stay cheap however large the channel grows.
+//! private channel), so up to [`FEW`] they are a sorted vector that starts with room for one; past
+//! that, a B-tree, whose removals stay cheap however large the channel grows.
 
 use super::ConnId;
 use super::registry::Subscriber;
@@ -19,7 +19,8 @@ const FEW: usize = 32;
 pub(super) enum Subscribers {
     /// Sorted by id; removal shifts at most [`FEW`] entries.
     Few(Vec<(ConnId, Subscriber)>),
-    /// Past [`FEW`] subscribers (it stays a tree until the channel empties).
+    /// Past [`FEW`] subscribers (it stays a tree for the life of the channel's registry entry,
+    /// which is removed when the channel empties).
     Many(BTreeMap<ConnId, Subscriber>),
 }
 
@@ -188,6 +189,21 @@ mod tests {
         assert!(s.remove(&4).is_none());
         assert_eq!(s.remove(&1).and_then(|x| x.user), Some("a".into()));
         assert_eq!(ids(&s), vec![3, 5, 9]);
+    }
+
+    #[test]
+    fn a_full_vector_replaces_a_present_id_without_moving_to_a_tree() {
+        let mut s = Subscribers::default();
+        for id in 0..FEW as u64 {
+            s.insert(id, sub("a"));
+        }
+        assert!(matches!(s, Subscribers::Few(_)));
+        assert_eq!(s.insert(5, sub("b")).and_then(|x| x.user), Some("a".into()));
+        assert!(matches!(s, Subscribers::Few(_)));
+        assert_eq!(s.len(), FEW);
+        s.insert(FEW as u64, sub("c"));
+        assert!(matches!(s, Subscribers::Many(_)));
+        assert_eq!(ids(&s), (0..=FEW as u64).collect::<Vec<_>>());
     }
 
     #[test]

@@ -8,19 +8,13 @@ pub mod subscriptions;
 pub mod wire;
 pub mod ws;
 
+#[cfg(target_os = "linux")]
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 
 /// Writes all of `bytes` to a plain TCP socket, waiting for it as needed.
-pub(crate) async fn write_all(stream: &TcpStream, mut bytes: &[u8]) -> std::io::Result<()> {
-    while !bytes.is_empty() {
-        stream.writable().await?;
-        match stream.try_write(bytes) {
-            Ok(n) => bytes = &bytes[n..],
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
+pub(crate) async fn write_all(stream: &TcpStream, bytes: &[u8]) -> std::io::Result<()> {
+    write_with(stream, bytes, |b| stream.try_write(b)).await
 }
 
 /// Writes all of `bytes` to a plain TCP socket, then ends the sending side (FIN). On Linux the
@@ -28,23 +22,29 @@ pub(crate) async fn write_all(stream: &TcpStream, mut bytes: &[u8]) -> std::io::
 /// one segment instead of two: one packet less for both ends of every `Connection: close` request.
 pub(crate) async fn write_all_and_finish(stream: &TcpStream, bytes: &[u8]) -> std::io::Result<()> {
     #[cfg(target_os = "linux")]
-    write_all_more(stream, bytes).await?;
+    {
+        use rustix::net::{SendFlags, send};
+        let flags = SendFlags::MORE | SendFlags::NOSIGNAL;
+        write_with(stream, bytes, |b| {
+            stream.try_io(Interest::WRITABLE, || send(stream, b, flags).map_err(std::io::Error::from))
+        })
+        .await?;
+    }
     #[cfg(not(target_os = "linux"))]
     write_all(stream, bytes).await?;
     socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Write)
 }
 
-/// [`write_all`] with `MSG_MORE`: the kernel holds a short last segment until more data, a
-/// shutdown or a close.
-#[cfg(target_os = "linux")]
-async fn write_all_more(stream: &TcpStream, mut bytes: &[u8]) -> std::io::Result<()> {
-    use rustix::net::{SendFlags, send};
+/// Writes all of `bytes` with `write` (a non-blocking write to `stream`), waiting for the socket
+/// whenever it takes nothing.
+async fn write_with(
+    stream: &TcpStream,
+    mut bytes: &[u8],
+    mut write: impl FnMut(&[u8]) -> std::io::Result<usize>,
+) -> std::io::Result<()> {
     while !bytes.is_empty() {
         stream.writable().await?;
-        let sent = stream.try_io(tokio::io::Interest::WRITABLE, || {
-            send(stream, bytes, SendFlags::MORE).map_err(std::io::Error::from)
-        });
-        match sent {
+        match write(bytes) {
             Ok(n) => bytes = &bytes[n..],
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(e) => return Err(e),

@@ -16,7 +16,7 @@ ROOT="$PWD"
 PEERS="${PEERS:-/work/peers}"
 INSTALL_PEERS="${INSTALL_PEERS:-/work/shared/tools/install-peers.sh}"
 SERVERS="${SERVERS:-sinew soketi sockudo}"
-SCENARIOS="${SCENARIOS:-connect-5k connect-15k fanout-100 fanout-1k fanout-5k fanout-10k throughput client-events client-events-20 presence-churn}"
+SCENARIOS="${SCENARIOS:-connect-5k connect-15k connect-15k-own-channel fanout-100 fanout-1k fanout-5k fanout-10k throughput client-events client-events-20 presence-churn}"
 OUT="${OUT:-$ROOT/target/bench/$(date +%Y%m%d-%H%M%S)}"
 SERVER_CORE="${SERVER_CORE:-0}"
 BENCH_CORE="${BENCH_CORE:-1}"
@@ -35,6 +35,8 @@ scenario_args() {
     connect-15k) echo "connect --connections 15000" ;;
     # The memory figure; needs an open-files limit above 19,000 for both processes.
     connect-19k) echo "connect --connections 19000" ;;
+    # Each connection on a channel of its own (a user's private channel, say).
+    connect-15k-own-channel) echo "connect --connections 15000 --channels 15000" ;;
     fanout-100) echo "fanout --subscribers 100 --messages 2000 --rate 200" ;;
     fanout-1k) echo "fanout --subscribers 1000 --messages 200 --rate 20" ;;
     fanout-5k) echo "fanout --subscribers 5000 --messages 40 --rate 4" ;;
