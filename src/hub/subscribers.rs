@@ -8,10 +8,9 @@
 
 use super::ConnId;
 use super::registry::Subscriber;
-use std::collections::BTreeMap;
-use std::collections::btree_map;
+use std::collections::{BTreeMap, btree_map};
 
-/// Subscribers kept in a sorted vector, at most (a larger channel moves to a B-tree).
+/// The most subscribers kept in a sorted vector (a larger channel moves to a B-tree).
 const FEW: usize = 32;
 
 /// The subscribers of a channel by connection id; iterates in id order.
