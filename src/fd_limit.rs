@@ -1,7 +1,7 @@
 //! The open-files limit: every connection holds a descriptor, so the server raises its soft limit
 //! to the hard one at start-up (as a shell's `ulimit -n $(ulimit -Hn)` would). A soft limit of
-//! 1,024, the default of many systems, would otherwise refuse connections past about a thousand
-//! while the hard limit allows far more.
+//! 1,024, the default of many systems, would otherwise leave connections past about a thousand
+//! waiting unaccepted (and unanswered) while the hard limit allows far more.
 
 /// The soft open-files limit before and after [`raise`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

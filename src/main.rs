@@ -51,7 +51,7 @@ async fn main() -> anyhow::Result<()> {
         tracing::info!(from = ?files.before, to = ?files.after, "open-files limit raised");
     }
     if let Some(n) = files.after.filter(|n| *n < 4096) {
-        tracing::warn!(limit = n, "open-files limit is low: connections beyond about this many are refused");
+        tracing::warn!(limit = n, "open-files limit is low: connections beyond about this many wait unaccepted");
     }
     let signals = shutdown_signals();
     let dev_app = cli.config.is_none() && !std::env::vars().any(|(k, _)| k.starts_with("SINEW_APP_"));
