@@ -81,7 +81,7 @@ impl SinewProcess {
 
     /// Sends a signal by name (`TERM`, `INT`, `HUP`) with kill(1).
     pub async fn signal(&self, name: &str) {
-        let pid = self.child.id().expect("process still running");
+        let pid = self.pid();
         let status = Command::new("kill").args(["-s", name, &pid.to_string()]).status().await.expect("run kill");
         assert!(status.success(), "kill -s {name} {pid} failed");
     }
