@@ -308,19 +308,32 @@ impl AppState {
 
 /// `{"ids":[...],"hash":{...},"count":n}` for `subscription_succeeded`.
 pub(super) fn presence_json(ch: &Channel) -> String {
-    let mut ids = String::from("[");
-    let mut hash = String::from("{");
+    let size: usize = ch
+        .members
+        .iter()
+        .map(|(key, m)| m.id_json.len() + key.len() + m.info_json.as_ref().map_or(4, String::len) + 5)
+        .sum();
+    let mut out = String::with_capacity(48 + size);
+    out.push_str("{\"ids\":[");
+    for (i, (_, m)) in ch.members.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&m.id_json);
+    }
+    out.push_str("],\"hash\":{");
     for (i, (key, m)) in ch.members.iter().enumerate() {
         if i > 0 {
-            ids.push(',');
-            hash.push(',');
+            out.push(',');
         }
-        ids.push_str(&m.id_json);
-        frame::push_json_str(&mut hash, key);
-        hash.push(':');
-        hash.push_str(m.info_json.as_deref().unwrap_or("null"));
+        frame::push_json_str(&mut out, key);
+        out.push(':');
+        out.push_str(m.info_json.as_deref().unwrap_or("null"));
     }
-    format!("{{\"ids\":{ids}],\"hash\":{hash}}},\"count\":{}}}", ch.members.len())
+    out.push_str("},\"count\":");
+    out.push_str(&ch.members.len().to_string());
+    out.push('}');
+    out
 }
 
 #[cfg(test)]

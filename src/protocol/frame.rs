@@ -131,27 +131,51 @@ pub fn push_json_str_ascii(out: &mut String, s: &str) {
 fn push_escaped(out: &mut String, s: &str, ascii_only: bool) {
     out.reserve(s.len() + 2);
     out.push('"');
-    // Names and ids rarely need escaping: the plain prefix is copied whole.
-    let plain =
-        s.bytes().position(|b| b < 0x20 || b == b'"' || b == b'\\' || (ascii_only && b > b'~')).unwrap_or(s.len());
-    out.push_str(&s[..plain]);
-    for c in s[plain..].chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 || (ascii_only && !(' '..='~').contains(&c)) => {
+    push_escaped_body(out, s, ascii_only);
+    out.push('"');
+}
+
+/// Appends the escaped contents of `s` (without quotes): runs of plain bytes are copied whole.
+fn push_escaped_body(out: &mut String, s: &str, ascii_only: bool) {
+    let bytes = s.as_bytes();
+    let mut run = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b >= 0x20 && b != b'"' && b != b'\\' && !(ascii_only && b > b'~') {
+            i += 1;
+            continue;
+        }
+        out.push_str(&s[run..i]);
+        match b {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            _ => {
+                // A control byte, or (ASCII only) DEL or the first byte of a multi-byte character.
+                let c = s.get(i..).and_then(|t| t.chars().next()).unwrap_or('\u{fffd}');
                 let mut units = [0u16; 2];
                 for u in c.encode_utf16(&mut units) {
-                    out.push_str(&format!("\\u{u:04x}"));
+                    push_unicode_escape(out, *u);
                 }
+                i += c.len_utf8() - 1;
             }
-            c => out.push(c),
         }
+        i += 1;
+        run = i;
     }
-    out.push('"');
+    out.push_str(&s[run..]);
+}
+
+/// Appends `\uXXXX` (lower-case hex).
+fn push_unicode_escape(out: &mut String, unit: u16) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push_str("\\u");
+    for shift in [12, 8, 4, 0] {
+        out.push(char::from(HEX[usize::from((unit >> shift) & 0xf)]));
+    }
 }
 
 /// `s` as a JSON string literal.
@@ -182,10 +206,31 @@ fn envelope(event: &str, channel: Option<&str>, data_json: Option<&str>, user_id
     out
 }
 
+/// Builds `{"event":E[,"channel":C],"data":"..."}` where the data string is the concatenation of
+/// `parts`, escaped straight into the frame (no intermediate string).
+fn envelope_string_data(event: &str, channel: Option<&str>, parts: &[&str]) -> String {
+    let data_len: usize = parts.iter().map(|p| p.len()).sum();
+    let mut out = String::with_capacity(40 + event.len() + channel.map_or(0, str::len) + data_len + data_len / 4);
+    out.push_str("{\"event\":");
+    push_json_str(&mut out, event);
+    if let Some(c) = channel {
+        out.push_str(",\"channel\":");
+        push_json_str(&mut out, c);
+    }
+    out.push_str(",\"data\":\"");
+    for part in parts {
+        push_escaped_body(&mut out, part, false);
+    }
+    out.push_str("\"}");
+    out
+}
+
 /// `pusher:connection_established` with the double-encoded socket id and activity timeout.
 pub fn connection_established(socket_id: &str, activity_timeout_secs: u64) -> String {
-    let inner = format!("{{\"socket_id\":{},\"activity_timeout\":{}}}", json_str(socket_id), activity_timeout_secs);
-    envelope("pusher:connection_established", None, Some(&json_str(&inner)), None)
+    let id = json_str(socket_id);
+    let timeout = activity_timeout_secs.to_string();
+    let parts = ["{\"socket_id\":", &id, ",\"activity_timeout\":", &timeout, "}"];
+    envelope_string_data("pusher:connection_established", None, &parts)
 }
 
 /// `pusher:error` with an object `data`; `code` is `null` for subscription-level errors.
@@ -207,11 +252,11 @@ pub fn pong() -> String {
 
 /// `pusher_internal:subscription_succeeded`; `presence` is the JSON of `{"ids","hash","count"}`.
 pub fn subscription_succeeded(channel: &str, presence: Option<&str>) -> String {
-    let data = match presence {
-        Some(p) => json_str(&format!("{{\"presence\":{p}}}")),
-        None => "\"{}\"".to_string(),
-    };
-    envelope("pusher_internal:subscription_succeeded", Some(channel), Some(&data), None)
+    const EVENT: &str = "pusher_internal:subscription_succeeded";
+    match presence {
+        Some(p) => envelope_string_data(EVENT, Some(channel), &["{\"presence\":", p, "}"]),
+        None => envelope(EVENT, Some(channel), Some("\"{}\""), None),
+    }
 }
 
 /// `pusher:subscription_error` with `{"type":"AuthError","error":..,"status":..}`.
@@ -222,22 +267,23 @@ pub fn subscription_error(channel: &str, message: &str, status: u16) -> String {
 
 /// `pusher_internal:member_added`; `user_id_json` and `user_info_json` are raw JSON values.
 pub fn member_added(channel: &str, user_id_json: &str, user_info_json: Option<&str>) -> String {
-    let inner = match user_info_json {
-        Some(info) => format!("{{\"user_id\":{user_id_json},\"user_info\":{info}}}"),
-        None => format!("{{\"user_id\":{user_id_json}}}"),
-    };
-    envelope("pusher_internal:member_added", Some(channel), Some(&json_str(&inner)), None)
+    const EVENT: &str = "pusher_internal:member_added";
+    match user_info_json {
+        Some(info) => {
+            envelope_string_data(EVENT, Some(channel), &["{\"user_id\":", user_id_json, ",\"user_info\":", info, "}"])
+        }
+        None => envelope_string_data(EVENT, Some(channel), &["{\"user_id\":", user_id_json, "}"]),
+    }
 }
 
 /// `pusher_internal:member_removed`.
 pub fn member_removed(channel: &str, user_id_json: &str) -> String {
-    let inner = format!("{{\"user_id\":{user_id_json}}}");
-    envelope("pusher_internal:member_removed", Some(channel), Some(&json_str(&inner)), None)
+    envelope_string_data("pusher_internal:member_removed", Some(channel), &["{\"user_id\":", user_id_json, "}"])
 }
 
 /// A channel event from the REST API: `data` is the publisher's string, delivered unchanged.
 pub fn channel_event(event: &str, channel: &str, data: &str) -> String {
-    envelope(event, Some(channel), Some(&json_str(data)), None)
+    envelope_string_data(event, Some(channel), &[data])
 }
 
 /// A relayed client event; `data_json` is the client's raw `data` value.
@@ -265,8 +311,12 @@ pub fn watchlist_event(name: &str, user_ids: &[&str]) -> String {
 
 /// `pusher_internal:subscription_count`.
 pub fn subscription_count(channel: &str, count: usize) -> String {
-    let inner = format!("{{\"subscription_count\":{count}}}");
-    envelope("pusher_internal:subscription_count", Some(channel), Some(&json_str(&inner)), None)
+    let count = count.to_string();
+    envelope_string_data(
+        "pusher_internal:subscription_count",
+        Some(channel),
+        &["{\"subscription_count\":", &count, "}"],
+    )
 }
 
 #[cfg(test)]
@@ -355,6 +405,32 @@ mod tests {
         assert_eq!(a, r#""ab\u007f\u00e9""#);
         assert_eq!(json_str("presence-room"), r#""presence-room""#);
         assert_eq!(json_str("é\n"), "\"é\\n\"");
+    }
+
+    #[test]
+    fn escaping_matches_serde_json() {
+        let samples = [
+            "",
+            "plain",
+            "{\"a\":\"b\",\"c\":[1,2]}",
+            "\\\"\n\r\t\u{0}\u{1f}\u{7f}",
+            "é😀 mixed \"quotes\" and \\ back\u{8}",
+            "trailing\"",
+        ];
+        for s in samples {
+            let j = json_str(s);
+            assert_eq!(serde_json::from_str::<String>(&j).unwrap_or_default(), s);
+            if !s.contains(['\u{8}', '\u{c}']) {
+                // serde_json writes these two as `\b` and `\f`; otherwise the output is the same.
+                assert_eq!(j, serde_json::to_string(s).unwrap_or_default(), "{s:?}");
+            }
+            let mut a = String::new();
+            push_json_str_ascii(&mut a, s);
+            assert!(a.is_ascii(), "{a}");
+            assert_eq!(serde_json::from_str::<String>(&a).unwrap_or_default(), s);
+            let v = parse(&channel_event("e", "c", s));
+            assert_eq!(v["data"], s);
+        }
     }
 
     #[test]
