@@ -144,7 +144,11 @@ impl AppState {
     pub fn subscribe(&self, conn: &ConnRef, channel: &str, member: Option<Member>) -> Result<(), SubscribeError> {
         let ty = ChannelType::of(channel);
         {
-            let mut ch = self.channels.entry(channel.to_string()).or_default();
+            // The name is copied only for a channel's first subscriber.
+            let mut ch = match self.channels.get_mut(channel) {
+                Some(ch) => ch,
+                None => self.channels.entry(channel.to_string()).or_default(),
+            };
             if ch.subscribers.contains_key(&conn.id) {
                 return Err(SubscribeError::AlreadySubscribed(channel.to_string()));
             }

@@ -154,7 +154,8 @@ fn push_escaped_body(out: &mut String, s: &str, ascii_only: bool) {
             b'\r' => out.push_str("\\r"),
             b'\t' => out.push_str("\\t"),
             _ => {
-                // A control byte, or (ASCII only) DEL or the first byte of a multi-byte character.
+                // A control byte, or (ASCII only) DEL or the first byte of a multi-byte character:
+                // runs stop only there or at ASCII bytes, so `i` is on a character boundary.
                 let c = s.get(i..).and_then(|t| t.chars().next()).unwrap_or('\u{fffd}');
                 let mut units = [0u16; 2];
                 for u in c.encode_utf16(&mut units) {
@@ -187,13 +188,7 @@ pub fn json_str(s: &str) -> String {
 
 /// Builds `{"event":E[,"channel":C][,"data":D][,"user_id":U]}`; `data` is inserted as raw JSON.
 fn envelope(event: &str, channel: Option<&str>, data_json: Option<&str>, user_id: Option<&str>) -> String {
-    let mut out = String::with_capacity(32 + event.len() + data_json.map_or(0, str::len));
-    out.push_str("{\"event\":");
-    push_json_str(&mut out, event);
-    if let Some(c) = channel {
-        out.push_str(",\"channel\":");
-        push_json_str(&mut out, c);
-    }
+    let mut out = envelope_head(event, channel, data_json.map_or(0, str::len));
     if let Some(d) = data_json {
         out.push_str(",\"data\":");
         out.push_str(d);
@@ -210,18 +205,24 @@ fn envelope(event: &str, channel: Option<&str>, data_json: Option<&str>, user_id
 /// `parts`, escaped straight into the frame (no intermediate string).
 fn envelope_string_data(event: &str, channel: Option<&str>, parts: &[&str]) -> String {
     let data_len: usize = parts.iter().map(|p| p.len()).sum();
-    let mut out = String::with_capacity(40 + event.len() + channel.map_or(0, str::len) + data_len + data_len / 4);
+    let mut out = envelope_head(event, channel, data_len + data_len / 4);
+    out.push_str(",\"data\":\"");
+    for part in parts {
+        push_escaped_body(&mut out, part, false);
+    }
+    out.push_str("\"}");
+    out
+}
+
+/// `{"event":E[,"channel":C]` in a string with room for `rest` more bytes.
+fn envelope_head(event: &str, channel: Option<&str>, rest: usize) -> String {
+    let mut out = String::with_capacity(40 + event.len() + channel.map_or(0, str::len) + rest);
     out.push_str("{\"event\":");
     push_json_str(&mut out, event);
     if let Some(c) = channel {
         out.push_str(",\"channel\":");
         push_json_str(&mut out, c);
     }
-    out.push_str(",\"data\":\"");
-    for part in parts {
-        push_escaped_body(&mut out, part, false);
-    }
-    out.push_str("\"}");
     out
 }
 
@@ -298,15 +299,16 @@ pub fn cache_miss(channel: &str) -> String {
 
 /// `pusher:signin_success` carrying the exact signed `user_data` string.
 pub fn signin_success(user_data: &str) -> String {
-    let inner = format!("{{\"user_data\":{}}}", json_str(user_data));
-    envelope("pusher:signin_success", None, Some(&json_str(&inner)), None)
+    let user_data = json_str(user_data);
+    envelope_string_data("pusher:signin_success", None, &["{\"user_data\":", &user_data, "}"])
 }
 
 /// `pusher_internal:watchlist_events` with one `online` or `offline` entry.
 pub fn watchlist_event(name: &str, user_ids: &[&str]) -> String {
     let ids = user_ids.iter().map(|u| json_str(u)).collect::<Vec<_>>().join(",");
-    let inner = format!("{{\"events\":[{{\"name\":{},\"user_ids\":[{}]}}]}}", json_str(name), ids);
-    envelope("pusher_internal:watchlist_events", None, Some(&json_str(&inner)), None)
+    let name = json_str(name);
+    let parts = ["{\"events\":[{\"name\":", &name, ",\"user_ids\":[", &ids, "]}]}"];
+    envelope_string_data("pusher_internal:watchlist_events", None, &parts)
 }
 
 /// `pusher_internal:subscription_count`.
