@@ -5,6 +5,8 @@
 #   SERVERS="sinew" SCENARIOS="fanout-1k" tests/bench/compare.sh
 #   SERVERS="sinew soketi sockudo floor" tests/bench/compare.sh   # and the floor (examples/floor.rs):
 #                                          # the least a server can do per delivery
+#   ROUNDS=3 tests/bench/compare.sh        # everything three times over; the summary shows each
+#                                          # figure's median and range
 #
 # Each server runs alone, pinned to core 0 (`taskset -c 0`), on a fresh port, restarted for every
 # scenario, with the same app credentials; sinew-bench runs pinned to core 1. Results are appended
@@ -17,6 +19,7 @@ PEERS="${PEERS:-/work/peers}"
 INSTALL_PEERS="${INSTALL_PEERS:-/work/shared/tools/install-peers.sh}"
 SERVERS="${SERVERS:-sinew soketi sockudo}"
 SCENARIOS="${SCENARIOS:-connect-5k connect-15k connect-15k-own-channel fanout-100 fanout-1k fanout-5k fanout-10k throughput client-events client-events-20 presence-churn}"
+ROUNDS="${ROUNDS:-1}"
 OUT="${OUT:-$ROOT/target/bench/$(date +%Y%m%d-%H%M%S)}"
 SERVER_CORE="${SERVER_CORE:-0}"
 BENCH_CORE="${BENCH_CORE:-1}"
@@ -105,21 +108,25 @@ stop_server() {
 }
 trap 'stop_server 2>/dev/null || true' EXIT
 
-for scenario in $SCENARIOS; do
-  args="$(scenario_args "$scenario")"
-  for server in $SERVERS; do
-    # The floor only means something where the work is delivery: its handshake, HTTP and
-    # memory handling are plain, not minimal, and it has no presence channels.
-    case "$server/$scenario" in floor/fanout-*|floor/client-events*) ;; floor/*) continue ;; esac
-    port="$(free_port)"
-    echo "--- $server: $scenario (port $port)"
-    start_server "$server" "$port"
-    # shellcheck disable=SC2086
-    taskset -c "$BENCH_CORE" "$BENCH" --port "$port" --server-pid "$SERVER_PID" \
-      --app-id "$APP_ID" --key "$APP_KEY" --secret "$APP_SECRET" \
-      --label "$server/$scenario" --json "$OUT/results.jsonl" $args || echo "($server $scenario reported failures)"
-    stop_server
-    sleep 2
+# Rounds outermost: on a shared machine, a slow minute then touches one run of every server
+# rather than every run of one.
+for round in $(seq 1 "$ROUNDS"); do
+  for scenario in $SCENARIOS; do
+    args="$(scenario_args "$scenario")"
+    for server in $SERVERS; do
+      # The floor only means something where the work is delivery: its handshake, HTTP and
+      # memory handling are plain, not minimal, and it has no presence channels.
+      case "$server/$scenario" in floor/fanout-*|floor/client-events*) ;; floor/*) continue ;; esac
+      port="$(free_port)"
+      echo "--- round $round/$ROUNDS, $server: $scenario (port $port)"
+      start_server "$server" "$port"
+      # shellcheck disable=SC2086
+      taskset -c "$BENCH_CORE" "$BENCH" --port "$port" --server-pid "$SERVER_PID" \
+        --app-id "$APP_ID" --key "$APP_KEY" --secret "$APP_SECRET" \
+        --label "$server/$scenario" --json "$OUT/results.jsonl" $args || echo "($server $scenario reported failures)"
+      stop_server
+      sleep 2
+    done
   done
 done
 

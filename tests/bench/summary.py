@@ -1,6 +1,11 @@
 #!/usr/bin/env python3
-"""Summarises sinew-bench JSON lines (labels "server/scenario") as a Markdown table with ratios."""
+"""Summarises sinew-bench JSON lines (labels "server/scenario") as a Markdown table with ratios.
+
+A server/scenario run more than once (compare.sh with ROUNDS) is shown as the median of its runs
+with their range; the ratios use the medians.
+"""
 import json
+import statistics
 import sys
 
 # (scenario, figure path, unit, better) -- better: "low" for costs, "high" for rates.
@@ -43,12 +48,21 @@ def get(d, path):
     return d
 
 
+def cell(runs):
+    """One server's figure: the value, or the median of several runs and their range."""
+    if not runs:
+        return "-"
+    if len(runs) == 1:
+        return f"{runs[0]:g}"
+    return f"{statistics.median(runs):g} ({min(runs):g}-{max(runs):g})"
+
+
 def main(path):
     results, failed = {}, []
     for line in open(path):
         r = json.loads(line)
         server, scenario = r["params"].get("label", "?/?").split("/", 1)
-        results[(server, scenario)] = r["figures"]
+        results.setdefault((server, scenario), []).append(r["figures"])
         if not r["ok"]:
             failed.append(f"{server}/{scenario}: {'; '.join(r['failures'])}")
     servers = [s for s in ("sinew", "soketi", "sockudo", "floor") if any(k[0] == s for k in results)]
@@ -60,10 +74,11 @@ def main(path):
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for scenario, fig, unit, better in FIGURES:
-        vals = {s: get(results.get((s, scenario), {}), fig) for s in servers}
-        if all(v is None for v in vals.values()):
+        runs = {s: [v for v in (get(f, fig) for f in results.get((s, scenario), [])) if v is not None] for s in servers}
+        if not any(runs.values()):
             continue
-        row = [scenario, f"{fig} ({unit})"] + ["-" if vals[s] is None else f"{vals[s]:g}" for s in servers]
+        vals = {s: statistics.median(v) if v else None for s, v in runs.items()}
+        row = [scenario, f"{fig} ({unit})"] + [cell(runs[s]) for s in servers]
         pv = [vals[p] for p in peers if vals[p] is not None]
         best = (min(pv) if better == "low" else max(pv)) if pv else None
         sv, fv = vals.get("sinew"), vals.get("floor")
