@@ -108,9 +108,9 @@ impl AppState {
                 (presence.then(|| super::registry::presence_json(&ch)), self.cached(channel).map(|e| (e.event, e.data)))
             }
         };
-        conn.outbox.push(Frame::from(frame::subscription_succeeded(channel, presence_json.as_deref())));
+        conn.outbox.push(&Frame::from(frame::subscription_succeeded(channel, presence_json.as_deref())));
         if ty.cache {
-            conn.outbox.push(Frame::from(match cached {
+            conn.outbox.push(&Frame::from(match cached {
                 Some((event, data)) => frame::channel_event(&event, channel, &data),
                 None => {
                     self.emit(|| Trigger::CacheMiss { channel: channel.to_string() });
@@ -128,7 +128,7 @@ impl AppState {
             {
                 continue;
             }
-            conn.outbox.push(f);
+            conn.outbox.push(&f);
         }
         if overflowed {
             conn.outbox.close(None, super::OVERFLOW_CLOSE_CODE, "Over capacity: client is not reading");
@@ -186,7 +186,7 @@ impl AppState {
         };
         let mut n = 0;
         for (id, sub) in &ch.subscribers {
-            if Some(id) != except && sub.user.as_deref() != Some(user) && sub.outbox.push(frame.clone()) {
+            if Some(id) != except && sub.user.as_deref() != Some(user) && sub.outbox.push(frame) {
                 n += 1;
             }
         }

@@ -5,6 +5,7 @@
 
 mod cache;
 mod cluster;
+mod frame;
 mod outbox;
 mod registry;
 mod subscribers;

@@ -23,10 +23,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-/// One encoded message, shared by every recipient (cloning bumps a reference count).
-pub type Frame = Utf8Bytes;
+pub use super::frame::Frame;
 
 /// Close code sent to a client whose outbound queue overflowed (pusher-js retries after 1 s).
 pub const OVERFLOW_CLOSE_CODE: u16 = 4100;
@@ -54,10 +52,9 @@ pub struct OutboxLimits {
 
 /// A socket that frames can be written to without blocking (see the module documentation).
 pub trait DirectSink: Send + Sync {
-    /// Bytes `frame` takes on the wire.
-    fn wire_len(&self, frame: &Frame) -> usize;
-    /// Writes what the socket takes now of the wire form of `frames`, starting `skip` bytes into
-    /// the first one. Returns the bytes written; `WouldBlock` when the socket takes nothing.
+    /// Writes what the socket takes now of the wire form ([`Frame::wire`]) of `frames`, starting
+    /// `skip` bytes into the first one. Returns the bytes written; `WouldBlock` when the socket
+    /// takes nothing.
     fn try_write(&self, frames: &mut dyn Iterator<Item = &Frame>, skip: usize) -> io::Result<usize>;
     /// [`DirectSink::try_write`] of one whole frame (`skip` 0), the case of a push to an empty
     /// queue; same result and accounting, possibly with a cheaper write.
@@ -130,7 +127,7 @@ impl State {
                 r => r?,
             };
             while let Some(f) = self.queue.front() {
-                let rest = sink.wire_len(f) - self.head;
+                let rest = f.wire().len() - self.head;
                 if n < rest {
                     self.head += n;
                     break;
@@ -232,9 +229,10 @@ impl Outbox {
         self.inner.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Queues a frame, or writes it at once when a sink is attached and nothing is queued. Returns
-    /// false if the connection is closing or has just overflowed.
-    pub fn push(&self, frame: Frame) -> bool {
+    /// Queues a frame, or writes it at once when a sink is attached and nothing is queued (the frame
+    /// is cloned only to be queued). Returns false if the connection is closing or has just
+    /// overflowed.
+    pub fn push(&self, frame: &Frame) -> bool {
         let mut st = self.lock();
         if st.close.is_some() {
             return false;
@@ -248,15 +246,15 @@ impl Outbox {
             && st.control.is_none()
             && let Some(sink) = &st.sink
         {
-            match sink.try_write_one(&frame) {
-                Ok(n) if n == sink.wire_len(&frame) => return true,
+            match sink.try_write_one(frame) {
+                Ok(n) if n == frame.wire().len() => return true,
                 Ok(n) => st.head = n,
                 // Blocked or failed: the writer finds out when it writes the queue.
                 Err(_) => {}
             }
         }
         st.bytes += len;
-        st.queue.push_back(frame);
+        st.queue.push_back(frame.clone());
         // A writer waiting for a full socket is woken by the socket, not by more frames.
         let waker = if st.stalled_since == 0 { st.waker.take() } else { None };
         drop(st);
@@ -408,7 +406,7 @@ impl Outbox {
         if !st.pinged {
             st.pinged = true;
             drop(st);
-            self.push(ping.clone());
+            self.push(ping);
             return Checked::Pinged;
         }
         if silent >= unanswered && st.close.is_none() {
@@ -525,14 +523,14 @@ mod tests {
     #[tokio::test]
     async fn drains_in_order_then_closes() {
         let (o, _) = outbox(10, 1000);
-        assert!(o.push(Frame::from("a")));
-        assert!(o.push(Frame::from("b")));
+        assert!(o.push(&Frame::from("a")));
+        assert!(o.push(&Frame::from("b")));
         let mut batch = Vec::new();
         assert!(matches!(o.next(&mut batch).await, Drained::Frames));
         assert_eq!(batch, vec![Frame::from("a"), Frame::from("b")]);
         batch.clear();
         o.close(Some(Frame::from("bye")), 4009, "terminated");
-        assert!(!o.push(Frame::from("late")));
+        assert!(!o.push(&Frame::from("late")));
         match o.next(&mut batch).await {
             Drained::Close(c) => assert_eq!(c.code, 4009),
             Drained::Frames => panic!("expected close"),
@@ -556,7 +554,7 @@ mod tests {
         for _ in 0..3 {
             tokio::task::yield_now().await;
         }
-        assert!(o.push(Frame::from("x")));
+        assert!(o.push(&Frame::from("x")));
         for _ in 0..3 {
             tokio::task::yield_now().await;
         }
@@ -570,9 +568,9 @@ mod tests {
     #[tokio::test]
     async fn overflow_by_count_or_bytes_closes_with_4100() {
         let (o, counter) = outbox(2, 1000);
-        assert!(o.push(Frame::from("1")));
-        assert!(o.push(Frame::from("2")));
-        assert!(!o.push(Frame::from("3")));
+        assert!(o.push(&Frame::from("1")));
+        assert!(o.push(&Frame::from("2")));
+        assert!(!o.push(&Frame::from("3")));
         assert_eq!(counter.load(Ordering::Relaxed), 1);
         let mut batch = Vec::new();
         match o.next(&mut batch).await {
@@ -582,8 +580,8 @@ mod tests {
         assert!(batch.is_empty(), "an overflowed queue is dropped");
 
         let (o, _) = outbox(100, 5);
-        assert!(o.push(Frame::from("abc")));
-        assert!(!o.push(Frame::from("abc")));
+        assert!(o.push(&Frame::from("abc")));
+        assert!(!o.push(&Frame::from("abc")));
         assert!(o.is_closing());
     }
 
@@ -595,9 +593,6 @@ mod tests {
     }
 
     impl DirectSink for FakeSocket {
-        fn wire_len(&self, frame: &Frame) -> usize {
-            frame.len()
-        }
         fn try_write(&self, frames: &mut dyn Iterator<Item = &Frame>, skip: usize) -> io::Result<usize> {
             if self.full.load(Ordering::Relaxed) {
                 return Err(io::ErrorKind::WouldBlock.into());
@@ -605,7 +600,7 @@ mod tests {
             let mut w = self.written.lock().unwrap_or_else(|p| p.into_inner());
             let mut n = 0;
             for (i, f) in frames.enumerate() {
-                let bytes = if i == 0 { &f.as_bytes()[skip..] } else { f.as_bytes() };
+                let bytes = if i == 0 { &f.wire()[skip..] } else { f.wire() };
                 w.extend_from_slice(bytes);
                 n += bytes.len();
             }
@@ -640,8 +635,17 @@ mod tests {
         (o, sock)
     }
 
+    /// The texts of the (short, whole) text frames written to `s`, one after the other.
     fn written(s: &FakeSocket) -> String {
-        String::from_utf8_lossy(&s.written.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
+        let bytes = s.written.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let (mut rest, mut texts) = (&bytes[..], String::new());
+        while let [0x81, len @ 0..126, tail @ ..] = rest {
+            let (text, more) = tail.split_at(usize::from(*len).min(tail.len()));
+            texts.push_str(&String::from_utf8_lossy(text));
+            rest = more;
+        }
+        assert!(rest.is_empty(), "not whole short text frames: {bytes:?}");
+        texts
     }
 
     #[test]
@@ -680,12 +684,12 @@ mod tests {
         let (o, sock) = attached();
         let ping = Frame::from("PING");
         sock.full.store(true, Ordering::Relaxed);
-        assert!(o.push(Frame::from("queued")));
+        assert!(o.push(&Frame::from("queued")));
         let wakes = Arc::new(Wakes::default());
         let waker = Waker::from(wakes.clone());
         assert!(o.poll_pump(&mut Context::from_waker(&waker)).is_pending());
         assert!(o.is_stalled());
-        assert!(o.push(Frame::from("more")));
+        assert!(o.push(&Frame::from("more")));
         assert_eq!(wakes.0.load(Ordering::Relaxed), 0, "a writer waiting for its socket is not woken by pushes");
         let since = o.lock().stalled_since;
         // The client keeps talking; only the socket's writes are stuck.
@@ -694,7 +698,7 @@ mod tests {
         assert_eq!(o.keepalive(since + 2000, &RULES, &ping), Checked::Dropped);
         assert_eq!(wakes.0.load(Ordering::Relaxed), 1, "the waiting writer is woken to end");
         assert!(matches!(o.poll_pump(&mut Context::from_waker(&waker)), Poll::Ready(Pumped::Failed)));
-        assert!(!o.push(Frame::from("late")), "a dropped socket takes no more frames");
+        assert!(!o.push(&Frame::from("late")), "a dropped socket takes no more frames");
         assert_eq!(o.inner.overflows.load(Ordering::Relaxed), 0);
     }
 
@@ -703,7 +707,7 @@ mod tests {
         let (o, sock) = attached();
         let ping = Frame::from("PING");
         sock.full.store(true, Ordering::Relaxed);
-        assert!(o.push(Frame::from("queued")));
+        assert!(o.push(&Frame::from("queued")));
         let waker = futures_util::task::noop_waker();
         assert!(o.poll_pump(&mut Context::from_waker(&waker)).is_pending());
         let since = o.lock().stalled_since;

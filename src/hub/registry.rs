@@ -173,14 +173,14 @@ impl AppState {
             }
             ch.subscribers.insert(conn.id, Subscriber { outbox: conn.outbox.clone(), user: member.map(|m| m.key) });
             let presence = (ty.kind == ChannelKind::Presence).then(|| presence_json(&ch));
-            conn.outbox.push(Frame::from(frame::subscription_succeeded(channel, presence.as_deref())));
+            conn.outbox.push(&Frame::from(frame::subscription_succeeded(channel, presence.as_deref())));
             if ty.kind != ChannelKind::Presence && self.config.subscription_count {
                 self.send_count(channel, &mut ch);
             }
             // Under the channel guard, so a concurrent publish cannot slip between the cached
             // event and this subscriber.
             if ty.cache {
-                conn.outbox.push(Frame::from(match self.cached(channel) {
+                conn.outbox.push(&Frame::from(match self.cached(channel) {
                     Some(ev) => frame::channel_event(&ev.event, channel, &ev.data),
                     None => {
                         self.emit(|| Trigger::CacheMiss { channel: channel.to_string() });
@@ -264,7 +264,7 @@ impl AppState {
     pub(super) fn fan_out(&self, ch: &Channel, frame: &Frame, except: Option<ConnId>) -> usize {
         let mut n = 0;
         for (id, sub) in &ch.subscribers {
-            if Some(id) != except && sub.outbox.push(frame.clone()) {
+            if Some(id) != except && sub.outbox.push(frame) {
                 n += 1;
             }
         }

@@ -27,7 +27,7 @@ impl AppState {
             if first && let Some(watchers) = users.watchers.get(user) {
                 let f = Frame::from(frame::watchlist_event("online", &[user]));
                 for o in watchers.values() {
-                    o.push(f.clone());
+                    o.push(&f);
                 }
             }
             let (mut on, mut off) = (Vec::new(), Vec::new());
@@ -36,10 +36,10 @@ impl AppState {
                 if users.online.contains_key(id) { on.push(id.as_str()) } else { off.push(id.as_str()) }
             }
             if !on.is_empty() {
-                outbox.push(Frame::from(frame::watchlist_event("online", &on)));
+                outbox.push(&Frame::from(frame::watchlist_event("online", &on)));
             }
             if !off.is_empty() {
-                outbox.push(Frame::from(frame::watchlist_event("offline", &off)));
+                outbox.push(&Frame::from(frame::watchlist_event("offline", &off)));
             }
         }
     }
@@ -70,7 +70,7 @@ impl AppState {
         {
             let f = Frame::from(frame::watchlist_event("offline", &[user]));
             for o in watchers.values() {
-                o.push(f.clone());
+                o.push(&f);
             }
         }
     }

@@ -139,7 +139,7 @@ impl Connection {
         let conn = hub.new_connection(&app);
         app.set_live(&conn, true);
         let socket_id = hub.socket_id(conn.id);
-        conn.outbox.push(Frame::from(frame::connection_established(&socket_id, activity_timeout)));
+        conn.outbox.push(&Frame::from(frame::connection_established(&socket_id, activity_timeout)));
         app.debug(|| serde_json::json!({"type": "connection_opened", "socket_id": socket_id}));
         Ok(Connection {
             app,
@@ -168,7 +168,7 @@ impl Connection {
     }
 
     fn send(&self, text: String) {
-        self.conn.outbox.push(Frame::from(text));
+        self.conn.outbox.push(&Frame::from(text));
     }
 
     fn error(&self, code: Option<u16>, message: &str) {

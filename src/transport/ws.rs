@@ -56,9 +56,6 @@ pub(crate) const MAX_HEADERS: usize = 64;
 const LINGER: Duration = Duration::from_secs(2);
 /// Frames handed to the kernel in one vectored write.
 const WRITE_FRAMES: usize = 32;
-/// Largest frame (header included) a lone write copies into one buffer, so that it goes out with
-/// a plain `send` instead of a vectored `sendmsg`.
-const SEND_ONE_MAX: usize = 512;
 
 /// The WebSocket route (also served under `path_prefix` and with a trailing slash).
 pub const ROUTE: &str = "/app/{key}";
@@ -433,7 +430,7 @@ fn close_message(code: u16, reason: &str) -> Message {
 
 async fn refuse(mut ws: WebSocketStream<impl Io>, refusal: Refusal) {
     let _ = timeout(WRITE_TIMEOUT, async {
-        ws.feed(Message::Text(refusal.frame())).await?;
+        ws.feed(Message::Text(refusal.frame().text())).await?;
         ws.send(close_message(refusal.code, &refusal.message)).await
     })
     .await;
@@ -448,7 +445,7 @@ async fn write_from(
     done: &mut usize,
 ) -> Result<(), WsError> {
     while let Some(f) = batch.get(*done) {
-        ws.feed(Message::Text(f.clone())).await?;
+        ws.feed(Message::Text(f.text())).await?;
         *done += 1;
     }
     if let Some(c) = close
@@ -520,7 +517,7 @@ async fn serve(
                         conn.handle_text(text.as_str()).await;
                     }
                     Some(Ok(Message::Binary(_))) => {
-                        outbox.push(Frame::from(frame::error(None, "Binary frames are not supported")));
+                        outbox.push(&Frame::from(frame::error(None, "Binary frames are not supported")));
                     }
                     Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
                     Some(Ok(Message::Close(_))) => {
@@ -546,7 +543,7 @@ async fn serve(
                     outbox.close(None, 4201, "Pong reply not received");
                     idle.as_mut().reset(due + WRITE_TIMEOUT);
                 } else {
-                    outbox.push(Frame::from(frame::ping()));
+                    outbox.push(&Frame::from(frame::ping()));
                     pinged = true;
                     idle.as_mut().reset(last_seen + activity + pong_wait);
                 }
@@ -621,47 +618,25 @@ impl Socket {
 }
 
 impl DirectSink for Socket {
-    fn wire_len(&self, frame: &Frame) -> usize {
-        wire::header_len(frame.len()) + frame.len()
-    }
-
     fn try_write(&self, frames: &mut dyn Iterator<Item = &Frame>, skip: usize) -> io::Result<usize> {
         let mut picked: [Option<&Frame>; WRITE_FRAMES] = [None; WRITE_FRAMES];
-        let mut headers = [[0u8; wire::MAX_HEADER]; WRITE_FRAMES];
-        let mut header_lens = [0usize; WRITE_FRAMES];
+        let mut slices = [IoSlice::new(&[]); WRITE_FRAMES];
         let mut count = 0;
-        for (slot, f) in picked.iter_mut().zip(frames) {
+        for ((slot, slice), f) in picked.iter_mut().zip(slices.iter_mut()).zip(frames) {
+            let wire = f.wire();
+            *slice = IoSlice::new(if count == 0 { &wire[skip.min(wire.len())..] } else { wire });
             *slot = Some(f);
-            header_lens[count] = wire::header(wire::OP_TEXT, f.len(), &mut headers[count]);
             count += 1;
         }
-        let mut slices = [IoSlice::new(&[]); 2 * WRITE_FRAMES];
-        let mut used = 0;
-        let mut skip_left = skip;
-        for i in 0..count {
-            let Some(f) = picked[i] else { break };
-            let (h, p) = (&headers[i][..header_lens[i]], f.as_bytes());
-            if skip_left >= h.len() {
-                slices[used] = IoSlice::new(&p[(skip_left - h.len()).min(p.len())..]);
-                used += 1;
-            } else {
-                slices[used] = IoSlice::new(&h[skip_left..]);
-                slices[used + 1] = IoSlice::new(p);
-                used += 2;
-            }
-            skip_left = 0;
-        }
         // `sendmsg` rather than `writev`: the socket call skips the file layer.
-        let written = self.send_now(|| SockRef::from(&self.stream).send_vectored(&slices[..used]))?;
+        let written = self.send_now(|| SockRef::from(&self.stream).send_vectored(&slices[..count]))?;
         // Count the frames this write completed.
         let (mut left, mut done, mut bytes) = (written + skip, 0u64, 0u64);
-        for i in 0..count {
-            let Some(f) = picked[i] else { break };
-            let wire_len = header_lens[i] + f.len();
-            if left < wire_len {
+        for f in picked.iter().map_while(|f| *f) {
+            if left < f.wire().len() {
                 break;
             }
-            left -= wire_len;
+            left -= f.wire().len();
             done += 1;
             bytes += f.len() as u64;
         }
@@ -670,19 +645,10 @@ impl DirectSink for Socket {
     }
 
     fn try_write_one(&self, frame: &Frame) -> io::Result<usize> {
-        let payload = frame.as_bytes();
-        let mut header = [0u8; wire::MAX_HEADER];
-        let header_len = wire::header(wire::OP_TEXT, payload.len(), &mut header);
-        let total = header_len + payload.len();
-        if total > SEND_ONE_MAX {
-            return self.try_write(&mut std::iter::once(frame), 0);
-        }
-        let mut buf = [0u8; SEND_ONE_MAX];
-        buf[..header_len].copy_from_slice(&header[..header_len]);
-        buf[header_len..total].copy_from_slice(payload);
-        let written = self.send_now(|| SockRef::from(&self.stream).send(&buf[..total]))?;
-        if written == total {
-            self.count_out(1, payload.len() as u64);
+        let wire = frame.wire();
+        let written = self.send_now(|| SockRef::from(&self.stream).send(wire))?;
+        if written == wire.len() {
+            self.count_out(1, frame.len() as u64);
         }
         Ok(written)
     }
@@ -784,7 +750,7 @@ async fn handle_input(conn: &mut Connection, decoder: &mut Decoder, max: usize) 
                 conn.handle_text(&text).await;
             }
             Ok(Some(Incoming::Binary)) => {
-                conn.outbox().push(Frame::from(frame::error(None, "Binary frames are not supported")));
+                conn.outbox().push(&Frame::from(frame::error(None, "Binary frames are not supported")));
             }
             Ok(Some(Incoming::Ping(payload))) => conn.outbox().push_control(&wire::encode(wire::OP_PONG, &payload)),
             Ok(Some(Incoming::Pong)) => {}

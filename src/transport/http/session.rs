@@ -322,7 +322,7 @@ impl Task {
                     if pinged {
                         outbox.close(None, 4201, "Pong reply not received");
                     } else {
-                        outbox.push(Frame::from(frame::ping()));
+                        outbox.push(&Frame::from(frame::ping()));
                         pinged = true;
                     }
                 }
