@@ -58,8 +58,8 @@ async fn small_frames_split_by_a_full_socket_arrive_whole_and_in_order() {
     .await;
     let mut reader = s.client().await;
     reader.subscribe("stream").await;
-    // Every frame fits the single-send buffer (512 bytes with its header); lengths vary so that
-    // the socket fills at different offsets of a frame.
+    // Lone frames go out with one `send`, queued ones in a vectored write; lengths vary (headers of
+    // 4 bytes, texts around 300 to 460 bytes) so that the socket fills at different offsets of a frame.
     let data = |n: usize| format!("{n:06}{}", "y".repeat(280 + n % 161));
     let before = s.ctx.hub.stats();
     let rest = s.http();

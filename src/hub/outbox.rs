@@ -585,24 +585,38 @@ mod tests {
         assert!(o.is_closing());
     }
 
-    /// A socket that takes everything (recording it) until told to take nothing.
+    /// A socket that takes everything (recording it) until told to take nothing, or only so many
+    /// bytes more.
     #[derive(Default)]
     struct FakeSocket {
         written: Mutex<Vec<u8>>,
         full: std::sync::atomic::AtomicBool,
+        /// Bytes it takes before it is full; no limit when `None`.
+        room: Mutex<Option<usize>>,
+    }
+
+    impl FakeSocket {
+        fn set_room(&self, room: Option<usize>) {
+            *self.room.lock().unwrap_or_else(|p| p.into_inner()) = room;
+        }
     }
 
     impl DirectSink for FakeSocket {
         fn try_write(&self, frames: &mut dyn Iterator<Item = &Frame>, skip: usize) -> io::Result<usize> {
-            if self.full.load(Ordering::Relaxed) {
+            let mut room = self.room.lock().unwrap_or_else(|p| p.into_inner());
+            if self.full.load(Ordering::Relaxed) || *room == Some(0) {
                 return Err(io::ErrorKind::WouldBlock.into());
             }
             let mut w = self.written.lock().unwrap_or_else(|p| p.into_inner());
             let mut n = 0;
             for (i, f) in frames.enumerate() {
                 let bytes = if i == 0 { &f.wire()[skip..] } else { f.wire() };
-                w.extend_from_slice(bytes);
-                n += bytes.len();
+                let take = room.map_or(bytes.len(), |r| bytes.len().min(r - n));
+                w.extend_from_slice(&bytes[..take]);
+                n += take;
+            }
+            if let Some(r) = room.as_mut() {
+                *r -= n;
             }
             Ok(n)
         }
@@ -635,17 +649,44 @@ mod tests {
         (o, sock)
     }
 
-    /// The texts of the (short, whole) text frames written to `s`, one after the other.
+    /// The texts of the text frames written to `s`, one after the other; every frame must be whole.
     fn written(s: &FakeSocket) -> String {
         let bytes = s.written.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let (mut rest, mut texts) = (&bytes[..], String::new());
-        while let [0x81, len @ 0..126, tail @ ..] = rest {
-            let (text, more) = tail.split_at(usize::from(*len).min(tail.len()));
+        while !rest.is_empty() {
+            let (len, head) = match rest {
+                [0x81, n @ 0..126, ..] => (usize::from(*n), 2),
+                [0x81, 126, a, b, ..] => (usize::from(u16::from_be_bytes([*a, *b])), 4),
+                _ => panic!("not a text frame header: {rest:?}"),
+            };
+            let Some((text, more)) = rest[head..].split_at_checked(len) else {
+                panic!("a frame cut off: {rest:?}");
+            };
             texts.push_str(&String::from_utf8_lossy(text));
             rest = more;
         }
-        assert!(rest.is_empty(), "not whole short text frames: {bytes:?}");
         texts
+    }
+
+    #[test]
+    fn frames_split_inside_a_header_and_inside_a_text_arrive_whole_and_in_order() {
+        let (o, sock) = attached();
+        let long = "L".repeat(200);
+        // The socket takes 3 of the long frame's 4 header bytes; the rest is queued behind it.
+        sock.set_room(Some(3));
+        assert!(o.push(&Frame::from(long.as_str())));
+        assert!(o.push(&Frame::from("short")));
+        assert_eq!(o.len(), 2);
+        let waker = futures_util::task::noop_waker();
+        // Then 100 bytes, into the long frame's text; then everything.
+        sock.set_room(Some(100));
+        assert!(o.poll_pump(&mut Context::from_waker(&waker)).is_pending());
+        assert_eq!(o.len(), 2);
+        assert_eq!(sock.written.lock().unwrap_or_else(|p| p.into_inner()).len(), 103);
+        sock.set_room(None);
+        assert!(o.poll_pump(&mut Context::from_waker(&waker)).is_pending());
+        assert!(o.is_empty());
+        assert_eq!(written(&sock), format!("{long}short"));
     }
 
     #[test]

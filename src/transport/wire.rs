@@ -16,10 +16,10 @@ const OP_BINARY: u8 = 0x2;
 const OP_PING: u8 = 0x9;
 
 /// The longest header of an unmasked (server) frame.
-pub const MAX_HEADER: usize = 10;
+const MAX_HEADER: usize = 10;
 
 /// Writes the header of a final, unmasked frame into `out`; returns its length.
-pub fn header(opcode: u8, len: usize, out: &mut [u8; MAX_HEADER]) -> usize {
+fn header(opcode: u8, len: usize, out: &mut [u8; MAX_HEADER]) -> usize {
     out[0] = 0x80 | opcode;
     if len < 126 {
         out[1] = len as u8;
@@ -35,18 +35,8 @@ pub fn header(opcode: u8, len: usize, out: &mut [u8; MAX_HEADER]) -> usize {
     }
 }
 
-/// Length of the header [`header`] writes for a payload of `len` bytes.
-pub fn header_len(len: usize) -> usize {
-    if len < 126 {
-        2
-    } else if len <= usize::from(u16::MAX) {
-        4
-    } else {
-        10
-    }
-}
-
-/// A complete frame with its header, for control frames and refusals.
+/// A complete final, unmasked frame: header and payload in one buffer (every message's wire form
+/// is built here once, see [`crate::hub::Frame`]; control frames too).
 pub fn encode(opcode: u8, payload: &[u8]) -> Vec<u8> {
     let mut h = [0; MAX_HEADER];
     let n = header(opcode, payload.len(), &mut h);
@@ -345,9 +335,8 @@ mod tests {
         assert_eq!(&h[..4], &[0x81, 126, 1, 44]);
         assert_eq!(header(OP_TEXT, 70_000, &mut h), 10);
         assert_eq!(&h[..10], &[0x81, 127, 0, 0, 0, 0, 0, 1, 0x11, 0x70]);
-        for len in [0, 125, 126, 65_535, 65_536] {
-            assert_eq!(header(OP_TEXT, len, &mut h), header_len(len));
-        }
+        assert_eq!(header(OP_TEXT, 65_535, &mut h), 4);
+        assert_eq!(header(OP_TEXT, 65_536, &mut h), 10);
     }
 
     #[test]

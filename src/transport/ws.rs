@@ -310,11 +310,8 @@ impl Task {
             let mut queued = Vec::new();
             // A close requested meanwhile stays pending for the outbox's writer.
             conn.outbox().drain(&mut queued);
-            let mut header = [0u8; wire::MAX_HEADER];
             for f in &queued {
-                let n = wire::header(wire::OP_TEXT, f.len(), &mut header);
-                out.extend_from_slice(&header[..n]);
-                out.extend_from_slice(f.as_bytes());
+                out.extend_from_slice(f.wire());
             }
             let stats = conn.app().stats();
             stats.messages_out.fetch_add(queued.len() as u64, Ordering::Relaxed);
@@ -720,7 +717,7 @@ async fn linger(stream: &TcpStream, mut decoder: Option<&mut Decoder>, max: usiz
 }
 
 async fn refuse_tcp(stream: TcpStream, refusal: Refusal, mut decoder: Decoder, max: usize) {
-    let mut out = wire::encode(wire::OP_TEXT, refusal.frame().as_bytes());
+    let mut out = refusal.frame().wire().to_vec();
     out.extend(wire::close_frame(refusal.code, &refusal.message));
     if matches!(timeout(WRITE_TIMEOUT, write_all(&stream, &out)).await, Ok(Ok(()))) {
         linger(&stream, Some(&mut decoder), max).await;
