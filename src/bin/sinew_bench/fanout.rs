@@ -64,6 +64,10 @@ pub async fn subscriber(
     }
     setup.ready();
     let mut next_seq = 0u64;
+    // Registered once: a fresh `cancelled()` per message would join and leave the token's waiter
+    // list every time, a cost on the load generator's core at high delivery rates.
+    let cancelled = stop.cancelled();
+    tokio::pin!(cancelled);
     loop {
         let text = tokio::select! {
             biased;
@@ -74,7 +78,7 @@ pub async fn subscriber(
                     return seen;
                 }
             },
-            () = stop.cancelled() => break,
+            () = &mut cancelled => break,
         };
         if let Some((seq, sent)) = marker(&text) {
             if seq != next_seq {
