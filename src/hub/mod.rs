@@ -12,9 +12,9 @@ mod subscribers;
 mod users;
 
 pub use cache::CachedEvent;
+pub use frame::Frame;
 pub use outbox::{
-    Checked, CloseRequest, DirectSink, Drained, Frame, Liveness, OVERFLOW_CLOSE_CODE, Outbox, OutboxLimits, Pumped,
-    clock,
+    Checked, CloseRequest, DirectSink, Drained, Liveness, OVERFLOW_CLOSE_CODE, Outbox, OutboxLimits, Pumped, clock,
 };
 pub use registry::{ChannelSummary, Member, SubscribeError};
 

@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
-pub use super::frame::Frame;
+use super::frame::Frame;
 
 /// Close code sent to a client whose outbound queue overflowed (pusher-js retries after 1 s).
 pub const OVERFLOW_CLOSE_CODE: u16 = 4100;
