@@ -96,6 +96,18 @@ def main(path):
     if floor_cols:
         print("The floor is examples/floor.rs, the least a server can do per delivery; 'floor ahead of best")
         print("peer' is about the most a server that sends once per delivery could be ahead of the best peer.")
+    # A rate measured while the load generator's core was full is the generator's limit, not the
+    # server's; CPU per unit of work stays a fair comparison.
+    busy = sorted(
+        (scenario, server, max(b))
+        for (server, scenario), figs in results.items()
+        if (b := [f["generator_busy"] for f in figs if f.get("generator_busy") is not None]) and max(b) > 0.9
+    )
+    if busy:
+        print()
+        print("Load generator nearly full (rates there are a floor of what the server can take):")
+        for scenario, server, b in busy:
+            print(f"- {scenario}, {server}: generator core {b * 100:.0f}% busy")
     for f in failed:
         print(f"FAILED {f}")
 

@@ -4,7 +4,7 @@
 use super::Env;
 use super::client::{Conn, Incoming, source_for};
 use super::pool::{Gate, Setup, spawn_paced};
-use super::report::{Report, latency, now_us, round, sample};
+use super::report::{GeneratorClock, Report, latency, now_us, round, sample};
 use super::rest::Publisher;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -180,6 +180,7 @@ pub async fn fanout(env: Arc<Env>, o: FanoutOpts) -> Report {
     let mut publisher = Publisher::new(&env.target);
     let pad = "x".repeat(o.payload);
     let before = sample(env.pid);
+    let clock = GeneratorClock::start();
     let start = Instant::now();
     let mut rest_errors = 0u64;
     for m in 0..o.messages {
@@ -199,6 +200,7 @@ pub async fn fanout(env: Arc<Env>, o: FanoutOpts) -> Report {
     let expected = (o.messages - rest_errors) * ready as u64;
     let last = settle(&total, expected, Duration::from_secs(10)).await;
     let after = sample(env.pid);
+    report.generator(clock);
     let elapsed = last.duration_since(start).as_secs_f64();
     stop.cancel();
     let delivered = collect(&mut report, handles, expected).await;
@@ -249,6 +251,7 @@ pub async fn throughput(env: Arc<Env>, o: ThroughputOpts) -> Report {
     let (ready, failed) = gate.wait(n, Duration::from_secs(120)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = sample(env.pid);
+    let clock = GeneratorClock::start();
     let start = Instant::now();
     let end = start + Duration::from_secs_f64(o.duration);
     let pad = Arc::new("x".repeat(o.payload));
@@ -289,6 +292,7 @@ pub async fn throughput(env: Arc<Env>, o: ThroughputOpts) -> Report {
         if failed == 0 { accepted * o.per_channel as u64 } else { accepted * ready as u64 / o.channels as u64 };
     settle(&total, expected, Duration::from_secs(10)).await;
     let after = sample(env.pid);
+    report.generator(clock);
     stop.cancel();
     let delivered = collect(&mut report, handles, expected).await;
     report.figure("publishes", accepted);

@@ -3,7 +3,7 @@
 use super::Env;
 use super::client::{Conn, Incoming, source_for};
 use super::pool::{Gate, spawn_paced};
-use super::report::{Report, round, sample};
+use super::report::{GeneratorClock, Report, round, sample};
 use std::sync::Arc;
 use tokio::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -38,6 +38,7 @@ pub async fn connect(env: Arc<Env>, o: ConnectOpts) -> Report {
     report.param("source_addrs", env.sources.max(1));
     let (stop, gate) = (CancellationToken::new(), Arc::new(Gate::default()));
     let before = sample(env.pid);
+    let clock = GeneratorClock::start();
     let start = Instant::now();
     let handles = spawn_paced(o.connections, env.connect_rate, &gate, |i, setup| {
         let (env, stop, channel) = (env.clone(), stop.clone(), format!("bench-idle-{}", i % o.channels.max(1)));
@@ -63,6 +64,7 @@ pub async fn connect(env: Arc<Env>, o: ConnectOpts) -> Report {
     .await;
     let (ready, failed) = gate.wait(o.connections, Duration::from_secs(300)).await;
     let connected = sample(env.pid);
+    report.generator(clock);
     let connect_s = start.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs_f64(o.settle)).await;
     let after = sample(env.pid);

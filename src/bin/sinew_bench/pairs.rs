@@ -5,7 +5,7 @@ use super::Env;
 use super::client::{Conn, Incoming, source_for};
 use super::fanout::marker;
 use super::pool::{Gate, Setup, spawn_paced};
-use super::report::{Report, latency, now_us, round, sample};
+use super::report::{GeneratorClock, Report, latency, now_us, round, sample};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::Barrier;
@@ -138,6 +138,7 @@ pub async fn client_events(env: Arc<Env>, o: PairOpts) -> Report {
     .await;
     gate.wait(n, Duration::from_secs(120)).await;
     let before = sample(env.pid);
+    let clock = GeneratorClock::start();
     let t0 = Instant::now();
     start.wait().await;
     tokio::time::sleep(Duration::from_secs_f64(o.duration)).await;
@@ -153,6 +154,7 @@ pub async fn client_events(env: Arc<Env>, o: PairOpts) -> Report {
         sides.push((true, h.await.unwrap_or_default()));
     }
     let after = sample(env.pid);
+    report.generator(clock);
     let elapsed = t0.elapsed().as_secs_f64();
     done.cancel();
     for h in echoers {

@@ -3,7 +3,7 @@
 use super::Env;
 use super::client::{Conn, Incoming, event, source_for};
 use super::pool::{Gate, Setup, spawn_paced};
-use super::report::{Report, latency, now_us, round, sample};
+use super::report::{GeneratorClock, Report, latency, now_us, round, sample};
 use std::sync::Arc;
 use tokio::sync::Barrier;
 use tokio::time::{Duration, Instant};
@@ -155,6 +155,7 @@ pub async fn presence_churn(env: Arc<Env>, o: ChurnOpts) -> Report {
     .await;
     gate.wait(n, Duration::from_secs(120)).await;
     let before = sample(env.pid);
+    let clock = GeneratorClock::start();
     let t0 = Instant::now();
     start.wait().await;
     tokio::time::sleep(Duration::from_secs_f64(o.duration)).await;
@@ -175,6 +176,7 @@ pub async fn presence_churn(env: Arc<Env>, o: ChurnOpts) -> Report {
     // Churners have closed; give the last member_removed events a moment to reach the watchers.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let after = sample(env.pid);
+    report.generator(clock);
     done.cancel();
     // Each watcher also sees the watchers that joined after it: W(W-1)/2 extra member_added in all.
     let (mut short, mut extra, mut first_short) = (0usize, 0u64, None);

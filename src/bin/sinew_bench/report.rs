@@ -22,15 +22,41 @@ pub struct ServerSample {
 /// Reads `/proc/PID/stat` and `/proc/PID/status`; `None` without a pid or when unreadable.
 pub fn sample(pid: Option<u32>) -> Option<ServerSample> {
     let pid = pid?;
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let cpu_s = cpu_seconds(&pid.to_string())?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let rss_kb: u64 = status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some(ServerSample { cpu_s, rss: rss_kb * 1024 })
+}
+
+/// utime + stime of `/proc/{process}/stat` (a pid, or `self`), in seconds.
+fn cpu_seconds(process: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{process}/stat")).ok()?;
     // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
     let rest = &stat[stat.rfind(')')? + 2..];
     let f: Vec<&str> = rest.split_whitespace().collect();
     let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let rss_kb: u64 = status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()?;
     // USER_HZ is 100 on Linux for every architecture this runs on.
-    Some(ServerSample { cpu_s: ticks as f64 / 100.0, rss: rss_kb * 1024 })
+    Some(ticks as f64 / 100.0)
+}
+
+/// The load generator's own CPU time from a starting moment: when it used nearly a whole core
+/// per core it runs on, the figures measure the generator rather than the server.
+#[derive(Debug, Clone, Copy)]
+pub struct GeneratorClock {
+    cpu_s: Option<f64>,
+    at: Instant,
+}
+
+impl GeneratorClock {
+    /// Starts measuring now.
+    pub fn start() -> Self {
+        GeneratorClock { cpu_s: cpu_seconds("self"), at: Instant::now() }
+    }
+}
+
+/// Cores the load generator may run on (its CPU affinity, as `taskset` sets it).
+fn generator_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// Percentiles of a set of latencies in microseconds, reported in milliseconds.
@@ -49,12 +75,13 @@ pub struct Report {
     params: Map<String, Value>,
     figures: Map<String, Value>,
     failures: Vec<String>,
+    notes: Vec<String>,
 }
 
 impl Report {
     /// An empty report for `scenario`.
     pub fn new(scenario: &'static str) -> Self {
-        Report { scenario, params: Map::new(), figures: Map::new(), failures: Vec::new() }
+        Report { scenario, params: Map::new(), figures: Map::new(), failures: Vec::new(), notes: Vec::new() }
     }
 
     /// Records a parameter.
@@ -86,6 +113,28 @@ impl Report {
         self.figure("server_rss_after_bytes", a.rss);
     }
 
+    /// Adds the load generator's CPU time since `clock` started and how busy its cores were; a
+    /// note when they were nearly full (the server may then have been waiting for the generator).
+    pub fn generator(&mut self, clock: GeneratorClock) {
+        let (Some(before), Some(now)) = (clock.cpu_s, cpu_seconds("self")) else { return };
+        let cpu = now - before;
+        let busy = cpu / (clock.at.elapsed().as_secs_f64().max(1e-9) * generator_cores() as f64);
+        self.figure("generator_cpu_s", round(cpu, 3));
+        self.figure("generator_busy", round(busy, 2));
+        if busy > 0.9 {
+            self.note(format!(
+                "the load generator kept its {} core(s) {:.0}% busy: rates may be the generator's limit",
+                generator_cores(),
+                busy * 100.0
+            ));
+        }
+    }
+
+    /// Records a remark printed with the report (not a failure).
+    pub fn note(&mut self, why: String) {
+        self.notes.push(why);
+    }
+
     /// True when no check failed.
     pub fn ok(&self) -> bool {
         self.failures.is_empty()
@@ -93,7 +142,8 @@ impl Report {
 
     /// The report as one JSON object.
     pub fn json(&self) -> Value {
-        json!({"scenario": self.scenario, "ok": self.ok(), "params": self.params, "figures": self.figures, "failures": self.failures})
+        json!({"scenario": self.scenario, "ok": self.ok(), "params": self.params, "figures": self.figures,
+            "failures": self.failures, "notes": self.notes})
     }
 
     /// A readable table.
@@ -111,6 +161,9 @@ impl Report {
                 v => out.push_str(&format!("   {k:<36} {v}\n")),
             }
         }
+        for n in &self.notes {
+            out.push_str(&format!("   note: {n}\n"));
+        }
         for f in &self.failures {
             out.push_str(&format!("   FAILED: {f}\n"));
         }
@@ -122,4 +175,43 @@ impl Report {
 pub fn round(x: f64, digits: i32) -> f64 {
     let m = 10f64.powi(digits);
     (x * m).round() / m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generator_figures_come_from_this_process() {
+        let clock = GeneratorClock::start();
+        assert!(clock.cpu_s.is_some(), "/proc/self/stat is readable");
+        // Burn a little CPU so the figure is measurable at 100 ticks a second.
+        let spin = Instant::now();
+        let mut x = 0u64;
+        while spin.elapsed().as_millis() < 50 {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+        let mut r = Report::new("t");
+        r.generator(clock);
+        let busy = r.figures.get("generator_busy").and_then(Value::as_f64).unwrap_or(-1.0);
+        assert!((0.0..=1.5).contains(&busy), "busy {busy}");
+        assert!(r.figures.contains_key("generator_cpu_s"));
+        assert!(r.ok(), "a busy generator is a note, not a failure");
+    }
+
+    #[test]
+    fn notes_are_printed_and_kept_in_json() {
+        let mut r = Report::new("t");
+        r.note("look here".into());
+        assert!(r.table().contains("note: look here"));
+        assert_eq!(r.json()["notes"][0], "look here");
+        assert!(r.ok());
+    }
+
+    #[test]
+    fn server_sample_of_this_process() {
+        let s = sample(Some(std::process::id())).map(|s| s.rss).unwrap_or(0);
+        assert!(s > 0);
+        assert!(sample(None).is_none());
+    }
 }
