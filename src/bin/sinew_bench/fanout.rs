@@ -200,7 +200,7 @@ pub async fn fanout(env: Arc<Env>, o: FanoutOpts) -> Report {
     let expected = (o.messages - rest_errors) * ready as u64;
     let last = settle(&total, expected, Duration::from_secs(10)).await;
     let after = sample(env.pid);
-    report.generator(clock);
+    report.generator(clock.stop());
     let elapsed = last.duration_since(start).as_secs_f64();
     stop.cancel();
     let delivered = collect(&mut report, handles, expected).await;
@@ -292,7 +292,7 @@ pub async fn throughput(env: Arc<Env>, o: ThroughputOpts) -> Report {
         if failed == 0 { accepted * o.per_channel as u64 } else { accepted * ready as u64 / o.channels as u64 };
     settle(&total, expected, Duration::from_secs(10)).await;
     let after = sample(env.pid);
-    report.generator(clock);
+    report.generator(clock.stop());
     stop.cancel();
     let delivered = collect(&mut report, handles, expected).await;
     report.figure("publishes", accepted);

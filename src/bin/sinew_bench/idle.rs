@@ -64,7 +64,7 @@ pub async fn connect(env: Arc<Env>, o: ConnectOpts) -> Report {
     .await;
     let (ready, failed) = gate.wait(o.connections, Duration::from_secs(300)).await;
     let connected = sample(env.pid);
-    report.generator(clock);
+    report.generator(clock.stop());
     let connect_s = start.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs_f64(o.settle)).await;
     let after = sample(env.pid);

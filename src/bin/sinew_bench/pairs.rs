@@ -154,7 +154,7 @@ pub async fn client_events(env: Arc<Env>, o: PairOpts) -> Report {
         sides.push((true, h.await.unwrap_or_default()));
     }
     let after = sample(env.pid);
-    report.generator(clock);
+    report.generator(clock.stop());
     let elapsed = t0.elapsed().as_secs_f64();
     done.cancel();
     for h in echoers {

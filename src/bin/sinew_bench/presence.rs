@@ -173,10 +173,12 @@ pub async fn presence_churn(env: Arc<Env>, o: ChurnOpts) -> Report {
         problems.extend(t.problem);
     }
     let elapsed = t0.elapsed().as_secs_f64();
+    // The generator's window is the churn's, as for `joins_per_s`.
+    let used = clock.stop();
     // Churners have closed; give the last member_removed events a moment to reach the watchers.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let after = sample(env.pid);
-    report.generator(clock);
+    report.generator(used);
     done.cancel();
     // Each watcher also sees the watchers that joined after it: W(W-1)/2 extra member_added in all.
     let (mut short, mut extra, mut first_short) = (0usize, 0u64, None);
