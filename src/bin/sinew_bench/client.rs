@@ -1,17 +1,19 @@
 //! A minimal Pusher WebSocket client: connect (optionally from a chosen source address), read
 //! `connection_established`, subscribe with signed auth, answer `pusher:ping`.
+//!
+//! The WebSocket framing is written by hand (as the REST client is): thousands of these clients
+//! share the load generator's core, and a general WebSocket stack would spend a good part of it
+//! on buffers and wakers the load does not need.
 
 use anyhow::{Context as _, anyhow, bail};
-use futures_util::{SinkExt, StreamExt};
+use base64::Engine as _;
 use serde::Deserialize;
 use sinew::protocol::signature;
 use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::{Duration, timeout};
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 /// The server under test and the app credentials.
 #[derive(Debug, Clone)]
@@ -60,10 +62,22 @@ pub fn event(text: &str) -> Option<Event<'_>> {
 
 const WAIT: Duration = Duration::from_secs(30);
 
+/// Bytes a read may add to a connection's buffer; the buffer starts at this size.
+const READ_CHUNK: usize = 4096;
+
+/// Messages larger than this close the connection as an error.
+const MAX_MESSAGE: usize = 16 << 20;
+
 /// One open Pusher connection.
 pub struct Conn {
-    /// The WebSocket.
-    pub ws: WebSocketStream<TcpStream>,
+    stream: TcpStream,
+    /// Bytes received; those before `pos` are consumed.
+    received: Vec<u8>,
+    pos: usize,
+    /// A fragmented text message being put together.
+    partial: Option<Vec<u8>>,
+    /// State of the masking keys' generator (xorshift).
+    mask_state: u32,
     /// The socket id the server assigned.
     pub socket_id: String,
 }
@@ -71,9 +85,57 @@ pub struct Conn {
 /// What [`Conn::next`] read.
 pub enum Incoming {
     /// A text message (pings already answered).
-    Text(tokio_tungstenite::tungstenite::Utf8Bytes),
+    Text(String),
     /// The server closed, with its close code if it sent one.
     Closed(Option<u16>),
+}
+
+/// A frame header from the server: FIN, opcode, header length, payload length, masking key.
+#[derive(Debug, PartialEq, Eq)]
+struct Header {
+    fin: bool,
+    opcode: u8,
+    len: usize,
+    payload: usize,
+    mask: Option<[u8; 4]>,
+}
+
+/// Parses a frame header at the start of `buf`; `None` until the whole header is there.
+fn header(buf: &[u8]) -> Option<Header> {
+    let (&b0, &b1) = (buf.first()?, buf.get(1)?);
+    let (mut len, payload) = match b1 & 0x7F {
+        126 => (4, u16::from_be_bytes(buf.get(2..4)?.try_into().ok()?) as usize),
+        127 => (10, u64::from_be_bytes(buf.get(2..10)?.try_into().ok()?) as usize),
+        n => (2, n as usize),
+    };
+    let mask = if b1 & 0x80 != 0 {
+        let m: [u8; 4] = buf.get(len..len + 4)?.try_into().ok()?;
+        len += 4;
+        Some(m)
+    } else {
+        None
+    };
+    Some(Header { fin: b0 & 0x80 != 0, opcode: b0 & 0x0F, len, payload, mask })
+}
+
+/// A masked client frame (FIN set) of `opcode` carrying `payload`.
+fn client_frame(opcode: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(payload.len() + 14);
+    out.push(0x80 | opcode);
+    match payload.len() {
+        n if n < 126 => out.push(0x80 | n as u8),
+        n if n <= 0xFFFF => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&mask);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    out
 }
 
 impl Conn {
@@ -85,13 +147,16 @@ impl Conn {
         }
         let stream = timeout(WAIT, sock.connect(t.addr)).await.context("connect timed out")??;
         stream.set_nodelay(true)?;
-        let url = format!("ws://{}/app/{}?protocol=7&client=js&version=8.6.0&flash=false", t.authority, t.key);
-        // Small buffers: thousands of idle clients live in this process.
-        let config = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
-        let (ws, _) = timeout(WAIT, tokio_tungstenite::client_async_with_config(url, stream, Some(config)))
-            .await
-            .context("handshake timed out")??;
-        let mut conn = Conn { ws, socket_id: String::new() };
+        let seed: [u8; 16] = rand::random();
+        let mut conn = Conn {
+            stream,
+            received: Vec::with_capacity(READ_CHUNK),
+            pos: 0,
+            partial: None,
+            mask_state: u32::from_le_bytes([seed[0], seed[1], seed[2], seed[3]]) | 1,
+            socket_id: String::new(),
+        };
+        timeout(WAIT, conn.handshake(t, &seed)).await.context("handshake timed out")??;
         let text = conn.expect_text().await?;
         let established: serde_json::Value = serde_json::from_str(&text)?;
         if established["event"] != "pusher:connection_established" {
@@ -102,33 +167,154 @@ impl Conn {
         Ok(conn)
     }
 
-    /// Sends a text message.
-    pub async fn send(&mut self, text: String) -> anyhow::Result<()> {
-        self.ws.send(Message::Text(text.into())).await?;
-        Ok(())
-    }
-
-    /// The next text message; answers `pusher:ping` on the way.
-    pub async fn next(&mut self) -> Incoming {
+    /// Sends the upgrade request and checks the `101` answer; bytes after it stay buffered.
+    async fn handshake(&mut self, t: &Target, nonce: &[u8; 16]) -> anyhow::Result<()> {
+        let key = base64::engine::general_purpose::STANDARD.encode(nonce);
+        let request = format!(
+            "GET /app/{}?protocol=7&client=js&version=8.6.0&flash=false HTTP/1.1\r\nHost: {}\r\n\
+             Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n\
+             Sec-WebSocket-Version: 13\r\n\r\n",
+            t.key, t.authority
+        );
+        self.stream.write_all(request.as_bytes()).await?;
         loop {
-            match self.ws.next().await {
-                Some(Ok(Message::Text(t))) => {
-                    if t.as_str().starts_with("{\"event\":\"pusher:ping\"") {
-                        let _ = self.send(r#"{"event":"pusher:pong","data":{}}"#.to_string()).await;
-                        continue;
-                    }
-                    return Incoming::Text(t);
+            let mut headers = [httparse::EMPTY_HEADER; 32];
+            let mut res = httparse::Response::new(&mut headers);
+            if let httparse::Status::Complete(end) = res.parse(&self.received).context("bad upgrade answer")? {
+                if res.code != Some(101) {
+                    bail!("upgrade answered {:?} {:?}", res.code, res.reason);
                 }
-                Some(Ok(Message::Close(f))) => return Incoming::Closed(f.map(|f| u16::from(f.code))),
-                Some(Ok(_)) => continue,
-                Some(Err(_)) | None => return Incoming::Closed(None),
+                let expected = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+                let accept = res.headers.iter().find(|h| h.name.eq_ignore_ascii_case("sec-websocket-accept"));
+                if accept.map(|h| h.value) != Some(expected.as_bytes()) {
+                    bail!("upgrade answer without the right Sec-WebSocket-Accept");
+                }
+                self.pos = end;
+                return Ok(());
+            }
+            if self.received.len() > 16 << 10 {
+                bail!("upgrade answer head too long");
+            }
+            if self.fill().await? == 0 {
+                bail!("closed during the upgrade");
             }
         }
     }
 
+    /// Reads what the socket has into the buffer (moving unconsumed bytes to its start first).
+    async fn fill(&mut self) -> std::io::Result<usize> {
+        if self.pos == self.received.len() {
+            self.received.clear();
+            self.pos = 0;
+        } else if self.pos > 0 && self.received.capacity() - self.received.len() < READ_CHUNK / 4 {
+            self.received.drain(..self.pos);
+            self.pos = 0;
+        }
+        self.received.reserve(READ_CHUNK / 4);
+        self.stream.read_buf(&mut self.received).await
+    }
+
+    fn next_mask(&mut self) -> [u8; 4] {
+        let mut x = self.mask_state;
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        self.mask_state = x;
+        x.to_le_bytes()
+    }
+
+    async fn write_frame(&mut self, opcode: u8, payload: &[u8]) -> std::io::Result<()> {
+        let mask = self.next_mask();
+        self.stream.write_all(&client_frame(opcode, payload, mask)).await
+    }
+
+    /// Sends a text message.
+    pub async fn send(&mut self, text: String) -> anyhow::Result<()> {
+        self.write_frame(0x1, text.as_bytes()).await?;
+        Ok(())
+    }
+
+    /// The next text message; answers `pusher:ping` (and WebSocket pings) on the way.
+    pub async fn next(&mut self) -> Incoming {
+        loop {
+            match self.next_frame().await {
+                Ok(Some(text)) => {
+                    if text.starts_with("{\"event\":\"pusher:ping\"") {
+                        let _ = self.send(r#"{"event":"pusher:pong","data":{}}"#.to_string()).await;
+                        continue;
+                    }
+                    return Incoming::Text(text);
+                }
+                Ok(None) => continue,
+                Err(code) => return Incoming::Closed(code),
+            }
+        }
+    }
+
+    /// Reads one frame: `Ok(Some(text))` for a complete text message, `Ok(None)` for anything
+    /// else, `Err(close code)` when the connection ended.
+    async fn next_frame(&mut self) -> Result<Option<String>, Option<u16>> {
+        let h = loop {
+            let buf = &self.received[self.pos..];
+            if let Some(h) = header(buf)
+                && buf.len() >= h.len + h.payload
+            {
+                break h;
+            }
+            if header(buf).is_some_and(|h| h.payload > MAX_MESSAGE) {
+                return Err(None);
+            }
+            match self.fill().await {
+                Ok(n) if n > 0 => {}
+                _ => return Err(None),
+            }
+        };
+        let start = self.pos + h.len;
+        self.pos = start + h.payload;
+        let mut payload = self.received[start..self.pos].to_vec();
+        if let Some(m) = h.mask {
+            payload.iter_mut().enumerate().for_each(|(i, b)| *b ^= m[i % 4]);
+        }
+        let message = match (h.opcode, self.partial.take()) {
+            (0x1, None) if h.fin => payload,
+            (0x1, None) => {
+                self.partial = Some(payload);
+                return Ok(None);
+            }
+            (0x0, Some(mut part)) => {
+                part.extend_from_slice(&payload);
+                if part.len() > MAX_MESSAGE {
+                    return Err(None);
+                }
+                if !h.fin {
+                    self.partial = Some(part);
+                    return Ok(None);
+                }
+                part
+            }
+            (0x8, _) => {
+                let code = payload.get(..2).map(|c| u16::from_be_bytes([c[0], c[1]]));
+                let _ = self.write_frame(0x8, payload.get(..2).unwrap_or(&[])).await;
+                return Err(code);
+            }
+            (0x9, partial) => {
+                self.partial = partial;
+                let _ = self.write_frame(0xA, &payload).await;
+                return Ok(None);
+            }
+            // Pongs, binary messages: not part of the Pusher protocol's traffic here.
+            (0x2 | 0xA, partial) => {
+                self.partial = partial;
+                return Ok(None);
+            }
+            _ => return Err(None),
+        };
+        String::from_utf8(message).map(Some).map_err(|_| None)
+    }
+
     async fn expect_text(&mut self) -> anyhow::Result<String> {
         match timeout(WAIT, self.next()).await {
-            Ok(Incoming::Text(t)) => Ok(t.as_str().to_string()),
+            Ok(Incoming::Text(t)) => Ok(t),
             Ok(Incoming::Closed(code)) => bail!("closed by server ({code:?})"),
             Err(_) => bail!("no message within {WAIT:?}"),
         }
@@ -168,13 +354,54 @@ impl Conn {
         self.send(serde_json::json!({"event":"pusher:unsubscribe","data":{"channel":channel}}).to_string()).await
     }
 
-    /// Closes politely, not waiting for long.
+    /// Closes politely (a close frame, code 1000), not waiting for the answer.
     pub async fn close(mut self) {
-        let _ = timeout(Duration::from_secs(2), self.ws.close(None)).await;
+        let _ = timeout(Duration::from_secs(2), self.write_frame(0x8, &1000u16.to_be_bytes())).await;
     }
 }
 
 /// The source address for connection `i`: 127.0.0.1 up to 127.0.0.`n` in turn (`None` when `n` <= 1).
 pub fn source_for(i: usize, n: usize) -> Option<IpAddr> {
     (n > 1).then(|| IpAddr::from([127, 0, 0, (1 + i % n) as u8]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Unmasks a client frame the way a server does: (opcode, payload).
+    fn unmask(frame: &[u8]) -> (u8, Vec<u8>) {
+        let h = header(frame).unwrap_or_else(|| panic!("incomplete header"));
+        assert!(h.fin);
+        assert_eq!(frame.len(), h.len + h.payload, "frame length");
+        let m = h.mask.unwrap_or_else(|| panic!("client frames are masked"));
+        (h.opcode, frame[h.len..].iter().enumerate().map(|(i, b)| b ^ m[i % 4]).collect())
+    }
+
+    #[test]
+    fn client_frames_are_masked_and_sized_at_each_length_form() {
+        for n in [0usize, 1, 125, 126, 65_535, 65_536] {
+            let payload: Vec<u8> = (0..n).map(|i| (i % 251) as u8).collect();
+            let frame = client_frame(0x1, &payload, [1, 2, 3, 4]);
+            let header_len = match n {
+                0..=125 => 6,
+                126..=65_535 => 8,
+                _ => 14,
+            };
+            assert_eq!(frame.len(), header_len + n, "{n} bytes");
+            assert_eq!(unmask(&frame), (0x1, payload), "{n} bytes");
+        }
+    }
+
+    #[test]
+    fn server_headers_parse_only_when_complete() {
+        let mut frame = vec![0x81, 126, 0x01, 0x00];
+        frame.extend(std::iter::repeat_n(b'x', 256));
+        assert_eq!(header(&frame[..3]), None);
+        assert_eq!(header(&frame), Some(Header { fin: true, opcode: 1, len: 4, payload: 256, mask: None }));
+        let long = [0x01, 127, 0, 0, 0, 0, 0, 1, 0, 0];
+        assert_eq!(header(&long[..9]), None);
+        assert_eq!(header(&long), Some(Header { fin: false, opcode: 1, len: 10, payload: 65_536, mask: None }));
+        assert_eq!(header(&[0x88, 0x02]), Some(Header { fin: true, opcode: 8, len: 2, payload: 2, mask: None }));
+    }
 }
