@@ -7,6 +7,7 @@ mod common;
 
 use common::{KEY, TestServer};
 use serde_json::{Value, json};
+use sinew::transport::wire;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -19,22 +20,7 @@ const SAMPLE_ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
 
 /// A masked client frame.
 fn masked(b0: u8, payload: &[u8]) -> Vec<u8> {
-    let mask = [0xA1, 0xB2, 0xC3, 0xD4];
-    let mut out = vec![b0];
-    match payload.len() {
-        n if n < 126 => out.push(0x80 | n as u8),
-        n if n <= 0xFFFF => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&mask);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    out
+    wire::masked(b0, payload, [0xA1, 0xB2, 0xC3, 0xD4])
 }
 
 fn text(v: Value) -> Vec<u8> {

@@ -1,5 +1,6 @@
 //! The server side of the WebSocket wire format (RFC 6455) for plain TCP connections: frame headers
-//! for what the server sends, and an incremental decoder of what clients send.
+//! for what the server sends, and an incremental decoder of what clients send (and, for the load
+//! generator and tests, the masked frames clients send).
 //!
 //! The decoder keeps no buffer while a connection is idle: bytes are held only while a frame or a
 //! fragmented message is incomplete.
@@ -43,6 +44,28 @@ pub fn encode(opcode: u8, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(n + payload.len());
     out.extend_from_slice(&h[..n]);
     out.extend_from_slice(payload);
+    out
+}
+
+/// A frame as a client sends it: first byte `b0` (FIN and opcode), then the length with the mask
+/// bit set, `mask`, and `payload` masked with it. The server never sends these; the load generator
+/// and tests do.
+pub fn masked(b0: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(payload.len() + 14);
+    out.push(b0);
+    match payload.len() {
+        n if n < 126 => out.push(0x80 | n as u8),
+        n if n <= 0xFFFF => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&mask);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
     out
 }
 
@@ -294,22 +317,7 @@ mod tests {
 
     /// A masked client frame.
     fn client(b0: u8, payload: &[u8]) -> Vec<u8> {
-        let mask = [0x12, 0x34, 0x56, 0x78];
-        let mut out = vec![b0];
-        match payload.len() {
-            n if n < 126 => out.push(0x80 | n as u8),
-            n if n <= 0xFFFF => {
-                out.push(0x80 | 126);
-                out.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                out.push(0x80 | 127);
-                out.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        out.extend_from_slice(&mask);
-        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-        out
+        masked(b0, payload, [0x12, 0x34, 0x56, 0x78])
     }
 
     fn decode_all(d: &mut Decoder, max: usize) -> Vec<Result<Incoming, WireError>> {

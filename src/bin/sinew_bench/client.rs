@@ -9,6 +9,7 @@ use anyhow::{Context as _, anyhow, bail};
 use base64::Engine as _;
 use serde::Deserialize;
 use sinew::protocol::signature;
+use sinew::transport::wire;
 use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -62,7 +63,8 @@ pub fn event(text: &str) -> Option<Event<'_>> {
 
 const WAIT: Duration = Duration::from_secs(30);
 
-/// Bytes a read may add to a connection's buffer; the buffer starts at this size.
+/// A connection's receive buffer starts at this size; a read goes into whatever room it has, at
+/// least a quarter of this.
 const READ_CHUNK: usize = 4096;
 
 /// Messages larger than this close the connection as an error.
@@ -76,6 +78,9 @@ pub struct Conn {
     pos: usize,
     /// A fragmented text message being put together.
     partial: Option<Vec<u8>>,
+    /// Answers to pings and closes not written yet: written at the next `next` or `send`, a part
+    /// at a time, so that a `next` dropped in a `select!` loses none of them.
+    replies: Vec<u8>,
     /// State of the masking keys' generator (xorshift).
     mask_state: u32,
     /// The socket id the server assigned.
@@ -95,7 +100,7 @@ pub enum Incoming {
 struct Header {
     fin: bool,
     opcode: u8,
-    len: usize,
+    head_len: usize,
     payload: usize,
     mask: Option<[u8; 4]>,
 }
@@ -103,39 +108,19 @@ struct Header {
 /// Parses a frame header at the start of `buf`; `None` until the whole header is there.
 fn header(buf: &[u8]) -> Option<Header> {
     let (&b0, &b1) = (buf.first()?, buf.get(1)?);
-    let (mut len, payload) = match b1 & 0x7F {
+    let (mut head_len, payload) = match b1 & 0x7F {
         126 => (4, u16::from_be_bytes(buf.get(2..4)?.try_into().ok()?) as usize),
         127 => (10, u64::from_be_bytes(buf.get(2..10)?.try_into().ok()?) as usize),
         n => (2, n as usize),
     };
     let mask = if b1 & 0x80 != 0 {
-        let m: [u8; 4] = buf.get(len..len + 4)?.try_into().ok()?;
-        len += 4;
+        let m: [u8; 4] = buf.get(head_len..head_len + 4)?.try_into().ok()?;
+        head_len += 4;
         Some(m)
     } else {
         None
     };
-    Some(Header { fin: b0 & 0x80 != 0, opcode: b0 & 0x0F, len, payload, mask })
-}
-
-/// A masked client frame (FIN set) of `opcode` carrying `payload`.
-fn client_frame(opcode: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(payload.len() + 14);
-    out.push(0x80 | opcode);
-    match payload.len() {
-        n if n < 126 => out.push(0x80 | n as u8),
-        n if n <= 0xFFFF => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&mask);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    out
+    Some(Header { fin: b0 & 0x80 != 0, opcode: b0 & 0x0F, head_len, payload, mask })
 }
 
 impl Conn {
@@ -153,6 +138,7 @@ impl Conn {
             received: Vec::with_capacity(READ_CHUNK),
             pos: 0,
             partial: None,
+            replies: Vec::new(),
             mask_state: u32::from_le_bytes([seed[0], seed[1], seed[2], seed[3]]) | 1,
             socket_id: String::new(),
         };
@@ -223,53 +209,72 @@ impl Conn {
         x.to_le_bytes()
     }
 
-    async fn write_frame(&mut self, opcode: u8, payload: &[u8]) -> std::io::Result<()> {
+    /// Queues a control frame or a `pusher:pong` (see `replies`).
+    fn queue_reply(&mut self, opcode: u8, payload: &[u8]) {
         let mask = self.next_mask();
-        self.stream.write_all(&client_frame(opcode, payload, mask)).await
+        self.replies.extend_from_slice(&wire::masked(0x80 | opcode, payload, mask));
+    }
+
+    /// Writes the queued replies. Each write either happens or not, so a caller dropped at an
+    /// await point leaves the rest queued; a failed write drops them (the reads will fail too).
+    async fn flush_replies(&mut self) {
+        while !self.replies.is_empty() {
+            match self.stream.write(&self.replies).await {
+                Ok(n) if n > 0 => {
+                    self.replies.drain(..n);
+                }
+                _ => self.replies.clear(),
+            }
+        }
     }
 
     /// Sends a text message.
     pub async fn send(&mut self, text: String) -> anyhow::Result<()> {
-        self.write_frame(0x1, text.as_bytes()).await?;
+        self.flush_replies().await;
+        let mask = self.next_mask();
+        self.stream.write_all(&wire::masked(0x81, text.as_bytes(), mask)).await?;
         Ok(())
     }
 
     /// The next text message; answers `pusher:ping` (and WebSocket pings) on the way.
     pub async fn next(&mut self) -> Incoming {
         loop {
+            self.flush_replies().await;
             match self.next_frame().await {
-                Ok(Some(text)) => {
-                    if text.starts_with("{\"event\":\"pusher:ping\"") {
-                        let _ = self.send(r#"{"event":"pusher:pong","data":{}}"#.to_string()).await;
-                        continue;
-                    }
-                    return Incoming::Text(text);
+                Ok(Some(text)) if text.starts_with("{\"event\":\"pusher:ping\"") => {
+                    self.queue_reply(0x1, br#"{"event":"pusher:pong","data":{}}"#);
                 }
-                Ok(None) => continue,
-                Err(code) => return Incoming::Closed(code),
+                Ok(Some(text)) => return Incoming::Text(text),
+                Ok(None) => {}
+                Err(code) => {
+                    self.flush_replies().await;
+                    return Incoming::Closed(code);
+                }
             }
         }
     }
 
     /// Reads one frame: `Ok(Some(text))` for a complete text message, `Ok(None)` for anything
-    /// else, `Err(close code)` when the connection ended.
+    /// else (a ping's answer is queued), `Err(close code)` when the server closed or the connection
+    /// ended or broke the protocol (a malformed or oversized message). Only the read awaits, and
+    /// nothing is consumed before a whole frame is there.
     async fn next_frame(&mut self) -> Result<Option<String>, Option<u16>> {
         let h = loop {
             let buf = &self.received[self.pos..];
-            if let Some(h) = header(buf)
-                && buf.len() >= h.len + h.payload
-            {
-                break h;
-            }
-            if header(buf).is_some_and(|h| h.payload > MAX_MESSAGE) {
-                return Err(None);
+            if let Some(h) = header(buf) {
+                if h.payload > MAX_MESSAGE {
+                    return Err(None);
+                }
+                if buf.len() >= h.head_len + h.payload {
+                    break h;
+                }
             }
             match self.fill().await {
                 Ok(n) if n > 0 => {}
                 _ => return Err(None),
             }
         };
-        let start = self.pos + h.len;
+        let start = self.pos + h.head_len;
         self.pos = start + h.payload;
         let mut payload = self.received[start..self.pos].to_vec();
         if let Some(m) = h.mask {
@@ -294,12 +299,12 @@ impl Conn {
             }
             (0x8, _) => {
                 let code = payload.get(..2).map(|c| u16::from_be_bytes([c[0], c[1]]));
-                let _ = self.write_frame(0x8, payload.get(..2).unwrap_or(&[])).await;
+                self.queue_reply(0x8, payload.get(..2).unwrap_or(&[]));
                 return Err(code);
             }
             (0x9, partial) => {
                 self.partial = partial;
-                let _ = self.write_frame(0xA, &payload).await;
+                self.queue_reply(0xA, &payload);
                 return Ok(None);
             }
             // Pongs, binary messages: not part of the Pusher protocol's traffic here.
@@ -356,7 +361,8 @@ impl Conn {
 
     /// Closes politely (a close frame, code 1000), not waiting for the answer.
     pub async fn close(mut self) {
-        let _ = timeout(Duration::from_secs(2), self.write_frame(0x8, &1000u16.to_be_bytes())).await;
+        self.queue_reply(0x8, &1000u16.to_be_bytes());
+        let _ = timeout(Duration::from_secs(2), self.flush_replies()).await;
     }
 }
 
@@ -368,21 +374,109 @@ pub fn source_for(i: usize, n: usize) -> Option<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sinew::transport::wire::{Decoder, Incoming as FromClient};
+    use tokio::net::TcpListener;
+
+    /// Reads client frames from `peer` until one message decodes.
+    async fn from_client(peer: &mut TcpStream, d: &mut Decoder) -> FromClient {
+        loop {
+            match d.next(1 << 20) {
+                Ok(Some(m)) => return m,
+                Ok(None) => {}
+                Err(e) => panic!("client sent a bad frame: {e:?}"),
+            }
+            let mut chunk = [0u8; 4096];
+            let n = timeout(WAIT, peer.read(&mut chunk)).await.unwrap_or_else(|_| panic!("no frame")).unwrap_or(0);
+            assert!(n > 0, "client closed");
+            d.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    fn server_text(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+        let mut f = wire::encode(opcode, payload);
+        if !fin {
+            f[0] &= 0x7F;
+        }
+        f
+    }
+
+    #[tokio::test]
+    async fn talks_websocket_with_a_server_byte_by_byte() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
+        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let server = tokio::spawn(async move {
+            let (mut peer, _) = listener.accept().await.unwrap_or_else(|e| panic!("{e}"));
+            let mut head = Vec::new();
+            while !head.ends_with(b"\r\n\r\n") {
+                let mut b = [0u8; 1];
+                peer.read_exact(&mut b).await.unwrap_or_else(|e| panic!("{e}"));
+                head.push(b[0]);
+            }
+            let head = String::from_utf8_lossy(&head).to_string();
+            assert!(head.starts_with("GET /app/k?protocol=7&"), "{head}");
+            let key = head
+                .lines()
+                .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
+                .unwrap_or_else(|| panic!("no key in {head}"));
+            let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+            // The answer and the first message in one write: the client keeps what follows the head.
+            let mut out = format!(
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                 Sec-WebSocket-Accept: {accept}\r\n\r\n"
+            )
+            .into_bytes();
+            let established = r#"{"event":"pusher:connection_established","data":"{\"socket_id\":\"1.2\"}"}"#;
+            out.extend(wire::encode(0x1, established.as_bytes()));
+            // A message in two fragments with a ping between them.
+            out.extend(server_text(false, 0x1, b"frag"));
+            out.extend(wire::encode(0x9, b"hi"));
+            out.extend(server_text(true, 0x0, b"mented"));
+            out.extend(wire::encode(0x1, br#"{"event":"pusher:ping","data":{}}"#));
+            peer.write_all(&out).await.unwrap_or_else(|e| panic!("{e}"));
+            let mut d = Decoder::new(Vec::new());
+            // The ping is answered with a pong (the decoder keeps no pong payload), then pusher:ping.
+            assert!(matches!(from_client(&mut peer, &mut d).await, FromClient::Pong));
+            assert!(matches!(from_client(&mut peer, &mut d).await, FromClient::Text(t) if t.contains("pusher:pong")));
+            // A long message (64-bit length form) written a byte at a time, then a few KB at a time.
+            let big = "x".repeat(70_000);
+            let frame = wire::encode(0x1, big.as_bytes());
+            for b in &frame[..12] {
+                peer.write_all(std::slice::from_ref(b)).await.unwrap_or_else(|e| panic!("{e}"));
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            for part in frame[12..].chunks(5000) {
+                peer.write_all(part).await.unwrap_or_else(|e| panic!("{e}"));
+            }
+            assert!(matches!(from_client(&mut peer, &mut d).await, FromClient::Text(t) if t == "hello"));
+            peer.write_all(&wire::close_frame(4100, "bye")).await.unwrap_or_else(|e| panic!("{e}"));
+            assert!(matches!(from_client(&mut peer, &mut d).await, FromClient::Close(Some(4100))));
+        });
+        let target =
+            Target { addr, authority: addr.to_string(), app_id: "1".into(), key: "k".into(), secret: "s".into() };
+        let mut conn = Conn::open(&target, None).await.unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(conn.socket_id, "1.2");
+        assert!(matches!(conn.next().await, Incoming::Text(t) if t == "fragmented"));
+        let long = conn.next().await;
+        assert!(matches!(&long, Incoming::Text(t) if t.len() == 70_000), "the long message whole");
+        conn.send("hello".into()).await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(conn.next().await, Incoming::Closed(Some(4100))));
+        server.await.unwrap_or_else(|e| panic!("{e}"));
+    }
 
     /// Unmasks a client frame the way a server does: (opcode, payload).
     fn unmask(frame: &[u8]) -> (u8, Vec<u8>) {
         let h = header(frame).unwrap_or_else(|| panic!("incomplete header"));
         assert!(h.fin);
-        assert_eq!(frame.len(), h.len + h.payload, "frame length");
+        assert_eq!(frame.len(), h.head_len + h.payload, "frame length");
         let m = h.mask.unwrap_or_else(|| panic!("client frames are masked"));
-        (h.opcode, frame[h.len..].iter().enumerate().map(|(i, b)| b ^ m[i % 4]).collect())
+        (h.opcode, frame[h.head_len..].iter().enumerate().map(|(i, b)| b ^ m[i % 4]).collect())
     }
 
     #[test]
     fn client_frames_are_masked_and_sized_at_each_length_form() {
         for n in [0usize, 1, 125, 126, 65_535, 65_536] {
             let payload: Vec<u8> = (0..n).map(|i| (i % 251) as u8).collect();
-            let frame = client_frame(0x1, &payload, [1, 2, 3, 4]);
+            let frame = wire::masked(0x81, &payload, [1, 2, 3, 4]);
             let header_len = match n {
                 0..=125 => 6,
                 126..=65_535 => 8,
@@ -398,10 +492,10 @@ mod tests {
         let mut frame = vec![0x81, 126, 0x01, 0x00];
         frame.extend(std::iter::repeat_n(b'x', 256));
         assert_eq!(header(&frame[..3]), None);
-        assert_eq!(header(&frame), Some(Header { fin: true, opcode: 1, len: 4, payload: 256, mask: None }));
+        assert_eq!(header(&frame), Some(Header { fin: true, opcode: 1, head_len: 4, payload: 256, mask: None }));
         let long = [0x01, 127, 0, 0, 0, 0, 0, 1, 0, 0];
         assert_eq!(header(&long[..9]), None);
-        assert_eq!(header(&long), Some(Header { fin: false, opcode: 1, len: 10, payload: 65_536, mask: None }));
-        assert_eq!(header(&[0x88, 0x02]), Some(Header { fin: true, opcode: 8, len: 2, payload: 2, mask: None }));
+        assert_eq!(header(&long), Some(Header { fin: false, opcode: 1, head_len: 10, payload: 65_536, mask: None }));
+        assert_eq!(header(&[0x88, 0x02]), Some(Header { fin: true, opcode: 8, head_len: 2, payload: 2, mask: None }));
     }
 }
