@@ -20,11 +20,6 @@ impl Frame {
         self.text.as_str()
     }
 
-    /// The message's JSON text as bytes.
-    pub fn as_bytes(&self) -> &[u8] {
-        self.text.as_bytes()
-    }
-
     /// The text as tungstenite's message payload (for connections tungstenite writes).
     pub fn text(&self) -> Utf8Bytes {
         self.text.clone()
@@ -105,7 +100,7 @@ mod tests {
     #[test]
     fn the_text_is_the_tail_of_the_wire_buffer_and_clones_share_it() {
         let f = Frame::from("{\"event\":\"e\"}".to_string());
-        assert_eq!(f.as_bytes().as_ptr(), f.wire()[2..].as_ptr());
+        assert_eq!(f.as_str().as_ptr(), f.wire()[2..].as_ptr());
         let g = f.clone();
         assert_eq!(f.wire().as_ptr(), g.wire().as_ptr());
         assert_eq!(f.as_str().as_ptr(), g.as_str().as_ptr());

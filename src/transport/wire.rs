@@ -51,19 +51,12 @@ pub fn encode(opcode: u8, payload: &[u8]) -> Vec<u8> {
 /// bit set, `mask`, and `payload` masked with it. The server never sends these; the load generator
 /// and tests do.
 pub fn masked(b0: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(payload.len() + 14);
-    out.push(b0);
-    match payload.len() {
-        n if n < 126 => out.push(0x80 | n as u8),
-        n if n <= 0xFFFF => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
+    let mut h = [0; MAX_HEADER];
+    let n = header(0, payload.len(), &mut h);
+    h[0] = b0;
+    h[1] |= 0x80;
+    let mut out = Vec::with_capacity(n + 4 + payload.len());
+    out.extend_from_slice(&h[..n]);
     out.extend_from_slice(&mask);
     out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
     out
