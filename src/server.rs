@@ -38,6 +38,28 @@ pub fn router(ctx: Context) -> Router {
 /// How long a new connection may take to send its first request head.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Connections the kernel may hold for the main port before they are accepted (it caps this at
+/// `net.core.somaxconn`): room for a reconnect storm of thousands of clients at once, where a
+/// full queue would make each dropped client wait a second or more for its SYN to be resent.
+const ACCEPT_BACKLOG: u32 = 4096;
+
+/// Listens on the first address `host:port` resolves to that can be bound, with [`ACCEPT_BACKLOG`].
+async fn listen(host: &str, port: u16) -> std::io::Result<TcpListener> {
+    let mut last = None;
+    for addr in tokio::net::lookup_host((host, port)).await? {
+        let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+        // As `TcpListener::bind` does: a restarted server can take its port back at once.
+        socket.set_reuseaddr(true)?;
+        match socket.bind(addr).and_then(|()| socket.listen(ACCEPT_BACKLOG)) {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{host} resolves to no address"))
+    }))
+}
+
 /// The main port: plain TCP, or TLS when `tls_cert`/`tls_key` are set.
 enum Listener {
     Plain(TcpListener),
@@ -54,7 +76,7 @@ pub struct Server {
 impl Server {
     /// Binds `host:port` from the configuration (port 0 picks a free port).
     pub async fn bind(ctx: Context) -> std::io::Result<Self> {
-        let tcp = TcpListener::bind((ctx.config.host.as_str(), ctx.config.port)).await?;
+        let tcp = listen(&ctx.config.host, ctx.config.port).await?;
         // Accepted sockets inherit it on Linux (see `ws::Task::attach`): messages are written
         // whole, and none should wait for an ACK.
         if let Err(e) = socket2::SockRef::from(&tcp).set_tcp_nodelay(true) {
@@ -361,5 +383,38 @@ async fn purge_caches(ctx: Context) {
         for app in ctx.hub.apps() {
             app.purge_expired_cache();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// More clients than tokio's default backlog of 1,024 complete their connect while none is
+    /// accepted yet (when `net.core.somaxconn` allows it).
+    #[tokio::test]
+    async fn backlog_holds_a_burst_of_unaccepted_connections() {
+        crate::fd_limit::raise();
+        let somaxconn: usize = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(128);
+        let burst = (somaxconn.min(ACCEPT_BACKLOG as usize) / 2).max(64);
+        let listener = listen("127.0.0.1", 0).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut clients = Vec::with_capacity(burst);
+        for i in 0..burst {
+            // A refused SYN would be resent only after a second.
+            let c = tokio::time::timeout(Duration::from_millis(500), TcpStream::connect(addr)).await;
+            clients.push(c.unwrap_or_else(|_| panic!("connect {i} of {burst} waited")).unwrap());
+        }
+        for _ in 0..burst {
+            tokio::time::timeout(Duration::from_secs(5), listener.accept()).await.unwrap().unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn listen_reports_an_unresolvable_host() {
+        assert!(listen("no-such-host.invalid", 0).await.is_err());
     }
 }
