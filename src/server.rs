@@ -47,10 +47,7 @@ const ACCEPT_BACKLOG: u32 = 4096;
 async fn listen(host: &str, port: u16) -> std::io::Result<TcpListener> {
     let mut last = None;
     for addr in tokio::net::lookup_host((host, port)).await? {
-        let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
-        // As `TcpListener::bind` does: a restarted server can take its port back at once.
-        socket.set_reuseaddr(true)?;
-        match socket.bind(addr).and_then(|()| socket.listen(ACCEPT_BACKLOG)) {
+        match listen_on(addr) {
             Ok(listener) => return Ok(listener),
             Err(e) => last = Some(e),
         }
@@ -58,6 +55,14 @@ async fn listen(host: &str, port: u16) -> std::io::Result<TcpListener> {
     Err(last.unwrap_or_else(|| {
         std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{host} resolves to no address"))
     }))
+}
+
+fn listen_on(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    // As `TcpListener::bind` does: a restarted server can take its port back at once.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(ACCEPT_BACKLOG)
 }
 
 /// The main port: plain TCP, or TLS when `tls_cert`/`tls_key` are set.
