@@ -250,7 +250,14 @@ async fn handshake_requires_version_13_and_a_valid_key() {
         assert!(head.starts_with("HTTP/1.1 426"), "{version:?}: {head}");
         assert_eq!(header(&head, "sec-websocket-version"), Some("13"), "{head}");
     }
-    for key in ["", "Sec-WebSocket-Key: not base64!\r\n", "Sec-WebSocket-Key: c2hvcnQ=\r\n"] {
+    // Missing, not base64, and 5, 17 and 20 bytes instead of 16.
+    for key in [
+        "",
+        "Sec-WebSocket-Key: not base64!\r\n",
+        "Sec-WebSocket-Key: c2hvcnQ=\r\n",
+        "Sec-WebSocket-Key: MDEyMzQ1Njc4OWFiY2RlZmc=\r\n",
+        "Sec-WebSocket-Key: MDEyMzQ1Njc4OWFiY2RlZmdoaWo=\r\n",
+    ] {
         let headers = format!("{base}Sec-WebSocket-Version: 13\r\n{key}");
         let (head, _) = Raw::connect(s.addr, &request(&headers), &[]).await;
         assert!(head.starts_with("HTTP/1.1 400"), "{key:?}: {head}");

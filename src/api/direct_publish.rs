@@ -23,7 +23,7 @@ use tokio::time::timeout;
 
 /// The route's name in the `http_calls_received_total` metric, as the routed handler counts it.
 const ENDPOINT: &str = "POST /apps/{app_id}/events";
-/// Free room in the buffer before each read.
+/// What a buffer shrinks back to after a large body.
 const READ_CHUNK: usize = 4096;
 /// A buffer grown past this by a large body shrinks back once the request is answered.
 const KEEP_BUFFER: usize = 64 * 1024;
@@ -176,12 +176,12 @@ pub async fn serve(ctx: &Context, tcp: &TcpStream, buf: &mut Vec<u8>, stop: &mut
     }
 }
 
-/// Reads what the socket has into `buf`, with room for at least [`READ_CHUNK`] more bytes; false
-/// when the connection ended, failed, or `stop` turned true while waiting.
+/// Appends what the socket has to `buf` (a read that drains it clears its readiness, so the next
+/// request is waited for rather than tried with a `recv` that finds nothing); false when the
+/// connection ended, failed, or `stop` turned true while waiting.
 async fn read_more(tcp: &TcpStream, buf: &mut Vec<u8>, stop: &mut watch::Receiver<bool>) -> bool {
-    buf.reserve(READ_CHUNK);
     loop {
-        match tcp.try_read_buf(buf) {
+        match crate::transport::ws::read_up_to(tcp, buf, usize::MAX) {
             Ok(n) => return n > 0,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 tokio::select! {

@@ -85,17 +85,30 @@ pub struct ClientQuery {
 }
 
 impl ClientQuery {
-    /// Reads `protocol` and `version` from a raw query string.
+    /// Reads `protocol` and `version` from a raw query string (form-urlencoded; the last of a
+    /// repeated key wins). Pairs with nothing to decode, which is what clients send, are read
+    /// in place; only the two values kept are copied.
     pub fn parse(query: Option<&str>) -> Self {
         let mut out = ClientQuery::default();
-        for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
-            match k.as_ref() {
-                "protocol" => out.protocol = Some(v.into_owned()),
-                "version" => out.version = Some(v.into_owned()),
-                _ => {}
+        for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            if pair.bytes().any(|b| b == b'%' || b == b'+') {
+                for (k, v) in form_urlencoded::parse(pair.as_bytes()) {
+                    out.set(&k, &v);
+                }
+            } else {
+                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                out.set(k, v);
             }
         }
         out
+    }
+
+    fn set(&mut self, key: &str, value: &str) {
+        match key {
+            "protocol" => self.protocol = Some(value.to_owned()),
+            "version" => self.version = Some(value.to_owned()),
+            _ => {}
+        }
     }
 }
 
@@ -429,5 +442,43 @@ impl Drop for Connection {
         self.app.set_live(&self.conn, false);
         self.app.release_connection();
         self.app.stats().connections_closed.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ClientQuery;
+
+    /// What a full form-urlencoded parse keeps.
+    fn reference(query: &str) -> (Option<String>, Option<String>) {
+        let (mut protocol, mut version) = (None, None);
+        for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+            match k.as_ref() {
+                "protocol" => protocol = Some(v.into_owned()),
+                "version" => version = Some(v.into_owned()),
+                _ => {}
+            }
+        }
+        (protocol, version)
+    }
+
+    #[test]
+    fn query_reads_like_a_full_form_urlencoded_parse() {
+        for q in [
+            "",
+            "protocol=7&client=js&version=8.4.0&flash=false",
+            "protocol=7&protocol=5",
+            "version=1.0+beta&protocol=%37",
+            "proto%63ol=6&version",
+            "&&protocol=&version==x&=",
+            "version=%E2%9C%93&protocol=%ZZ",
+            "client=js&version=8%2B1&protocol=7&",
+            "version=caf\u{e9}&protocol=7",
+        ] {
+            let parsed = ClientQuery::parse(Some(q));
+            assert_eq!((parsed.protocol, parsed.version), reference(q), "query {q:?}");
+        }
+        let none = ClientQuery::parse(None);
+        assert_eq!((none.protocol, none.version), (None, None));
     }
 }

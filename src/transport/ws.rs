@@ -156,7 +156,8 @@ fn accept_key<H: Headers + ?Sized>(headers: &H) -> Result<String, HandshakeError
     };
     // The key is 16 random bytes in base64.
     let key = key.trim_ascii();
-    if !base64::Engine::decode(&base64::engine::general_purpose::STANDARD, key).is_ok_and(|k| k.len() == 16) {
+    let mut raw = [0u8; 18];
+    if !base64::Engine::decode_slice(&base64::engine::general_purpose::STANDARD, key, &mut raw).is_ok_and(|n| n == 16) {
         return Err(HandshakeError::Key);
     }
     Ok(derive_accept_key(key))
@@ -164,35 +165,32 @@ fn accept_key<H: Headers + ?Sized>(headers: &H) -> Result<String, HandshakeError
 
 /// Reads the first request head of a plain TCP connection: until it is complete, [`HEAD_MAX`]
 /// bytes have arrived, or the client ends its stream (then what arrived is returned). The first
-/// attempt does not wait for readiness, since the request usually arrives with the connection.
+/// attempt does not wait for readiness (tokio assumes an accepted socket readable), since the
+/// request usually arrives with the connection; a read that drains the socket clears its
+/// readiness, so the next read of the connection (its first message, which the client sends
+/// only after the answer) waits for the bytes instead of trying a `recv` that finds none.
 pub async fn read_head(stream: &TcpStream) -> io::Result<Vec<u8>> {
-    let mut buf = vec![0u8; HEAD_MAX];
-    let mut len = 0;
-    let mut waited = false;
+    // Room for the longest head, not zeroed (each read copies in what arrived). One block of this
+    // size, freed after the handshake, is what the next connection's head reuses; a block sized
+    // to each head would leave holes between the connections' long-lived allocations.
+    let mut buf = Vec::with_capacity(HEAD_MAX);
     loop {
-        let read = |buf: &mut [u8]| (&*SockRef::from(stream)).read(buf);
-        let r =
-            if waited { stream.try_io(Interest::READABLE, || read(&mut buf[len..])) } else { read(&mut buf[len..]) };
-        match r {
+        let room = HEAD_MAX - buf.len();
+        match read_up_to(stream, &mut buf, room) {
             Ok(0) => break,
-            Ok(n) => {
-                len += n;
+            Ok(_) => {
                 let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-                if len == HEAD_MAX
-                    || !matches!(httparse::Request::new(&mut headers).parse(&buf[..len]), Ok(httparse::Status::Partial))
+                if buf.len() == HEAD_MAX
+                    || !matches!(httparse::Request::new(&mut headers).parse(&buf), Ok(httparse::Status::Partial))
                 {
                     break;
                 }
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                stream.readable().await?;
-                waited = true;
-            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => stream.readable().await?,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
     }
-    buf.truncate(len);
     Ok(buf)
 }
 
@@ -565,7 +563,13 @@ thread_local! {
 /// space it was given means the socket is drained: its readiness is cleared then and there, so the
 /// next poll waits for new bytes instead of trying a read that can only return `WouldBlock`.
 fn read_some(stream: &TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
+    read_up_to(stream, buf, READ_CHUNK)
+}
+
+/// [`read_some`] of at most `limit` bytes (and at most [`READ_CHUNK`]); `limit` is at least 1.
+pub(crate) fn read_up_to(stream: &TcpStream, buf: &mut Vec<u8>, limit: usize) -> io::Result<usize> {
     READ_SPACE.with_borrow_mut(|space| {
+        let space = &mut space[..limit.clamp(1, READ_CHUNK)];
         let mut got = None;
         let r = stream.try_io(Interest::READABLE, || {
             let n = (&*SockRef::from(stream)).read(space)?;
