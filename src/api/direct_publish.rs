@@ -181,7 +181,7 @@ pub async fn serve(ctx: &Context, tcp: &TcpStream, buf: &mut Vec<u8>, stop: &mut
 /// connection ended, failed, or `stop` turned true while waiting.
 async fn read_more(tcp: &TcpStream, buf: &mut Vec<u8>, stop: &mut watch::Receiver<bool>) -> bool {
     loop {
-        match crate::transport::ws::read_up_to(tcp, buf, usize::MAX) {
+        match crate::transport::ws::read_some(tcp, buf) {
             Ok(n) => return n > 0,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 tokio::select! {

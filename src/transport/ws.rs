@@ -562,12 +562,12 @@ thread_local! {
 /// Appends what `stream` has to `buf` (up to [`READ_CHUNK`] bytes). A read that does not fill the
 /// space it was given means the socket is drained: its readiness is cleared then and there, so the
 /// next poll waits for new bytes instead of trying a read that can only return `WouldBlock`.
-fn read_some(stream: &TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
+pub(crate) fn read_some(stream: &TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
     read_up_to(stream, buf, READ_CHUNK)
 }
 
 /// [`read_some`] of at most `limit` bytes (and at most [`READ_CHUNK`]); `limit` is at least 1.
-pub(crate) fn read_up_to(stream: &TcpStream, buf: &mut Vec<u8>, limit: usize) -> io::Result<usize> {
+fn read_up_to(stream: &TcpStream, buf: &mut Vec<u8>, limit: usize) -> io::Result<usize> {
     READ_SPACE.with_borrow_mut(|space| {
         let space = &mut space[..limit.clamp(1, READ_CHUNK)];
         let mut got = None;
