@@ -153,6 +153,54 @@ async fn presence_members_counts_and_users_are_cluster_wide() {
     cleanup(&p).await;
 }
 
+/// Joins that overlap across nodes: a member event that reaches a node while one of its joins
+/// waits for Redis is held back until after that join's `subscription_succeeded`, and dropped when
+/// the member list it got already says the same. Every member ends with the whole list, each
+/// member once.
+#[tokio::test]
+async fn overlapping_presence_joins_give_every_member_one_complete_view() {
+    const USERS: usize = 12;
+    const CHANNEL: &str = "presence-overlap";
+    let p = prefix();
+    let n = nodes(&p, 2).await;
+    let mut clients = Vec::new();
+    for i in 0..USERS {
+        clients.push(n[i % 2].client().await);
+    }
+    // Every subscribe is sent before any answer is read.
+    for (i, c) in clients.iter_mut().enumerate() {
+        let channel_data = format!(r#"{{"user_id":"u{i}"}}"#);
+        let auth = common::auth_presence(&c.socket_id, CHANNEL, &channel_data);
+        c.send(json!({"event":"pusher:subscribe","data":{"auth":auth,"channel":CHANNEL,"channel_data":channel_data}}))
+            .await;
+    }
+    let everyone: std::collections::BTreeSet<String> = (0..USERS).map(|i| format!("u{i}")).collect();
+    for (i, c) in clients.iter_mut().enumerate() {
+        let mut view: Option<std::collections::BTreeSet<String>> = None;
+        while view.as_ref() != Some(&everyone) {
+            let ev = c.recv().await;
+            match ev["event"].as_str() {
+                Some("pusher_internal:subscription_succeeded") => {
+                    assert!(view.is_none(), "client {i}: a second subscription_succeeded");
+                    let ids = data(&ev)["presence"]["ids"].as_array().cloned().unwrap_or_default();
+                    view = Some(ids.iter().filter_map(|id| id.as_str().map(str::to_string)).collect());
+                }
+                Some("pusher_internal:member_added") => {
+                    let Some(view) = view.as_mut() else {
+                        panic!("client {i}: member_added before subscription_succeeded: {ev}");
+                    };
+                    let user = data(&ev)["user_id"].as_str().unwrap_or_default().to_string();
+                    assert!(view.insert(user.clone()), "client {i}: member_added for {user}, already listed");
+                }
+                _ => panic!("client {i}: unexpected {ev}"),
+            }
+        }
+        c.expect_silence().await;
+    }
+    stop_all(n).await;
+    cleanup(&p).await;
+}
+
 #[tokio::test]
 async fn presence_member_limit_is_cluster_wide() {
     let p = prefix();

@@ -75,6 +75,16 @@ pub enum BusMessage {
         /// User id.
         user: String,
     },
+    /// Node `to` got a presence member list from the subscribe script that published this
+    /// (node 0): every member event that list already reflects came before it on the bus.
+    Listed {
+        /// Sending node (0: a script in Redis).
+        node: u32,
+        /// The node that asked for the list.
+        to: u32,
+        /// The token that node gave the subscribe.
+        token: u64,
+    },
 }
 
 impl BusMessage {
@@ -85,7 +95,8 @@ impl BusMessage {
             | BusMessage::Frame { node, .. }
             | BusMessage::Member { node, .. }
             | BusMessage::Count { node, .. }
-            | BusMessage::Terminate { node, .. } => *node,
+            | BusMessage::Terminate { node, .. }
+            | BusMessage::Listed { node, .. } => *node,
         }
     }
 
@@ -131,5 +142,7 @@ mod tests {
         assert!(matches!(m, Ok(BusMessage::Member { added: true, node: 0, .. })));
         let c = BusMessage::decode(br#"{"count":2,"channel":"c","t":"count","app":"1","node":0}"#);
         assert!(matches!(c, Ok(BusMessage::Count { count: 2, .. })));
+        let l = BusMessage::decode(br#"{"t":"listed","to":3,"token":12,"node":0}"#);
+        assert!(matches!(l, Ok(BusMessage::Listed { node: 0, to: 3, token: 12 })));
     }
 }

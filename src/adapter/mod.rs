@@ -43,6 +43,9 @@ pub struct SubRequest {
     pub count_events: bool,
     /// Whether the app has webhooks (departures then leave a marker for the leave delay).
     pub webhooks: bool,
+    /// Set by the adapter on a subscribe that wants the member list: the script publishes
+    /// [`BusMessage::Listed`] with it after any member event that precedes the list.
+    pub listed: Option<u64>,
 }
 
 /// What a subscribe learned from the cluster.

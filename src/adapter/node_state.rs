@@ -73,6 +73,8 @@ struct Write<'a> {
     marker_ms: u64,
     /// Whether the script publishes member events and counts.
     publish: bool,
+    /// Token of the [`super::BusMessage::Listed`] the script publishes (a presence join).
+    listed: Option<u64>,
 }
 
 impl<'a> Write<'a> {
@@ -89,6 +91,7 @@ impl<'a> Write<'a> {
             count_events: req.count_events,
             marker_ms: marker_ms(req.webhooks, leave_delay),
             publish: true,
+            listed: req.listed,
         }
     }
 
@@ -118,7 +121,8 @@ impl<'a> Write<'a> {
             .arg(if self.count_events { "1" } else { "0" })
             .arg(node)
             .arg(self.marker_ms)
-            .arg(if self.publish { "1" } else { "0" });
+            .arg(if self.publish { "1" } else { "0" })
+            .arg(self.listed.map_or_else(String::new, |t| t.to_string()));
     }
 }
 
@@ -573,6 +577,7 @@ impl NodeState {
                     count_events: false,
                     marker_ms: 0,
                     publish: !silent,
+                    listed: None,
                 };
                 w.push(&mut pipe, &self.scripts.subscribe, &keys, node);
             }

@@ -5,6 +5,7 @@ use super::{BusMessage, Inbound, SubOutcome, SubRequest};
 use futures_util::StreamExt;
 use redis::Value;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
@@ -16,6 +17,8 @@ pub(super) const OP_TIMEOUT: Duration = Duration::from_secs(2);
 const OUTGOING_QUEUE: usize = 65_536;
 /// Messages from the bus waiting for the hub.
 const INBOUND_QUEUE: usize = 65_536;
+/// How long a presence join waits for its [`BusMessage::Listed`] before going on without it.
+const LISTED_WAIT: Duration = Duration::from_secs(1);
 
 /// Settings of the Redis adapter.
 #[derive(Debug, Clone)]
@@ -134,6 +137,9 @@ pub struct RedisAdapter {
     receivers: Mutex<Option<Receivers>>,
     bus_up: AtomicBool,
     pub(super) store_up: AtomicBool,
+    /// Presence joins waiting for their [`BusMessage::Listed`], by token.
+    listed: Mutex<HashMap<u64, oneshot::Sender<()>>>,
+    next_listed: AtomicU64,
     /// Counters for metrics and `/usage`.
     pub stats: AdapterStats,
 }
@@ -168,6 +174,8 @@ impl RedisAdapter {
             receivers: Mutex::new(Some(Receivers { ops: ops_rx, outgoing: outgoing_rx })),
             bus_up: AtomicBool::new(false),
             store_up: AtomicBool::new(false),
+            listed: Mutex::new(HashMap::new()),
+            next_listed: AtomicU64::new(1),
             stats: AdapterStats::default(),
         }))
     }
@@ -219,15 +227,46 @@ impl RedisAdapter {
     }
 
     /// Records a subscribe cluster-wide and returns what the subscriber needs to know.
-    pub async fn subscribe(&self, req: SubRequest) -> SubOutcome {
+    ///
+    /// With the member list, it returns only once the hub has applied every member event that
+    /// came on the bus before the list was read: the bus and the script's answer travel on
+    /// different connections, so such an event can arrive after the answer, and the caller (which
+    /// drops the events its list already reflects) would otherwise pass it on as news.
+    pub async fn subscribe(&self, mut req: SubRequest) -> SubOutcome {
+        let listed = (req.want_members && self.bus_is_up()).then(|| {
+            let token = self.next_listed.fetch_add(1, Ordering::Relaxed);
+            let (tx, rx) = oneshot::channel();
+            self.lock_listed().insert(token, tx);
+            (token, rx)
+        });
+        req.listed = listed.as_ref().map(|(token, _)| *token);
         let (tx, rx) = oneshot::channel();
-        if self.ops.send(Op::Sub { req, reply: Some(tx) }).is_err() {
-            return SubOutcome::Unavailable;
+        let outcome = if self.ops.send(Op::Sub { req, reply: Some(tx) }).is_err() {
+            SubOutcome::Unavailable
+        } else {
+            match timeout(OP_TIMEOUT * 2, rx).await {
+                Ok(Ok(outcome)) => outcome,
+                _ => SubOutcome::Unavailable,
+            }
+        };
+        if let Some((token, rx)) = listed {
+            if matches!(outcome, SubOutcome::Applied { .. }) && timeout(LISTED_WAIT, rx).await.is_err() {
+                tracing::warn!("no word from the cluster bus on a presence join; its member events may repeat");
+            }
+            self.lock_listed().remove(&token);
         }
-        match timeout(OP_TIMEOUT * 2, rx).await {
-            Ok(Ok(outcome)) => outcome,
-            _ => SubOutcome::Unavailable,
+        outcome
+    }
+
+    /// The hub applied the [`BusMessage::Listed`] with `token`.
+    pub fn listed(&self, token: u64) {
+        if let Some(tx) = self.lock_listed().remove(&token) {
+            let _ = tx.send(());
         }
+    }
+
+    fn lock_listed(&self) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<()>>> {
+        self.listed.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Records an unsubscribe cluster-wide (in order after this node's earlier changes).

@@ -20,12 +20,15 @@
 /// ARGV: 1 node field (`app\nchannel`), 2 channel, 3 channel delta, 4 member key (`''` for none),
 /// 5 member value, 6 member delta, 7 max members, 8 want members (`1`), 9 want cache (`1`),
 /// 10 bus channel, 11 app id, 12 count events (`1`), 13 node id, 14 leave marker milliseconds (0:
-/// none), 15 publish (`1`; `0` when restoring state Redis lost, which nobody saw change).
+/// none), 15 publish (`1`; `0` when restoring state Redis lost, which nobody saw change), 16 listed
+/// token (`''`: none).
 /// A node never takes away more than it contributed, so replays after a failure are harmless, and
 /// a node missing from `nodes` (swept, or Redis lost it) writes nothing until it registers again.
 /// Member events and counts are published to the bus by the script itself, so every node sees
 /// them in the order Redis decided them. A last socket leaving (or last subscriber) leaves a marker
 /// that a quick return anywhere in the cluster consumes, so the delayed webhook can be dropped.
+/// With a listed token it then publishes `listed` for the calling node: a member event published
+/// before the member list it returns reaches that node before this message.
 /// Returns `{member, before, after, members, cache, removed value, rejoined}` where member is 1
 /// (first socket of the user in the cluster), 2 (the same, back within the leave delay), -1 (last
 /// one gone), 0, -2 (channel full: nothing changed) or -3 (node not registered: nothing changed),
@@ -87,6 +90,9 @@ elseif publish and member == -1 then
 end
 if publish and ARGV[12] == '1' and after ~= before and after > 0 then
   redis.call('PUBLISH', ARGV[10], cjson.encode({t = 'count', node = 0, app = ARGV[11], channel = ARGV[2], count = after}))
+end
+if publish and ARGV[16] ~= '' then
+  redis.call('PUBLISH', ARGV[10], cjson.encode({t = 'listed', node = 0, to = tonumber(ARGV[13]), token = tonumber(ARGV[16])}))
 end
 local members = false
 if ARGV[8] == '1' then members = redis.call('HGETALL', KEYS[5]) end

@@ -15,6 +15,7 @@ use crate::adapter::{
 use crate::protocol::channel::{ChannelKind, ChannelType};
 use crate::protocol::frame;
 use crate::webhooks::Trigger;
+use std::collections::HashSet;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -79,12 +80,19 @@ impl AppState {
             want_cache: ty.cache,
             count_events: self.config.subscription_count && !presence,
             webhooks: self.has_webhooks(),
+            listed: None,
         };
         let outcome = cluster.subscribe(req).await;
         let Some(mut ch) = self.channels.get_mut(channel) else {
             return Ok(());
         };
-        let (presence_json, cached) = match outcome {
+        // Frames published while the cluster answered; none can arrive while the guard is held.
+        let mut staged = Vec::new();
+        let overflowed = matches!(staging.drain(&mut staged), Some(Drained::Close(_)));
+        // The member keys the list below gives, to skip staged member events it already reflects;
+        // needed only when something was staged.
+        let listing = presence && !staged.is_empty();
+        let (presence_json, mut known, cached) = match outcome {
             SubOutcome::Full => {
                 ch.subscribers.remove(&conn.id);
                 if let Some(m) = &member {
@@ -96,7 +104,11 @@ impl AppState {
             }
             SubOutcome::Applied { members, cache } => {
                 let cached = cache.and_then(|c| serde_json::from_str::<StoredEvent>(&c).ok());
-                (presence.then(|| presence_from_values(&members)), cached.map(|e| (e.event, e.data)))
+                (
+                    presence.then(|| presence_from_values(&members)),
+                    listing.then(|| members.into_iter().map(|(key, _)| key).collect::<HashSet<_>>()),
+                    cached.map(|e| (e.event, e.data)),
+                )
             }
             SubOutcome::Unavailable => {
                 // Serve what this node knows. The cluster (this node's other subscribers included)
@@ -105,7 +117,11 @@ impl AppState {
                 if presence {
                     lock(&self.degraded_joins).push(conn.outbox.clone());
                 }
-                (presence.then(|| super::registry::presence_json(&ch)), self.cached(channel).map(|e| (e.event, e.data)))
+                (
+                    presence.then(|| super::registry::presence_json(&ch)),
+                    listing.then(|| ch.members.keys().cloned().collect::<HashSet<_>>()),
+                    self.cached(channel).map(|e| (e.event, e.data)),
+                )
             }
         };
         conn.outbox.push(&Frame::from(frame::subscription_succeeded(channel, presence_json.as_deref())));
@@ -118,10 +134,6 @@ impl AppState {
                 }
             }));
         }
-        let mut staged = Vec::new();
-        let overflowed = matches!(staging.drain(&mut staged), Some(Drained::Close(_)));
-        // Member events that arrived while the cluster answered may already be in the member list.
-        let mut known = known_members(presence_json.as_deref());
         for f in staged {
             if let Some(known) = known.as_mut()
                 && !member_event_applies(known, &f)
@@ -170,6 +182,7 @@ impl AppState {
             want_cache: false,
             count_events: self.config.subscription_count && !presence,
             webhooks: self.has_webhooks(),
+            listed: None,
         });
         true
     }
@@ -372,14 +385,8 @@ impl AppState {
         }
     }
 }
-/// The member keys of a presence list (`None` when there is no list).
-fn known_members(presence_json: Option<&str>) -> Option<std::collections::HashSet<String>> {
-    let v: serde_json::Value = serde_json::from_str(presence_json?).ok()?;
-    Some(v.get("hash")?.as_object()?.keys().cloned().collect())
-}
-
 /// Applies a staged member event to `known`; false when it repeats what the list already says.
-fn member_event_applies(known: &mut std::collections::HashSet<String>, f: &Frame) -> bool {
+fn member_event_applies(known: &mut HashSet<String>, f: &Frame) -> bool {
     let text = f.as_str();
     let added = text.contains("\"pusher_internal:member_added\"");
     if !added && !text.contains("\"pusher_internal:member_removed\"") {
@@ -492,6 +499,14 @@ impl Hub {
                     app.terminate_user(&user);
                 }
             }
+            Inbound::Bus(BusMessage::Listed { to, token, .. }) => {
+                // Everything on the bus before it has been applied above.
+                if let Some(cluster) = self.cluster()
+                    && to == cluster.node()
+                {
+                    cluster.listed(token);
+                }
+            }
             Inbound::Transition(t) => {
                 if let Some(app) = self.app_by_id(&t.app) {
                     app.announce(&t.channel, t.change);
@@ -523,8 +538,7 @@ mod tests {
 
     #[test]
     fn staged_member_events_that_repeat_the_list_are_dropped() {
-        let list = presence_from_values(&[("u1".into(), member_value("\"u1\"", None))]);
-        let mut known = known_members(Some(&list)).unwrap_or_default();
+        let mut known = HashSet::from(["u1".to_string()]);
         let added = |id: &str| Frame::from(frame::member_added("presence-a", id, None));
         let removed = |id: &str| Frame::from(frame::member_removed("presence-a", id));
         assert!(!member_event_applies(&mut known, &added("\"u1\"")), "already listed");
