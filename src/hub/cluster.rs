@@ -66,8 +66,10 @@ impl AppState {
             if let Some(m) = &member {
                 ch.add_member_socket(m);
             }
-            ch.subscribers
-                .insert(conn.id, Subscriber { outbox: staging.clone(), user: member.as_ref().map(|m| m.key.clone()) });
+            ch.subscribers.insert(
+                conn.id,
+                Subscriber { outbox: staging.clone(), user: member.as_ref().map(|m| m.key.as_str().into()) },
+            );
         }
         let presence = ty.kind == ChannelKind::Presence;
         let req = SubRequest {
@@ -164,7 +166,7 @@ impl AppState {
         {
             let value = member_value(&e.id_json, e.info_json.as_deref());
             ch.release_member_socket(&user);
-            member = Some((user, value));
+            member = Some((user.into(), value));
         }
         let empty = ch.subscribers.is_empty();
         drop(ch);

@@ -141,7 +141,7 @@ mod tests {
 
     fn sub(user: &str) -> Subscriber {
         let outbox = Outbox::new(OutboxLimits { max_messages: 1, max_bytes: 1 }, Arc::default());
-        Subscriber { outbox, user: Some(user.to_string()) }
+        Subscriber { outbox, user: Some(user.into()) }
     }
 
     fn ids(s: &Subscribers) -> Vec<ConnId> {
@@ -163,11 +163,11 @@ mod tests {
         assert_eq!(ids(&s), sorted);
         for id in &order {
             assert!(s.contains_key(id));
-            assert_eq!(s.get_mut(id).and_then(|x| x.user.clone()), Some(id.to_string()));
+            assert_eq!(s.get_mut(id).and_then(|x| x.user.clone()), Some(id.to_string().into()));
         }
         assert!(!s.contains_key(&(3 * FEW as u64)));
         for id in order.iter().rev() {
-            assert_eq!(s.remove(id).and_then(|x| x.user), Some(id.to_string()));
+            assert_eq!(s.remove(id).and_then(|x| x.user), Some(id.to_string().into()));
             assert!(!s.contains_key(id));
             assert!(s.remove(id).is_none());
         }
