@@ -228,10 +228,40 @@ fn envelope_head(event: &str, channel: Option<&str>, rest: usize) -> String {
 
 /// `pusher:connection_established` with the double-encoded socket id and activity timeout.
 pub fn connection_established(socket_id: &str, activity_timeout_secs: u64) -> String {
+    if socket_id.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        // Sinew's own socket ids: digits and a dot, nothing to escape, so the frame is written
+        // in one buffer (this runs once for every new connection).
+        const HEAD: &str = "{\"event\":\"pusher:connection_established\",\"data\":\"{\\\"socket_id\\\":\\\"";
+        const MID: &str = "\\\",\\\"activity_timeout\\\":";
+        let mut out = String::with_capacity(HEAD.len() + socket_id.len() + MID.len() + 24);
+        out.push_str(HEAD);
+        out.push_str(socket_id);
+        out.push_str(MID);
+        push_decimal(&mut out, activity_timeout_secs);
+        out.push_str("}\"}");
+        return out;
+    }
     let id = json_str(socket_id);
     let timeout = activity_timeout_secs.to_string();
     let parts = ["{\"socket_id\":", &id, ",\"activity_timeout\":", &timeout, "}"];
     envelope_string_data("pusher:connection_established", None, &parts)
+}
+
+/// Appends `n` in decimal.
+fn push_decimal(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &d in &digits[at..] {
+        out.push(char::from(d));
+    }
 }
 
 /// `pusher:error` with an object `data`; `code` is `null` for subscription-level errors.
@@ -332,10 +362,19 @@ mod tests {
 
     #[test]
     fn connection_established_is_double_encoded() {
-        let v = parse(&connection_established("1.2", 120));
-        assert_eq!(v["event"], "pusher:connection_established");
-        let inner = parse(v["data"].as_str().unwrap_or(""));
-        assert_eq!(inner, json!({"socket_id":"1.2","activity_timeout":120}));
+        for (id, timeout) in [("1.2", 120), ("123456789.987654321", 0), ("4294967295.18446744073709551615", u64::MAX)] {
+            let text = connection_established(id, timeout);
+            let v = parse(&text);
+            assert_eq!(v.as_object().map(|o| o.len()), Some(2));
+            assert_eq!(v["event"], "pusher:connection_established");
+            let inner = parse(v["data"].as_str().unwrap_or(""));
+            assert_eq!(inner, json!({"socket_id": id, "activity_timeout": timeout}));
+            // The direct path writes what the general one would.
+            let parts = ["{\"socket_id\":", &json_str(id), ",\"activity_timeout\":", &timeout.to_string(), "}"];
+            assert_eq!(text, envelope_string_data("pusher:connection_established", None, &parts));
+        }
+        let v = parse(&connection_established("a\"b", 1));
+        assert_eq!(parse(v["data"].as_str().unwrap_or("")), json!({"socket_id":"a\"b","activity_timeout":1}));
     }
 
     #[test]
