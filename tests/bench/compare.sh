@@ -53,6 +53,10 @@ scenario_args() {
     # runs with its per-connection client-event limit raised (below).
     client-events-20) echo "client-events --pairs 500 --rate 20 --duration 10" ;;
     presence-churn) echo "presence-churn --watchers 10 --churners 40 --rate 5 --duration 10" ;;
+    # Variants of the shapes above, with larger messages or fuller channels (not in the default set).
+    fanout-1k-4kb) echo "fanout --subscribers 1000 --messages 200 --rate 20 --payload 4096" ;;
+    throughput-1kb) echo "throughput --channels 1000 --per-channel 10 --publishers 8 --duration 10 --payload 1024" ;;
+    presence-churn-90) echo "presence-churn --watchers 50 --churners 40 --rate 5 --duration 10" ;;
     *) echo "unknown scenario $1" >&2; return 1 ;;
   esac
 }

@@ -37,6 +37,11 @@ FIGURES = [
     ("client-events-20", "round_trip.p99_ms", "ms p99", "low"),
     ("presence-churn", "server_cpu_us_per_join_leave", "us/cycle", "low"),
     ("presence-churn", "joins_per_s", "joins/s", "high"),
+    ("fanout-1k-4kb", "server_cpu_us_per_delivery", "us/msg", "low"),
+    ("fanout-1k-4kb", "latency.p99_ms", "ms p99", "low"),
+    ("throughput-1kb", "publishes_per_s", "pub/s", "high"),
+    ("throughput-1kb", "server_cpu_us_per_publish", "us/pub", "low"),
+    ("presence-churn-90", "server_cpu_us_per_join_leave", "us/cycle", "low"),
 ]
 
 
