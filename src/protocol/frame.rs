@@ -5,6 +5,7 @@
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use std::fmt::Write as _;
 
 /// One message from a client: `{"event":..., "channel"?:..., "data"?:...}`.
 #[derive(Debug, Deserialize)]
@@ -237,7 +238,8 @@ pub fn connection_established(socket_id: &str, activity_timeout_secs: u64) -> St
         out.push_str(HEAD);
         out.push_str(socket_id);
         out.push_str(MID);
-        push_decimal(&mut out, activity_timeout_secs);
+        // Writing to a `String` cannot fail.
+        let _ = write!(out, "{activity_timeout_secs}");
         out.push_str("}\"}");
         return out;
     }
@@ -245,23 +247,6 @@ pub fn connection_established(socket_id: &str, activity_timeout_secs: u64) -> St
     let timeout = activity_timeout_secs.to_string();
     let parts = ["{\"socket_id\":", &id, ",\"activity_timeout\":", &timeout, "}"];
     envelope_string_data("pusher:connection_established", None, &parts)
-}
-
-/// Appends `n` in decimal.
-fn push_decimal(out: &mut String, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    for &d in &digits[at..] {
-        out.push(char::from(d));
-    }
 }
 
 /// `pusher:error` with an object `data`; `code` is `null` for subscription-level errors.
