@@ -353,7 +353,13 @@ impl Hub {
 
 /// The socket id of connection `id` of node `node`: `{node}.{id}`.
 pub fn socket_id(node: u32, id: ConnId) -> String {
-    format!("{node}.{id}")
+    let (mut node_digits, mut id_digits) = (itoa::Buffer::new(), itoa::Buffer::new());
+    let (node, id) = (node_digits.format(node), id_digits.format(id));
+    let mut out = String::with_capacity(node.len() + 1 + id.len());
+    out.push_str(node);
+    out.push('.');
+    out.push_str(id);
+    out
 }
 
 /// True for the socket id format the official SDKs accept: `^\d+\.\d+$`.
@@ -385,6 +391,8 @@ mod tests {
         assert!(!is_valid_socket_id("1."));
         assert!(!is_valid_socket_id("a.1"));
         assert!(!is_valid_socket_id("12"));
+        assert_eq!(socket_id(0, 0), "0.0");
+        assert_eq!(socket_id(u32::MAX, u64::MAX), format!("{}.{}", u32::MAX, u64::MAX));
     }
 
     #[test]

@@ -5,7 +5,6 @@
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use std::fmt::Write as _;
 
 /// One message from a client: `{"event":..., "channel"?:..., "data"?:...}`.
 #[derive(Debug, Deserialize)]
@@ -238,8 +237,7 @@ pub fn connection_established(socket_id: &str, activity_timeout_secs: u64) -> St
         out.push_str(HEAD);
         out.push_str(socket_id);
         out.push_str(MID);
-        // Writing to a `String` cannot fail.
-        let _ = write!(out, "{activity_timeout_secs}");
+        out.push_str(itoa::Buffer::new().format(activity_timeout_secs));
         out.push_str("}\"}");
         return out;
     }
