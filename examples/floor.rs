@@ -221,8 +221,12 @@ async fn serve(socket: TcpStream, id: u64) -> io::Result<()> {
         }
         let body: serde_json::Value = serde_json::from_slice(&buf[end + 4..total]).unwrap_or_default();
         buf.drain(..total);
-        let event = serde_json::json!({"event": body["name"], "channel": body["channel"], "data": body["data"]});
-        send_to_channel(body["channel"].as_str().unwrap_or(""), &text_frame(event.to_string().as_bytes()), 0);
+        // `channel` (as sinew-bench sends) or `channels` (as the official SDKs send).
+        let channels = body["channels"].as_array().cloned().unwrap_or_else(|| vec![body["channel"].clone()]);
+        for channel in channels.iter().filter_map(|c| c.as_str()) {
+            let event = serde_json::json!({"event": body["name"], "channel": channel, "data": body["data"]});
+            send_to_channel(channel, &text_frame(event.to_string().as_bytes()), 0);
+        }
         write_all(&socket, b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}").await?;
     }
 }

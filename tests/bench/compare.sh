@@ -29,6 +29,7 @@ mkdir -p "$OUT"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 case " $SERVERS " in *" soketi "*|*" sockudo "*) "$INSTALL_PEERS" "$PEERS" ;; esac
 cargo build --release --locked --bin sinew --bin sinew-bench >/dev/null
+case " $SCENARIOS " in *" js-"*) [ -d tests/node/node_modules ] || (cd tests/node && npm ci --no-audit --no-fund >/dev/null) ;; esac
 case " $SERVERS " in *" floor "*) cargo build --release --locked --example floor >/dev/null ;; esac
 BENCH="$ROOT/target/release/sinew-bench"
 
@@ -57,6 +58,11 @@ scenario_args() {
     fanout-1k-4kb) echo "fanout --subscribers 1000 --messages 200 --rate 20 --payload 4096" ;;
     throughput-1kb) echo "throughput --channels 1000 --per-channel 10 --publishers 8 --duration 10 --payload 1024" ;;
     presence-churn-90) echo "presence-churn --watchers 50 --churners 40 --rate 5 --duration 10" ;;
+    # Fan-out with the real clients: pusher-js subscribers and the official Node SDK publishing
+    # (tests/node/bench-fanout.mjs). Latency there is mostly the generator's own (one Node thread
+    # parses every event); CPU per delivery is the server's.
+    js-fanout-1k) echo "--subscribers 1000 --messages 200 --rate 20" ;;
+    js-fanout-10k) echo "--subscribers 10000 --messages 40 --rate 2" ;;
     *) echo "unknown scenario $1" >&2; return 1 ;;
   esac
 }
@@ -120,12 +126,13 @@ for round in $(seq 1 "$ROUNDS"); do
     for server in $SERVERS; do
       # The floor only means something where the work is delivery: its handshake, HTTP and
       # memory handling are plain, not minimal, and it has no presence channels.
-      case "$server/$scenario" in floor/fanout-*|floor/client-events*) ;; floor/*) continue ;; esac
+      case "$server/$scenario" in floor/fanout-*|floor/js-fanout-*|floor/client-events*) ;; floor/*) continue ;; esac
       port="$(free_port)"
       echo "--- round $round/$ROUNDS, $server: $scenario (port $port)"
       start_server "$server" "$port"
+      case "$scenario" in js-*) generator=(node "$ROOT/tests/node/bench-fanout.mjs") ;; *) generator=("$BENCH") ;; esac
       # shellcheck disable=SC2086
-      taskset -c "$BENCH_CORE" "$BENCH" --port "$port" --server-pid "$SERVER_PID" \
+      taskset -c "$BENCH_CORE" "${generator[@]}" --port "$port" --server-pid "$SERVER_PID" \
         --app-id "$APP_ID" --key "$APP_KEY" --secret "$APP_SECRET" \
         --label "$server/$scenario" --json "$OUT/results.jsonl" $args || echo "($server $scenario reported failures)"
       stop_server

@@ -42,6 +42,8 @@ FIGURES = [
     ("throughput-1kb", "publishes_per_s", "pub/s", "high"),
     ("throughput-1kb", "server_cpu_us_per_publish", "us/pub", "low"),
     ("presence-churn-90", "server_cpu_us_per_join_leave", "us/cycle", "low"),
+    ("js-fanout-1k", "server_cpu_us_per_delivery", "us/msg", "low"),
+    ("js-fanout-10k", "server_cpu_us_per_delivery", "us/msg", "low"),
 ]
 
 
