@@ -16,7 +16,7 @@
 //!
 //! `tests/bench/compare.sh` runs it as the server `floor` (`SERVERS="sinew floor"`).
 
-use sinew::transport::wire::{self, Incoming};
+use sinew::protocol::websocket::{self as wire, Incoming};
 use socket2::SockRef;
 use std::cell::RefCell;
 use std::collections::HashMap;

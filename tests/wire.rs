@@ -7,7 +7,7 @@ mod common;
 
 use common::{KEY, TestServer};
 use serde_json::{Value, json};
-use sinew::transport::wire;
+use sinew::protocol::websocket as wire;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -1,6 +1,6 @@
 //! [`Frame`]: one outbound Pusher message, encoded once and shared by every recipient.
 
-use crate::transport::wire;
+use crate::protocol::websocket as wire;
 use bytes::Bytes;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 

@@ -4,3 +4,4 @@
 pub mod channel;
 pub mod frame;
 pub mod signature;
+pub mod websocket;

@@ -5,7 +5,6 @@ pub mod http;
 pub mod keepalive;
 pub mod prefixed;
 pub mod subscriptions;
-pub mod wire;
 pub mod ws;
 
 #[cfg(target_os = "linux")]

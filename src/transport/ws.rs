@@ -7,10 +7,10 @@
 
 use super::connection::{ClientQuery, Connection, Refusal};
 use super::prefixed::PrefixedStream;
-use super::wire::{self, Decoder, Incoming};
 use crate::config::Config;
 use crate::hub::{AppState, CloseRequest, DirectSink, Drained, Frame, Pumped};
 use crate::protocol::frame;
+use crate::protocol::websocket::{self as wire, Decoder, Incoming};
 use crate::state::Context;
 use axum::body::Body;
 use axum::extract::{Path, Request, State};

@@ -9,7 +9,7 @@ use anyhow::{Context as _, anyhow, bail};
 use base64::Engine as _;
 use serde::Deserialize;
 use sinew::protocol::signature;
-use sinew::transport::wire;
+use sinew::protocol::websocket as wire;
 use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -374,7 +374,7 @@ pub fn source_for(i: usize, n: usize) -> Option<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sinew::transport::wire::{Decoder, Incoming as FromClient};
+    use sinew::protocol::websocket::{Decoder, Incoming as FromClient};
     use tokio::net::TcpListener;
 
     /// Reads client frames from `peer` until one message decodes.

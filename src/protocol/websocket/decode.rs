@@ -1,78 +1,9 @@
-//! The server side of the WebSocket wire format (RFC 6455) for plain TCP connections: frame headers
-//! for what the server sends, and an incremental decoder of what clients send (and, for the load
-//! generator and tests, the masked frames clients send).
+//! The incremental decoder of client frames.
 //!
 //! The decoder keeps no buffer while a connection is idle: bytes are held only while a frame or a
 //! fragmented message is incomplete.
 
-/// Opcodes the server sends.
-pub const OP_TEXT: u8 = 0x1;
-/// Close frame.
-pub const OP_CLOSE: u8 = 0x8;
-/// Pong frame.
-pub const OP_PONG: u8 = 0xA;
-
-const OP_CONTINUATION: u8 = 0x0;
-const OP_BINARY: u8 = 0x2;
-const OP_PING: u8 = 0x9;
-
-/// The longest header of an unmasked (server) frame.
-const MAX_HEADER: usize = 10;
-
-/// Writes the header of a final, unmasked frame into `out`; returns its length.
-fn header(opcode: u8, len: usize, out: &mut [u8; MAX_HEADER]) -> usize {
-    out[0] = 0x80 | opcode;
-    if len < 126 {
-        out[1] = len as u8;
-        2
-    } else if let Ok(short) = u16::try_from(len) {
-        out[1] = 126;
-        out[2..4].copy_from_slice(&short.to_be_bytes());
-        4
-    } else {
-        out[1] = 127;
-        out[2..10].copy_from_slice(&(len as u64).to_be_bytes());
-        10
-    }
-}
-
-/// A complete final, unmasked frame: header and payload in one buffer (every message's wire form
-/// is built here once, see [`crate::hub::Frame`]; control frames too).
-pub fn encode(opcode: u8, payload: &[u8]) -> Vec<u8> {
-    let mut h = [0; MAX_HEADER];
-    let n = header(opcode, payload.len(), &mut h);
-    let mut out = Vec::with_capacity(n + payload.len());
-    out.extend_from_slice(&h[..n]);
-    out.extend_from_slice(payload);
-    out
-}
-
-/// A frame as a client sends it: first byte `b0` (FIN and opcode), then the length with the mask
-/// bit set, `mask`, and `payload` masked with it. The server never sends these; the load generator
-/// and tests do.
-pub fn masked(b0: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
-    let mut h = [0; MAX_HEADER];
-    let n = header(0, payload.len(), &mut h);
-    h[0] = b0;
-    h[1] |= 0x80;
-    let mut out = Vec::with_capacity(n + 4 + payload.len());
-    out.extend_from_slice(&h[..n]);
-    out.extend_from_slice(&mask);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    out
-}
-
-/// A close frame; the reason is cut to the 123 bytes a control frame allows.
-pub fn close_frame(code: u16, reason: &str) -> Vec<u8> {
-    let mut end = reason.len().min(123);
-    while !reason.is_char_boundary(end) {
-        end -= 1;
-    }
-    let mut payload = Vec::with_capacity(2 + end);
-    payload.extend_from_slice(&code.to_be_bytes());
-    payload.extend_from_slice(&reason.as_bytes()[..end]);
-    encode(OP_CLOSE, &payload)
-}
+use super::{OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT, close_code_allowed};
 
 /// A message from the client.
 #[derive(Debug, PartialEq, Eq)]
@@ -146,11 +77,6 @@ impl Partial {
         }
         Ok(())
     }
-}
-
-/// Close codes a peer may send (RFC 6455 section 7.4, and the private range 3000-4999).
-pub fn close_code_allowed(code: u16) -> bool {
-    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
 }
 
 impl Decoder {
@@ -306,6 +232,7 @@ fn unmask(payload: &mut [u8], mask: [u8; 4]) {
 
 #[cfg(test)]
 mod tests {
+    use super::super::{MAX_HEADER, close_frame, encode, header, masked};
     use super::*;
 
     /// A masked client frame.
