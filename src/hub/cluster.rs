@@ -7,7 +7,8 @@
 //! follow `subscription_succeeded`, so nothing published after the cluster recorded the subscriber
 //! is missed.
 
-use super::registry::{Member, Subscriber};
+use super::registry::Member;
+use super::subscribers::Subscriber;
 use super::{AppState, ChannelSummary, ConnId, ConnRef, Drained, Frame, Hub, SubscribeError, lock};
 use crate::adapter::{
     BusMessage, Change, ClusterError, Inbound, RedisAdapter, SubOutcome, SubRequest, member_value, split_member_value,

@@ -1,7 +1,7 @@
 //! Channel registry: subscribers per channel, presence members, and fan-out of shared frames.
 
-use super::subscribers::Subscribers;
-use super::{AppState, ConnId, ConnRef, Frame, Outbox};
+use super::subscribers::{Subscriber, Subscribers};
+use super::{AppState, ConnId, ConnRef, Frame};
 use crate::protocol::channel::{ChannelKind, ChannelType};
 use crate::protocol::frame;
 use crate::webhooks::Trigger;
@@ -19,14 +19,6 @@ pub struct Member {
     pub id_json: String,
     /// `user_info` as raw JSON, if any.
     pub info_json: Option<String>,
-}
-
-#[derive(Debug)]
-pub(super) struct Subscriber {
-    pub(super) outbox: Outbox,
-    /// Presence member key of this subscriber (boxed: 16 bytes in every subscription's entry
-    /// instead of a `String`'s 24).
-    pub(super) user: Option<Box<str>>,
 }
 
 #[derive(Debug)]
@@ -348,7 +340,7 @@ pub(super) fn presence_json(ch: &Channel) -> String {
 mod tests {
     use super::*;
     use crate::config::AppConfig;
-    use crate::hub::{Drained, OutboxLimits};
+    use crate::hub::{Drained, Outbox, OutboxLimits};
     use std::sync::Arc;
 
     fn app(cfg: AppConfig) -> AppState {

@@ -6,9 +6,17 @@
 //! private channel), so up to [`FEW`] they are a sorted vector that starts with room for one; past
 //! that, a B-tree, whose removals stay cheap however large the channel grows.
 
-use super::ConnId;
-use super::registry::Subscriber;
+use super::{ConnId, Outbox};
 use std::collections::{BTreeMap, btree_map};
+
+/// One subscriber of a channel: where its frames go, and its presence member key.
+#[derive(Debug)]
+pub(super) struct Subscriber {
+    pub(super) outbox: Outbox,
+    /// Presence member key of this subscriber (boxed: 16 bytes in every subscription's entry
+    /// instead of a `String`'s 24).
+    pub(super) user: Option<Box<str>>,
+}
 
 /// The most subscribers kept in a sorted vector (a larger channel moves to a B-tree).
 const FEW: usize = 32;
