@@ -50,7 +50,7 @@ fn encode_channel_event(b: Bencher, size: usize) {
 #[divan::bench(args = [1, 100, 1000, 10000])]
 fn fan_out(b: Bencher, subscribers: usize) {
     let config = Config::load(None, Vec::new()).unwrap_or_else(|e| panic!("{e}"));
-    let hub = Hub::new(&config, &sinew::webhooks::Webhooks::new(&config), &sinew::debug_console::DebugFeed::default());
+    let hub = Hub::new(&config, &sinew::webhooks::Webhooks::new(&config), &sinew::hub::DebugFeed::default());
     let app = hub.apps().next().cloned().unwrap_or_else(|| panic!("no app"));
     let conns: Vec<ConnRef> = (0..subscribers).map(|_| hub.new_connection(&app)).collect();
     for c in &conns {

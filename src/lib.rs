@@ -26,6 +26,7 @@ pub mod hub;
 pub mod jwt;
 pub mod ops;
 pub mod protocol;
+pub mod rate_limit;
 pub mod server;
 pub mod signals;
 pub mod state;

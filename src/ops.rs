@@ -60,9 +60,9 @@ pub async fn usage(State(ctx): State<Context>) -> Json<serde_json::Value> {
     };
     Json(json!({
         "adapter": adapter,
-        "memory": { "rss": resident_bytes() },
+        "memory": { "rss": crate::telemetry::resident_bytes() },
         "connections": connections,
-        "http_sessions": ctx.http_sessions.len(),
+        "http_sessions": stats.http_sessions,
         "connections_opened": stats.connections_opened,
         "connections_closed": stats.connections_closed,
         "outbox_overflows": stats.outbox_overflows,
@@ -77,12 +77,4 @@ pub async fn usage(State(ctx): State<Context>) -> Json<serde_json::Value> {
             "lost": hooks.lost.load(Ordering::Relaxed),
         },
     }))
-}
-
-/// Resident set size of this process in bytes (Linux `/proc/self/statm`; 0 elsewhere).
-pub fn resident_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()))
-        .map_or(0, |pages| pages * 4096)
 }

@@ -1,5 +1,6 @@
 //! Binds the listener, assembles the router, runs until shutdown and drains connections.
 
+use crate::api::auth_endpoint::AuthApps;
 use crate::api::{self, ApiError};
 use crate::hub::Outbox;
 use crate::ops;
@@ -18,12 +19,12 @@ use tokio::time::Duration;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
 /// The full HTTP router: WebSocket endpoint, REST API, operational endpoints, JSON 404s.
-pub fn router(ctx: Context) -> Router {
+fn router(ctx: Context, auth: Arc<AuthApps>) -> Router {
     let prefix = ctx.config.path_prefix.clone();
     let mut r = Router::new()
         .route(ws::ROUTE, get(ws::upgrade))
         .route(&format!("{}/", ws::ROUTE), get(ws::upgrade))
-        .merge(api::router(&ctx))
+        .merge(api::router(&ctx, auth))
         .merge(ops::router())
         .merge(crate::debug_console::router(&ctx))
         .merge(http::router(&ctx));
@@ -76,6 +77,8 @@ pub struct Server {
     listener: Listener,
     metrics: Option<TcpListener>,
     ctx: Context,
+    /// Token verifiers of the auth endpoints (their JWKS files are reloaded while serving).
+    auth: Arc<AuthApps>,
 }
 
 impl Server {
@@ -106,7 +109,8 @@ impl Server {
         } else {
             None
         };
-        Ok(Server { listener, metrics, ctx })
+        let auth = Arc::new(AuthApps::new(&ctx.config.apps));
+        Ok(Server { listener, metrics, ctx, auth })
     }
 
     /// The bound address of the metrics listener, if it runs.
@@ -150,7 +154,7 @@ impl Server {
         ctx.hub.start_cluster();
         let purge = tokio::spawn(purge_caches(ctx.clone()));
         let upkeep = tokio::spawn(metrics_upkeep(ctx.clone()));
-        let jwks = tokio::spawn(watch_jwks(ctx.clone()));
+        let jwks = tokio::spawn(watch_jwks(self.auth.clone()));
         let keepalive = tokio::spawn(crate::transport::keepalive::run_supervised(ctx.clone()));
         let certs = match &self.listener {
             Listener::Tls(l) => Some(tokio::spawn(l.certificates().watch())),
@@ -164,7 +168,7 @@ impl Server {
                 () = stop.shutdown.cancelled() => {}
             }
         };
-        let app = router(ctx.clone());
+        let app = router(ctx.clone(), self.auth.clone());
         let served = match self.listener {
             Listener::Plain(l) => serve_plain(l, ctx.clone(), app, until).await,
             Listener::Tls(l) => axum::serve(l, app).with_graceful_shutdown(until).await,
@@ -344,7 +348,9 @@ async fn serve_metrics(listener: TcpListener, ctx: Context) {
     let app = Router::new()
         .route(
             "/metrics",
-            get(|axum::extract::State(ctx): axum::extract::State<Context>| async move { ctx.metrics.render(&ctx) }),
+            get(|axum::extract::State(ctx): axum::extract::State<Context>| async move {
+                ctx.metrics.render(&ctx.hub, ctx.webhooks.stats())
+            }),
         )
         .fallback(|| async { ApiError::NotFound("Not found".into()) })
         .with_state(ctx.clone());
@@ -355,16 +361,16 @@ async fn serve_metrics(listener: TcpListener, ctx: Context) {
 }
 
 /// Reloads changed JWKS files every few seconds, and all of them on SIGHUP.
-async fn watch_jwks(ctx: Context) {
-    if ctx.auth.is_empty() {
+async fn watch_jwks(auth: Arc<AuthApps>) {
+    if auth.is_empty() {
         return;
     }
     let mut hup = crate::signals::Hangup::new();
     let mut tick = tokio::time::interval(Duration::from_secs(2));
     loop {
         tokio::select! {
-            _ = tick.tick() => ctx.auth.refresh(false),
-            () = hup.recv() => ctx.auth.refresh(true),
+            _ = tick.tick() => auth.refresh(false),
+            () = hup.recv() => auth.refresh(true),
         }
     }
 }

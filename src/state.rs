@@ -1,9 +1,7 @@
 //! The context every request handler and connection task shares.
 
-use crate::api::auth_endpoint::AuthApps;
 use crate::config::Config;
-use crate::debug_console::DebugFeed;
-use crate::hub::Hub;
+use crate::hub::{DebugFeed, Hub};
 use crate::telemetry::metrics::Metrics;
 use crate::webhooks::Webhooks;
 use std::sync::Arc;
@@ -24,14 +22,10 @@ pub struct Context {
     pub tasks: TaskTracker,
     /// Webhook delivery.
     pub webhooks: Arc<Webhooks>,
-    /// Token verifiers of the built-in auth endpoints.
-    pub auth: Arc<AuthApps>,
     /// Prometheus registry.
     pub metrics: Arc<Metrics>,
     /// Live feed of the debug console.
     pub debug: DebugFeed,
-    /// Live HTTP fallback sessions.
-    pub http_sessions: crate::transport::http::Sessions,
     draining: Arc<AtomicBool>,
     unready: Arc<AtomicBool>,
 }
@@ -45,12 +39,10 @@ impl Context {
             hub: Hub::new(&config, &webhooks, &debug),
             debug,
             webhooks,
-            auth: Arc::new(AuthApps::new(&config.apps)),
             metrics: Arc::new(Metrics::new(&config.metrics_prefix)),
             config: Arc::new(config),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
-            http_sessions: crate::transport::http::Sessions::default(),
             draining: Arc::new(AtomicBool::new(false)),
             unready: Arc::new(AtomicBool::new(false)),
         }

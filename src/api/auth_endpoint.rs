@@ -2,10 +2,11 @@
 //! Token and answers pusher-js's `channelAuthorization` / `userAuthentication` requests itself.
 
 use crate::config::AppConfig;
-use crate::hub::{AppState, is_valid_socket_id};
+use crate::hub::{AppState, clock, is_valid_socket_id};
 use crate::jwt::{Claims, TokenError, Verifier, channel_granted};
 use crate::protocol::channel::{self, ChannelKind, ChannelType};
 use crate::protocol::{frame, signature};
+use crate::rate_limit::RateWindow;
 use crate::state::Context;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -15,13 +16,12 @@ use base64::Engine;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::sync::Mutex;
-use tokio::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
 
 /// Per-app state of the auth endpoints: the token verifier and a request-rate window.
 pub struct AuthApp {
     verifier: Verifier,
-    window: Mutex<(Instant, u32)>,
+    window: Mutex<RateWindow>,
 }
 
 /// The apps that accept tokens, by app id.
@@ -38,7 +38,7 @@ impl AuthApps {
         for app in apps {
             match Verifier::for_app(app) {
                 Ok(Some(verifier)) => {
-                    out.insert(app.id.clone(), AuthApp { verifier, window: Mutex::new((Instant::now(), 0)) });
+                    out.insert(app.id.clone(), AuthApp { verifier, window: Mutex::new(RateWindow::new(clock())) });
                 }
                 Ok(None) => {}
                 Err(e) => tracing::error!(app = %app.id, error = %e, "JWT keys not loaded"),
@@ -139,7 +139,7 @@ impl Refusal {
     }
 }
 
-fn check(ctx: &Context, app: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Checked, Refusal> {
+fn check(ctx: &Context, auth: &AuthApps, app: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Checked, Refusal> {
     let cfg = &app.config;
     let origin = allowed_origin(cfg, headers).map_err(|()| Refusal {
         status: StatusCode::FORBIDDEN,
@@ -148,8 +148,7 @@ fn check(ctx: &Context, app: &AppState, headers: &HeaderMap, body: &[u8]) -> Res
     })?;
     let refuse =
         |status: StatusCode, message: &str| Refusal { status, message: message.to_string(), origin: origin.clone() };
-    let auth = ctx
-        .auth
+    let auth = auth
         .apps
         .get(&cfg.id)
         .ok_or_else(|| refuse(StatusCode::NOT_FOUND, "token authorization is not enabled for this app"))?;
@@ -173,16 +172,7 @@ fn check(ctx: &Context, app: &AppState, headers: &HeaderMap, body: &[u8]) -> Res
 
 /// Takes one request slot in the app's one-second window.
 fn take_slot(auth: &AuthApp, per_second: u32) -> bool {
-    let mut w = auth.window.lock().unwrap_or_else(|p| p.into_inner());
-    let now = Instant::now();
-    if now.duration_since(w.0) >= Duration::from_secs(1) {
-        *w = (now, 0);
-    }
-    if w.1 >= per_second {
-        return false;
-    }
-    w.1 += 1;
-    true
+    auth.window.lock().unwrap_or_else(|p| p.into_inner()).take(clock(), per_second)
 }
 
 /// The token from the configured header (`Bearer` prefix optional) or cookie. The cookie is only
@@ -210,13 +200,14 @@ fn token(cfg: &AppConfig, headers: &HeaderMap, origin: Option<&HeaderValue>) -> 
 /// `POST /apps/{app_id}/auth`: signs a private, encrypted or presence subscription.
 pub async fn channel_auth(
     State(ctx): State<Context>,
+    State(auth): State<Arc<AuthApps>>,
     Path(app_id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let Some(app) = ctx.hub.app_by_id(&app_id) else { return fail(StatusCode::NOT_FOUND, "unknown app") };
     let cfg = &app.config;
-    let c = match check(&ctx, &app, &headers, &body) {
+    let c = match check(&ctx, &auth, &app, &headers, &body) {
         Ok(c) => c,
         Err(r) => return r.into_response(Some(cfg)),
     };
@@ -267,13 +258,14 @@ pub async fn channel_auth(
 /// `POST /apps/{app_id}/user-auth`: signs a `pusher:signin` for the token's subject.
 pub async fn user_auth(
     State(ctx): State<Context>,
+    State(auth): State<Arc<AuthApps>>,
     Path(app_id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let Some(app) = ctx.hub.app_by_id(&app_id) else { return fail(StatusCode::NOT_FOUND, "unknown app") };
     let cfg = &app.config;
-    let c = match check(&ctx, &app, &headers, &body) {
+    let c = match check(&ctx, &auth, &app, &headers, &body) {
         Ok(c) => c,
         Err(r) => return r.into_response(Some(cfg)),
     };

@@ -136,7 +136,7 @@ async fn deliver(hub: &Hub, app: &AppState, ev: &Event) -> Result<Option<Map<Str
     app.stats().events_published.fetch_add(1, Ordering::Relaxed);
     app.debug(|| {
         json!({"type": "rest_publish", "channels": ev.channels, "event": ev.name,
-            "socket_id": ev.socket_id, "data": crate::debug_console::preview(&ev.data, 200)})
+            "socket_id": ev.socket_id, "data": crate::hub::preview(&ev.data, 200)})
     });
     if ev.info.is_empty() {
         return Ok(None);

@@ -12,9 +12,12 @@ mod users;
 pub use error::ApiError;
 
 use crate::state::Context;
+use auth_endpoint::AuthApps;
 use axum::Router;
+use axum::extract::FromRef;
 use axum::http::Method;
 use axum::routing::{MethodRouter, get, options, post};
+use std::sync::Arc;
 
 /// One REST route: its method and path template, and the handler serving it.
 pub struct Route {
@@ -22,7 +25,7 @@ pub struct Route {
     pub method: &'static str,
     /// Path template in OpenAPI/axum syntax.
     pub path: &'static str,
-    handler: fn() -> MethodRouter<Context>,
+    handler: fn() -> MethodRouter<Api>,
 }
 
 /// Every REST route. The router is built from this list and the OpenAPI document is checked against it.
@@ -48,12 +51,34 @@ pub const ROUTES: &[Route] = &[
     Route { method: "OPTIONS", path: "/apps/{app_id}/user-auth", handler: || options(auth_endpoint::preflight) },
 ];
 
-/// The REST router; every call is counted by endpoint template and status.
-pub fn router(ctx: &Context) -> Router<Context> {
+/// What the REST handlers share: the context, and the token verifiers of the auth endpoints
+/// (owned here: nothing else reads them).
+#[derive(Clone)]
+struct Api {
+    ctx: Context,
+    auth: Arc<AuthApps>,
+}
+
+impl FromRef<Api> for Context {
+    fn from_ref(a: &Api) -> Context {
+        a.ctx.clone()
+    }
+}
+
+impl FromRef<Api> for Arc<AuthApps> {
+    fn from_ref(a: &Api) -> Arc<AuthApps> {
+        a.auth.clone()
+    }
+}
+
+/// The REST router; every call is counted by endpoint template and status. `auth` holds the
+/// token verifiers (the server reloads their JWKS files).
+pub fn router<S>(ctx: &Context, auth: Arc<AuthApps>) -> Router<S> {
     ROUTES
         .iter()
         .fold(Router::new(), |r, route| r.route(route.path, (route.handler)()))
         .layer(axum::middleware::from_fn_with_state(ctx.clone(), count_call))
+        .with_state(Api { ctx: ctx.clone(), auth })
 }
 
 async fn count_call(

@@ -2,11 +2,7 @@
 //! connections, subscriptions, presence members, REST publishes, client events and webhook
 //! outcomes, with a form to publish a test event. Fed by server-sent events; no build step.
 
-mod feed;
-
-pub use feed::{DebugFeed, preview};
-
-use crate::hub::Frame;
+use crate::hub::{Frame, preview};
 use crate::protocol::{channel, frame};
 use crate::state::Context;
 use axum::Router;

@@ -5,22 +5,25 @@
 
 mod cache;
 mod cluster;
+mod debug_feed;
 mod frame;
 mod outbox;
 mod registry;
+mod stats;
 mod subscribers;
 mod users;
 
 pub use cache::CachedEvent;
+pub use debug_feed::{DebugFeed, preview};
 pub use frame::Frame;
 pub use outbox::{
     Checked, CloseRequest, DirectSink, Drained, Liveness, OVERFLOW_CLOSE_CODE, Outbox, OutboxLimits, Pumped, clock,
 };
 pub use registry::{ChannelSummary, Member, SubscribeError};
+pub use stats::{Stats, StatsSnapshot};
 
 use crate::adapter::RedisAdapter;
 use crate::config::{AppConfig, Config};
-use crate::debug_console::DebugFeed;
 use crate::webhooks::{Emitter, Trigger, Webhooks};
 use dashmap::DashMap;
 use std::collections::HashMap;
@@ -37,94 +40,6 @@ pub struct ConnRef {
     pub id: ConnId,
     /// Where frames for this connection go.
     pub outbox: Outbox,
-}
-
-/// Counters of one app (per-app labels in metrics; summed for `/usage`). Plain relaxed atomics,
-/// so the hot path never touches a metrics registry.
-#[derive(Debug, Default)]
-pub struct Stats {
-    /// Connections accepted since start.
-    pub connections_opened: AtomicU64,
-    /// Connections closed since start.
-    pub connections_closed: AtomicU64,
-    /// Connections closed because their outbound queue overflowed.
-    pub outbox_overflows: Arc<AtomicU64>,
-    /// Events published through the REST API.
-    pub events_published: AtomicU64,
-    /// Frames queued for subscribers by fan-out.
-    pub deliveries: AtomicU64,
-    /// Client events refused by the rate limit.
-    pub rate_limited: AtomicU64,
-    /// WebSocket messages received from clients.
-    pub messages_in: AtomicU64,
-    /// WebSocket messages written to clients.
-    pub messages_out: AtomicU64,
-    /// Payload bytes received from clients.
-    pub bytes_in: AtomicU64,
-    /// Payload bytes written to clients.
-    pub bytes_out: AtomicU64,
-}
-
-/// A point-in-time copy of [`Stats`].
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub struct StatsSnapshot {
-    /// See [`Stats::connections_opened`].
-    pub connections_opened: u64,
-    /// See [`Stats::connections_closed`].
-    pub connections_closed: u64,
-    /// See [`Stats::outbox_overflows`].
-    pub outbox_overflows: u64,
-    /// See [`Stats::events_published`].
-    pub events_published: u64,
-    /// See [`Stats::deliveries`].
-    pub deliveries: u64,
-    /// See [`Stats::rate_limited`].
-    pub rate_limited: u64,
-    /// See [`Stats::messages_in`].
-    pub messages_in: u64,
-    /// See [`Stats::messages_out`].
-    pub messages_out: u64,
-    /// See [`Stats::bytes_in`].
-    pub bytes_in: u64,
-    /// See [`Stats::bytes_out`].
-    pub bytes_out: u64,
-}
-
-impl Stats {
-    /// Reads every counter.
-    pub fn snapshot(&self) -> StatsSnapshot {
-        let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        StatsSnapshot {
-            connections_opened: r(&self.connections_opened),
-            connections_closed: r(&self.connections_closed),
-            outbox_overflows: r(&self.outbox_overflows),
-            events_published: r(&self.events_published),
-            deliveries: r(&self.deliveries),
-            rate_limited: r(&self.rate_limited),
-            messages_in: r(&self.messages_in),
-            messages_out: r(&self.messages_out),
-            bytes_in: r(&self.bytes_in),
-            bytes_out: r(&self.bytes_out),
-        }
-    }
-}
-
-impl std::ops::Add for StatsSnapshot {
-    type Output = StatsSnapshot;
-    fn add(self, o: StatsSnapshot) -> StatsSnapshot {
-        StatsSnapshot {
-            connections_opened: self.connections_opened + o.connections_opened,
-            connections_closed: self.connections_closed + o.connections_closed,
-            outbox_overflows: self.outbox_overflows + o.outbox_overflows,
-            events_published: self.events_published + o.events_published,
-            deliveries: self.deliveries + o.deliveries,
-            rate_limited: self.rate_limited + o.rate_limited,
-            messages_in: self.messages_in + o.messages_in,
-            messages_out: self.messages_out + o.messages_out,
-            bytes_in: self.bytes_in + o.bytes_in,
-            bytes_out: self.bytes_out + o.bytes_out,
-        }
-    }
 }
 
 /// One application's live state.

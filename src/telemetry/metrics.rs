@@ -2,7 +2,8 @@
 //! them into this server's own recorder (no global state, so several servers can share a process)
 //! and renders the text format. Labels are bounded: app id, REST endpoint template, status, outcome.
 
-use crate::state::Context;
+use crate::hub::Hub;
+use crate::webhooks::WebhookStats;
 use metrics::{Label, counter, gauge, histogram, with_local_recorder};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use std::sync::atomic::Ordering;
@@ -55,10 +56,11 @@ impl Metrics {
         self.handle.run_upkeep();
     }
 
-    /// Copies the live counters into the registry and renders the Prometheus text format.
-    pub fn render(&self, ctx: &Context) -> String {
+    /// Copies the live counters of the hub and of webhook delivery into the registry and renders
+    /// the Prometheus text format.
+    pub fn render(&self, hub: &Hub, webhooks: &WebhookStats) -> String {
         with_local_recorder(&self.recorder, || {
-            for app in ctx.hub.apps() {
+            for app in hub.apps() {
                 let id = app.config.id.clone();
                 let s = app.stats().snapshot();
                 let l = || vec![Label::new("app_id", id.clone())];
@@ -74,7 +76,7 @@ impl Metrics {
                 counter!(self.name("outbox_overflows_total"), l()).absolute(s.outbox_overflows);
                 counter!(self.name("client_events_rate_limited_total"), l()).absolute(s.rate_limited);
             }
-            let w = ctx.webhooks.stats();
+            let w = webhooks;
             for (outcome, v) in
                 [("sent", &w.sent), ("retried", &w.retried), ("failed", &w.failed), ("dead_lettered", &w.dead_lettered)]
             {
@@ -82,7 +84,7 @@ impl Metrics {
                     .absolute(v.load(Ordering::Relaxed));
             }
             counter!(self.name("webhook_events_lost_total")).absolute(w.lost.load(Ordering::Relaxed));
-            if let Some(c) = ctx.hub.cluster() {
+            if let Some(c) = hub.cluster() {
                 let a = &c.stats;
                 let r = |v: &std::sync::atomic::AtomicU64| v.load(Ordering::Relaxed);
                 counter!(self.name("adapter_publishes_total")).absolute(r(&a.published));
@@ -92,7 +94,7 @@ impl Metrics {
                 counter!(self.name("adapter_messages_dropped_total")).absolute(r(&a.dropped));
                 gauge!(self.name("adapter_connected")).set(if c.is_connected() { 1.0 } else { 0.0 });
             }
-            gauge!(self.name("process_resident_memory_bytes")).set(crate::ops::resident_bytes() as f64);
+            gauge!(self.name("process_resident_memory_bytes")).set(super::resident_bytes() as f64);
         });
         self.handle.render()
     }

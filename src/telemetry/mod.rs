@@ -1,4 +1,4 @@
-//! Logging set-up.
+//! Logging set-up, the Prometheus registry, and the process's own figures.
 
 use tracing_subscriber::EnvFilter;
 
@@ -10,3 +10,11 @@ pub fn init(filter: &str, format: &str) {
 }
 
 pub mod metrics;
+
+/// Resident set size of this process in bytes (Linux `/proc/self/statm`; 0 elsewhere).
+pub fn resident_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()))
+        .map_or(0, |pages| pages * 4096)
+}

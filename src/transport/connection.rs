@@ -7,6 +7,7 @@ use crate::hub::{AppState, ConnRef, Frame, Hub, Member, Outbox, SubscribeError, 
 use crate::protocol::channel::{self, ChannelKind, ChannelType};
 use crate::protocol::frame::{self, ChannelData, SigninData, SubscribeData, UnsubscribeData, UserData};
 use crate::protocol::signature;
+use crate::rate_limit::RateWindow;
 use crate::transport::subscriptions::Subscriptions;
 use crate::webhooks::Trigger;
 use serde_json::value::RawValue;
@@ -129,11 +130,8 @@ pub struct Connection {
     subscriptions: Subscriptions,
     /// Boxed: most connections never sign in, and every idle connection's task holds this.
     user: Option<Box<SignedIn>>,
-    /// Client events sent in the current one-second window (the limiter's fixed window; kept as
-    /// two plain fields so they pack with `node`).
-    window_events: u32,
-    /// When the current client-event window began ([`clock`] milliseconds).
-    window_start: u64,
+    /// Client events in the current one-second window ([`clock`] milliseconds; packs with `node`).
+    client_events: RateWindow,
 }
 
 impl Connection {
@@ -160,8 +158,7 @@ impl Connection {
             node: hub.node_id(),
             subscriptions: Subscriptions::default(),
             user: None,
-            window_events: 0,
-            window_start: clock(),
+            client_events: RateWindow::new(clock()),
         })
     }
 
@@ -389,25 +386,19 @@ impl Connection {
         if data_json.is_some_and(|d| d.len() > cfg.max_event_data_bytes) {
             return self.error(None, &format!("Event data is larger than {} bytes", cfg.max_event_data_bytes));
         }
-        let now = clock();
-        if now.saturating_sub(self.window_start) >= 1000 {
-            self.window_start = now;
-            self.window_events = 0;
-        }
-        if self.window_events >= cfg.max_client_events_per_second {
+        if !self.client_events.take(clock(), cfg.max_client_events_per_second) {
             self.app.stats().rate_limited.fetch_add(1, Ordering::Relaxed);
             return self.error(
                 Some(4301),
                 &format!("Client event rejected: more than {} per second", cfg.max_client_events_per_second),
             );
         }
-        self.window_events += 1;
         let f = Frame::from(frame::client_event(event, channel, data_json, member));
         self.app.publish(channel, &f, Some(self.conn.id));
         self.app.publish_to_cluster(channel, &f, None);
         self.app.debug(|| {
             serde_json::json!({"type": "client_event", "channel": channel, "event": event, "socket_id": self.socket_id(),
-                "user_id": member, "data": crate::debug_console::preview(data_json.unwrap_or(""), 200)})
+                "user_id": member, "data": crate::hub::preview(data_json.unwrap_or(""), 200)})
         });
         self.app.emit(|| Trigger::ClientEvent {
             channel: channel.to_string(),

@@ -12,7 +12,7 @@ pub use session::Sessions;
 use crate::state::Context;
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, FromRef, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -32,8 +32,28 @@ pub const ROUTES: &[(&str, &str)] = &[
 /// Longest `{server}` or `{session}` path segment accepted.
 const MAX_SEGMENT: usize = 64;
 
-/// The fallback router, under the configured `http_path`.
-pub fn router(ctx: &Context) -> Router<Context> {
+/// What the fallback handlers share: the context and this node's sessions (owned here: nothing
+/// else needs them).
+#[derive(Clone)]
+struct Fallback {
+    ctx: Context,
+    sessions: Sessions,
+}
+
+impl FromRef<Fallback> for Context {
+    fn from_ref(f: &Fallback) -> Context {
+        f.ctx.clone()
+    }
+}
+
+impl FromRef<Fallback> for Sessions {
+    fn from_ref(f: &Fallback) -> Sessions {
+        f.sessions.clone()
+    }
+}
+
+/// The fallback router, under the configured `http_path`, with the registry of its sessions.
+pub fn router<S>(ctx: &Context) -> Router<S> {
     let base = format!("{}/app/{{key}}/{{server}}/{{session}}", ctx.config.http_path);
     // One xhr_send body carries JSON-encoded messages, so escaping may double their size.
     let send_limit = ctx.config.max_message_bytes * 2 + 1024;
@@ -42,6 +62,7 @@ pub fn router(ctx: &Context) -> Router<Context> {
         .route(&format!("{base}/xhr"), post(polling).options(preflight))
         .route(&format!("{base}/xhr_send"), post(send).options(preflight))
         .layer(DefaultBodyLimit::max(send_limit))
+        .with_state(Fallback { ctx: ctx.clone(), sessions: Sessions::default() })
 }
 
 type SessionPath = Path<(String, String, String)>;
@@ -88,17 +109,30 @@ async fn preflight(headers: HeaderMap) -> Response {
 }
 
 /// `POST .../xhr_streaming`: opens or re-attaches a session and streams its frames.
-async fn streaming(State(ctx): State<Context>, Path(p): SessionPath, uri: Uri, headers: HeaderMap) -> Response {
-    receive(ctx, p, Kind::Streaming, &uri, &headers).await
+async fn streaming(
+    State(ctx): State<Context>,
+    State(sessions): State<Sessions>,
+    Path(p): SessionPath,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    receive(ctx, sessions, p, Kind::Streaming, &uri, &headers).await
 }
 
 /// `POST .../xhr`: opens a session or returns its next batch of frames.
-async fn polling(State(ctx): State<Context>, Path(p): SessionPath, uri: Uri, headers: HeaderMap) -> Response {
-    receive(ctx, p, Kind::Polling, &uri, &headers).await
+async fn polling(
+    State(ctx): State<Context>,
+    State(sessions): State<Sessions>,
+    Path(p): SessionPath,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    receive(ctx, sessions, p, Kind::Polling, &uri, &headers).await
 }
 
 async fn receive(
     ctx: Context,
+    sessions: Sessions,
     (key, server, conn): (String, String, String),
     kind: Kind,
     uri: &Uri,
@@ -108,7 +142,7 @@ async fn receive(
         return plain(headers, StatusCode::NOT_FOUND, "Session not found");
     }
     let session = format!("{server}/{conn}");
-    let body = match ctx.http_sessions.receive(&ctx, &key, &session, kind, uri.query()).await {
+    let body = match sessions.receive(&ctx, &key, &session, kind, uri.query()).await {
         Opened::Body(rx) => Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
             rx.recv().await.map(|chunk| (Ok::<Bytes, Infallible>(chunk), rx))
         })),
@@ -130,12 +164,13 @@ async fn receive(
 /// `POST .../xhr_send`: a JSON array of Pusher messages (each a JSON string) for the session.
 async fn send(
     State(ctx): State<Context>,
+    State(sessions): State<Sessions>,
     Path((key, server, conn)): SessionPath,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let session = format!("{server}/{conn}");
-    if !valid_segment(&server) || !valid_segment(&conn) || !ctx.http_sessions.contains(&key, &session) {
+    if !valid_segment(&server) || !valid_segment(&conn) || !sessions.contains(&key, &session) {
         return plain(&headers, StatusCode::NOT_FOUND, "Session not found");
     }
     if body.is_empty() {
@@ -146,10 +181,10 @@ async fn send(
     };
     if messages.iter().any(|m| m.len() > ctx.config.max_message_bytes) {
         // pusher-js ignores xhr_send answers: close the session, as a WebSocket gets 1009.
-        ctx.http_sessions.close(&key, &session, 1009, "Message too big").await;
+        sessions.close(&key, &session, 1009, "Message too big").await;
         return plain(&headers, StatusCode::PAYLOAD_TOO_LARGE, "Message too big.");
     }
-    if !ctx.http_sessions.send(&key, &session, messages).await {
+    if !sessions.send(&key, &session, messages).await {
         return plain(&headers, StatusCode::NOT_FOUND, "Session not found");
     }
     plain(&headers, StatusCode::NO_CONTENT, "")

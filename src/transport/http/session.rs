@@ -163,9 +163,12 @@ impl Sessions {
                     done: false,
                 };
                 let sessions = self.clone();
+                let app = task.conn.app().clone();
+                app.stats().http_sessions.fetch_add(1, Ordering::Relaxed);
                 ctx.tasks.spawn(async move {
                     task.run(cmds_rx).await;
                     sessions.map.remove_if(&key, |_, h| h.id == id);
+                    app.stats().http_sessions.fetch_sub(1, Ordering::Relaxed);
                     tracing::debug!(session = %key, "http session closed");
                 });
                 Opened::Body(rx)
