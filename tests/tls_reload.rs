@@ -261,3 +261,54 @@ async fn a_bad_pair_at_start_up_is_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("tls_cert/tls_key"), "{err}");
 }
+
+/// A wss:// connection runs the same framing and the same liveness rule as plain TCP: WebSocket
+/// pings are answered, a silent client gets `pusher:ping` after `activity_timeout` and then 4201,
+/// and a message over the size limit closes with 1009.
+#[tokio::test]
+async fn wss_connections_follow_the_plain_tcp_rules() {
+    let certs = Certs::new();
+    let (cert, key) = (certs.path("a.pem"), certs.path("a.key"));
+    let sinew = SinewProcess::spawn(&[
+        ("SINEW_TLS_CERT", cert.to_str().unwrap()),
+        ("SINEW_TLS_KEY", key.to_str().unwrap()),
+        ("SINEW_ACTIVITY_TIMEOUT", "1"),
+        ("SINEW_PONG_TIMEOUT", "1"),
+        ("SINEW_MAX_MESSAGE_BYTES", "1024"),
+    ])
+    .await;
+    let config = client_config(&certs.path("ca.pem"));
+    let url = format!("wss://{}/app/{KEY}?protocol=7&client=js&version=8.6.0&flash=false", sinew.addr);
+
+    let (mut ws, _) =
+        tokio_tungstenite::client_async(url.clone(), tls_connect(sinew.addr, &config).await).await.unwrap();
+    let established = next_event(&mut ws).await;
+    assert_eq!(established["event"], "pusher:connection_established");
+    let data: Value = serde_json::from_str(established["data"].as_str().unwrap()).unwrap();
+    assert_eq!(data["activity_timeout"], 1);
+    ws.send(Message::Ping(b"are you there".to_vec().into())).await.unwrap();
+    let pong = tokio::time::timeout(PATIENCE, ws.next()).await.unwrap();
+    assert!(matches!(&pong, Some(Ok(Message::Pong(p))) if p.as_ref() == b"are you there"), "{pong:?}");
+    // Silent from now on: pinged, then closed with 4201.
+    assert_eq!(next_event(&mut ws).await["event"], "pusher:ping");
+    let close = loop {
+        match tokio::time::timeout(PATIENCE, ws.next()).await.unwrap() {
+            Some(Ok(Message::Close(f))) => break f,
+            Some(Ok(_)) => continue,
+            other => panic!("expected a close frame: {other:?}"),
+        }
+    };
+    assert_eq!(close.map(|f| u16::from(f.code)), Some(4201));
+
+    let (mut ws, _) = tokio_tungstenite::client_async(url, tls_connect(sinew.addr, &config).await).await.unwrap();
+    assert_eq!(next_event(&mut ws).await["event"], "pusher:connection_established");
+    ws.send(Message::Text("x".repeat(2048).into())).await.unwrap();
+    let close = loop {
+        match tokio::time::timeout(PATIENCE, ws.next()).await.unwrap() {
+            Some(Ok(Message::Close(f))) => break f,
+            Some(Ok(_)) => continue,
+            other => panic!("expected a close frame: {other:?}"),
+        }
+    };
+    assert_eq!(close.map(|f| u16::from(f.code)), Some(1009));
+}

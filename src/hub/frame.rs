@@ -2,27 +2,27 @@
 
 use crate::protocol::websocket as wire;
 use bytes::Bytes;
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 /// One outbound message as a complete WebSocket text frame (header, then the JSON text) in one
-/// buffer, built once when the message is, with a second handle on the text part of that buffer.
-/// Cloning bumps a reference count per handle, so a fan-out sends the very same bytes to every plain
-/// TCP subscriber with one `send` each and no framing or copying per subscriber.
+/// buffer, built once when the message is. Cloning bumps a reference count, so a fan-out sends the
+/// very same bytes to every subscriber with no framing or copying per subscriber.
 #[derive(Clone)]
 pub struct Frame {
-    text: Utf8Bytes,
     wire: Bytes,
+    /// Length of the frame header: the text starts here.
+    head: u8,
 }
 
 impl Frame {
-    /// The message's JSON text.
+    /// The message's JSON text. (Checked as UTF-8 on each call, which `unsafe` would skip: the
+    /// text was a `&str` when the frame was built. The callers are off the fan-out path: the bus,
+    /// the HTTP fallback's framing, which escapes the text anyway, and tests.)
     pub fn as_str(&self) -> &str {
-        self.text.as_str()
+        std::str::from_utf8(self.text_bytes()).unwrap_or_default()
     }
 
-    /// The text as tungstenite's message payload (for connections tungstenite writes).
-    pub fn text(&self) -> Utf8Bytes {
-        self.text.clone()
+    fn text_bytes(&self) -> &[u8] {
+        self.wire.get(usize::from(self.head)..).unwrap_or_default()
     }
 
     /// The complete WebSocket text frame: header, then the text.
@@ -32,28 +32,25 @@ impl Frame {
 
     /// Length of the text in bytes (what queue limits and byte counters count).
     pub fn len(&self) -> usize {
-        self.text.len()
+        self.wire.len() - usize::from(self.head)
     }
 
     /// True for an empty text.
     pub fn is_empty(&self) -> bool {
-        self.text.is_empty()
+        self.len() == 0
     }
 
-    fn build<T: AsRef<str> + Into<Utf8Bytes>>(text: T) -> Self {
-        let wire = Bytes::from(wire::encode(wire::OP_TEXT, text.as_ref().as_bytes()));
-        let start = wire.len() - text.as_ref().len();
-        // The tail of `wire` is a copy of `text`, so it is UTF-8 and the check passes; the check
-        // (cheap, once per message) is what building it without `unsafe` costs. Were it ever to
-        // fail, the text would be kept in a buffer of its own.
-        let text = Utf8Bytes::try_from(wire.slice(start..)).unwrap_or_else(|_| text.into());
-        Frame { text, wire }
+    fn build(text: &str) -> Self {
+        let wire = wire::encode(wire::OP_TEXT, text.as_bytes());
+        // At most 10 bytes (`wire::encode` writes a final frame's header).
+        let head = u8::try_from(wire.len() - text.len()).unwrap_or(u8::MAX);
+        Frame { wire: Bytes::from(wire), head }
     }
 }
 
 impl From<String> for Frame {
     fn from(text: String) -> Self {
-        Frame::build(text)
+        Frame::build(&text)
     }
 }
 
@@ -65,7 +62,7 @@ impl From<&str> for Frame {
 
 impl PartialEq for Frame {
     fn eq(&self, other: &Self) -> bool {
-        self.text == other.text
+        self.text_bytes() == other.text_bytes()
     }
 }
 
@@ -105,5 +102,6 @@ mod tests {
         assert_eq!(f.wire().as_ptr(), g.wire().as_ptr());
         assert_eq!(f.as_str().as_ptr(), g.as_str().as_ptr());
         assert_eq!(f, g);
+        assert_eq!(std::mem::size_of::<Frame>(), 40, "a queued frame is one buffer handle and its header length");
     }
 }

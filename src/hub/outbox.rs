@@ -12,9 +12,10 @@
 //! is queued for the task ([`Outbox::pump`]). Every write to an attached socket happens under the
 //! lock, so frames never interleave or reorder.
 //!
-//! An attached socket's liveness is kept here too (when the client was last heard, whether it was
-//! pinged, since when the socket has been behind its queue), so that one task checks every
-//! connection ([`Outbox::keepalive`]) instead of each connection's task holding its own timer.
+//! Every connection's liveness is kept here too (when the client was last heard, whether it was
+//! pinged, and for an attached socket since when it has been behind its queue), so that one task
+//! checks every connection of every transport ([`Outbox::keepalive`]) instead of each connection's
+//! task holding its own timer.
 
 use std::collections::VecDeque;
 use std::io;
@@ -194,7 +195,7 @@ pub struct Liveness {
 /// What [`Outbox::keepalive`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Checked {
-    /// Nothing was due (or no socket is attached).
+    /// Nothing was due.
     Alive,
     /// The client was pinged.
     Pinged,
@@ -216,7 +217,8 @@ pub enum Drained {
 impl Outbox {
     /// Creates an empty queue; `overflows` counts connections dropped for not reading.
     pub fn new(limits: OutboxLimits, overflows: Arc<AtomicU64>) -> Self {
-        Outbox { inner: Arc::new(Inner { state: Mutex::new(State::default()), limits, overflows }) }
+        let state = State { heard: clock(), ..State::default() };
+        Outbox { inner: Arc::new(Inner { state: Mutex::new(state), limits, overflows }) }
     }
 
     /// A new, empty queue with the same limits and overflow counter.
@@ -384,21 +386,22 @@ impl Outbox {
         st.pinged = false;
     }
 
-    /// Applies the liveness rules to an attached socket at `now` ([`clock`]): pings a client silent
-    /// for `activity` (with `ping`), closes with 4201 one still silent `pong` later, and drops the
-    /// socket when it has not caught up with its queue for `write`, or when the 4201 close is still
-    /// not done `write` after it was due. Sockets not attached (other transports) are left alone.
+    /// Applies the liveness rules at `now` ([`clock`]), the one place they are written for every
+    /// transport (the transports only report what they hear with [`Outbox::heard`]): pings a client
+    /// silent for `activity` (with `ping`), closes with 4201 one still silent `pong` later. An
+    /// attached socket is also dropped when it has not caught up with its queue for `write`, or
+    /// when the 4201 close is still not done `write` after it was due; a queue without one is
+    /// written by its transport's task, which bounds its own writes.
     pub fn keepalive(&self, now: u64, rules: &Liveness, ping: &Frame) -> Checked {
         let mut st = self.lock();
-        if st.sink.is_none() {
-            return Checked::Alive;
-        }
-        let stalled = st.stalled_since != 0 && now.saturating_sub(st.stalled_since) >= rules.write;
         let silent = now.saturating_sub(st.heard);
         let unanswered = rules.activity.saturating_add(rules.pong);
-        if stalled || (st.pinged && silent >= unanswered.saturating_add(rules.write)) {
-            self.abandon(st);
-            return Checked::Dropped;
+        if st.sink.is_some() {
+            let stalled = st.stalled_since != 0 && now.saturating_sub(st.stalled_since) >= rules.write;
+            if stalled || (st.pinged && silent >= unanswered.saturating_add(rules.write)) {
+                self.abandon(st);
+                return Checked::Dropped;
+            }
         }
         if silent < rules.activity {
             return Checked::Alive;
@@ -465,7 +468,7 @@ impl Outbox {
     }
 
     fn drain_locked(st: &mut State, batch: &mut Vec<Frame>) -> Option<Drained> {
-        if st.queue.is_empty() && st.close.is_none() {
+        if st.queue.is_empty() && st.close.is_none() && st.control.is_none() {
             return None;
         }
         batch.extend(st.queue.drain(..));
@@ -479,7 +482,14 @@ impl Outbox {
         })
     }
 
-    /// Waits until something is queued, then drains it into `batch`. Meant for one writer task.
+    /// Control bytes (pongs) queued by [`Outbox::push_control`] and not written yet, for a writer
+    /// that drains with [`Outbox::next`]; they go out before the frames drained with them.
+    pub fn take_control(&self) -> Option<Vec<u8>> {
+        self.lock().control.take().map(|c| *c)
+    }
+
+    /// Waits until something is queued (frames, control bytes or a close), then drains the frames
+    /// into `batch`. Meant for one writer task.
     pub async fn next(&self, batch: &mut Vec<Frame>) -> Drained {
         std::future::poll_fn(|cx| {
             let mut st = self.lock();
@@ -761,12 +771,19 @@ mod tests {
     }
 
     #[test]
-    fn queues_without_a_socket_are_left_to_their_transport() {
+    fn queues_without_a_socket_get_the_same_pings_and_4201_but_are_not_dropped() {
         let (o, _) = outbox(10, 1000);
-        assert_eq!(o.keepalive(u64::MAX, &RULES, &Frame::from("PING")), Checked::Alive);
+        let ping = Frame::from("PING");
+        let t0 = o.lock().heard;
+        assert!(t0 > 0, "a new queue counts as just heard");
+        assert_eq!(o.keepalive(t0 + 999, &RULES, &ping), Checked::Alive);
+        assert_eq!(o.keepalive(t0 + 1000, &RULES, &ping), Checked::Pinged);
+        assert_eq!(o.len(), 1, "the ping waits for the transport's writer");
+        assert_eq!(o.keepalive(t0 + 1500, &RULES, &ping), Checked::Closed);
+        assert!(o.is_closing());
+        assert_eq!(o.keepalive(u64::MAX, &RULES, &ping), Checked::Alive, "its writer bounds its own writes");
         o.abort();
-        assert!(o.is_empty());
-        assert!(!o.is_closing());
+        assert!(o.is_closing(), "abort leaves a queue without a socket to its transport");
     }
 
     #[test]

@@ -1,6 +1,8 @@
-//! One task that keeps every plain TCP WebSocket connection honest: it pings clients that went
-//! quiet, closes those that do not answer (4201), drops sockets that do not catch up with what is
-//! queued for them, and tells every connection to reconnect (4200) when the server shuts down.
+//! One task that keeps every connection honest, whatever its transport (WebSocket over plain TCP
+//! or TLS, HTTP fallback session): it pings clients that went quiet, closes those that do not
+//! answer (4201), drops plain TCP sockets that do not catch up with what is queued for them, and
+//! tells every connection to reconnect (4200) when the server shuts down. Transports only report
+//! that they heard the client ([`crate::hub::Outbox::heard`]).
 //!
 //! Each connection's task could do this with its own timer and shutdown waiter, but those hold
 //! 184 bytes in every idle connection; a sweep over all connections a few times per timeout costs
@@ -25,8 +27,8 @@ pub fn tick(activity_secs: u64, pong_secs: u64) -> Duration {
     (shorter / 4).min(Duration::from_secs(1))
 }
 
-/// Runs [`run`] until aborted, starting it again if it panics: without it, plain TCP
-/// connections would get no pings, no 4201 and no stall drops.
+/// Runs [`run`] until aborted, starting it again if it panics: without it, connections would get
+/// no pings, no 4201 and no stall drops.
 pub async fn run_supervised(ctx: Context) {
     restart_on_panic("keepalive", move || run(ctx.clone())).await;
 }
@@ -68,7 +70,7 @@ async fn run(ctx: Context) {
             () = ctx.shutdown.cancelled(), if !shut => {
                 shut = true;
                 for app in ctx.hub.apps() {
-                    app.for_each_live(|o| if o.is_attached() { shut_down(o) });
+                    app.for_each_live(shut_down);
                 }
                 continue;
             }

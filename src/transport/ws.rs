@@ -16,7 +16,6 @@ use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use futures_util::{FutureExt, SinkExt, StreamExt};
 use hyper_util::rt::TokioIo;
 use socket2::SockRef;
 use std::cell::RefCell;
@@ -26,24 +25,16 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::Poll;
 use tokio::io::Interest;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::time::{Duration, Instant, sleep_until, timeout};
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
+use tokio::time::{Duration, timeout};
 use tokio_util::sync::CancellationToken;
 
 use super::keepalive::WRITE_TIMEOUT;
 use super::write_all;
 use crate::hub::clock;
 
-/// Read buffer per tungstenite connection: client messages are small (larger messages are read in
-/// several steps). Tungstenite zeroes this much before every read attempt.
-const READ_BUFFER: usize = 1024;
-/// Frames are buffered up to this size before a write; each batch is flushed at its end.
+/// A stream connection's write buffer is kept between batches up to this size.
 const WRITE_BUFFER: usize = 16 * 1024;
 /// Bytes read from a plain TCP socket at a time.
 const READ_CHUNK: usize = 4096;
@@ -160,7 +151,7 @@ fn accept_key<H: Headers + ?Sized>(headers: &H) -> Result<String, HandshakeError
     if !base64::Engine::decode_slice(&base64::engine::general_purpose::STANDARD, key, &mut raw).is_ok_and(|n| n == 16) {
         return Err(HandshakeError::Key);
     }
-    Ok(derive_accept_key(key))
+    Ok(wire::accept_key(key))
 }
 
 /// Reads the first request head of a plain TCP connection: until it is complete, [`HEAD_MAX`]
@@ -282,8 +273,7 @@ impl Task {
             Ok(parts) => parts,
             Err(upgraded) => {
                 let opened = std::mem::replace(&mut self.opened, Err(Refusal { code: 4200, message: String::new() }));
-                let (config, shutdown) = (self.config.clone(), self.shutdown.clone());
-                return Err(Box::pin(serve_upgraded(config, shutdown, upgraded, opened)));
+                return Err(Box::pin(serve_upgraded(self.config.clone(), upgraded, opened)));
             }
         };
         let (stream, unread) = parts.io.into_inner().into_parts();
@@ -394,162 +384,135 @@ fn connection_task(mut task: Task, on_upgrade: hyper::upgrade::OnUpgrade) -> imp
 /// A connection task's rare continuation (refusal, TLS), boxed.
 type RarePath = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
 
-/// Runs a connection over an upgraded stream other than plain TCP (TLS) with tungstenite.
-async fn serve_upgraded(
-    config: Arc<Config>,
-    shutdown: CancellationToken,
-    upgraded: hyper::upgrade::Upgraded,
-    opened: Result<Connection, Refusal>,
-) {
-    let ws_config = WebSocketConfig::default()
-        .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(WRITE_BUFFER)
-        .max_message_size(Some(config.max_message_bytes))
-        .max_frame_size(Some(config.max_message_bytes));
-    let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(ws_config)).await;
-    serve(&config, shutdown, ws, opened).await;
+/// Runs a connection over an upgraded stream other than plain TCP (TLS): the same framing and the
+/// same [`Connection`] as plain TCP, but this task writes the outbox (TLS is written through the
+/// stream's own state, which the publishing thread cannot reach without a lock).
+async fn serve_upgraded(config: Arc<Config>, upgraded: hyper::upgrade::Upgraded, opened: Result<Connection, Refusal>) {
+    serve_stream(&config, TokioIo::new(upgraded), Vec::new(), opened).await;
 }
 
 /// What a connection task needs from its socket.
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
-/// A Close frame; the reason is cut to the 123 bytes a control frame allows.
-fn close_message(code: u16, reason: &str) -> Message {
-    let mut end = reason.len().min(123);
-    while !reason.is_char_boundary(end) {
-        end -= 1;
-    }
-    Message::Close(Some(CloseFrame { code: CloseCode::from(code), reason: Utf8Bytes::from(&reason[..end]) }))
-}
-
-async fn refuse(mut ws: WebSocketStream<impl Io>, refusal: Refusal) {
-    let _ = timeout(WRITE_TIMEOUT, async {
-        ws.feed(Message::Text(refusal.frame().text())).await?;
-        ws.send(close_message(refusal.code, &refusal.message)).await
+/// Appends what `stream` has to `buf` (up to [`READ_CHUNK`] bytes), waiting for bytes. The read
+/// space is on the stack only while a read is tried, so a waiting connection holds no buffer.
+async fn read_stream(stream: &mut (impl AsyncRead + Unpin), buf: &mut Vec<u8>) -> io::Result<usize> {
+    std::future::poll_fn(|cx| {
+        let mut space = [0u8; READ_CHUNK];
+        let mut read = tokio::io::ReadBuf::new(&mut space);
+        match std::pin::Pin::new(&mut *stream).poll_read(cx, &mut read) {
+            Poll::Ready(Ok(())) => {
+                buf.extend_from_slice(read.filled());
+                Poll::Ready(Ok(read.filled().len()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
     })
-    .await;
+    .await
 }
 
-/// Feeds `batch[*done..]` (then the close frame, if any) and flushes. `done` counts what was handed
-/// to the socket, so an interrupted call can be resumed without repeating or losing a frame.
-async fn write_from(
-    ws: &mut WebSocketStream<impl Io>,
-    batch: &[Frame],
-    close: Option<&CloseRequest>,
-    done: &mut usize,
-) -> Result<(), WsError> {
-    while let Some(f) = batch.get(*done) {
-        ws.feed(Message::Text(f.text())).await?;
-        *done += 1;
-    }
-    if let Some(c) = close
-        && *done == batch.len()
-    {
-        ws.feed(close_message(c.code, &c.reason)).await?;
-        *done += 1;
-    }
-    ws.flush().await
+/// Writes `bytes` and flushes; a stream that takes nothing for [`WRITE_TIMEOUT`] fails.
+async fn write_stream(stream: &mut (impl AsyncWrite + Unpin), bytes: &[u8]) -> bool {
+    matches!(
+        timeout(WRITE_TIMEOUT, async {
+            stream.write_all(bytes).await?;
+            stream.flush().await
+        })
+        .await,
+        Ok(Ok(()))
+    )
 }
 
-/// Writes a drained batch; a socket that accepts nothing for [`WRITE_TIMEOUT`] fails.
-async fn write_batch(ws: &mut WebSocketStream<impl Io>, batch: &[Frame], close: Option<&CloseRequest>) -> bool {
-    let mut done = 0;
-    // Nearly every write completes at once; only a stalled one arms the timer.
-    if let Some(r) = write_from(ws, batch, close, &mut done).now_or_never() {
-        return r.is_ok();
-    }
-    matches!(timeout(WRITE_TIMEOUT, write_from(ws, batch, close, &mut done)).await, Ok(Ok(())))
-}
-
-/// Runs one connection over a stream other than plain TCP, until the client leaves, the server
-/// closes it, or shutdown.
-async fn serve(
-    config: &Config,
-    shutdown: CancellationToken,
-    mut ws: WebSocketStream<impl Io>,
-    opened: Result<Connection, Refusal>,
-) {
-    let activity = Duration::from_secs(config.activity_timeout);
-    let pong_wait = Duration::from_secs(config.pong_timeout);
+/// Runs one connection over `stream` (`early`: bytes read past the upgrade request) until the
+/// client leaves, the server closes it, or the stream fails. Liveness and the shutdown notice are
+/// the keepalive task's, as for every connection; this task reports what it hears.
+async fn serve_stream(config: &Config, stream: impl Io, early: Vec<u8>, opened: Result<Connection, Refusal>) {
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    let mut decoder = Decoder::new(early);
+    let max = config.max_message_bytes;
     let mut conn = match opened {
         Ok(c) => c,
-        Err(refusal) => return refuse(ws, refusal).await,
+        Err(refusal) => {
+            let mut out = refusal.frame().wire().to_vec();
+            out.extend(wire::close_frame(refusal.code, &refusal.message));
+            if write_stream(&mut writer, &out).await {
+                linger_stream(&mut reader, &mut writer, Some(&mut decoder), max).await;
+            }
+            return;
+        }
     };
     tracing::debug!(socket_id = conn.socket_id(), app = %conn.app().config.id, "connection opened");
     let outbox = conn.outbox().clone();
+    let mut input = Input::Open;
+    if !decoder.buf.is_empty() {
+        input = handle_input(&mut conn, &mut decoder, max).await;
+    }
     let mut batch: Vec<Frame> = Vec::new();
-    let mut last_seen = Instant::now();
-    let mut pinged = false;
-    let mut shutdown_sent = false;
-    // Both futures live as long as the connection: a read does not touch the timer wheel (the timer
-    // checks `last_seen` when it fires), and the shutdown waiter is registered once.
-    let idle = sleep_until(last_seen + activity);
-    let shutdown = shutdown.cancelled_owned();
-    tokio::pin!(idle, shutdown);
+    let mut out: Vec<u8> = Vec::new();
     loop {
         tokio::select! {
             biased;
             drained = outbox.next(&mut batch) => {
-                let close = match drained { Drained::Close(c) => Some(c), Drained::Frames => None };
+                out.clear();
+                if let Some(control) = outbox.take_control() {
+                    out.extend_from_slice(&control);
+                }
+                for f in &batch {
+                    out.extend_from_slice(f.wire());
+                }
                 let stats = conn.app().stats();
                 stats.messages_out.fetch_add(batch.len() as u64, Ordering::Relaxed);
                 stats.bytes_out.fetch_add(batch.iter().map(|f| f.len() as u64).sum(), Ordering::Relaxed);
-                let written = write_batch(&mut ws, &batch, close.as_ref()).await;
                 batch.clear();
+                let close = match drained { Drained::Close(c) => Some(c), Drained::Frames => None };
+                if let Some(c) = &close {
+                    out.extend(wire::close_frame(c.code, &c.reason));
+                }
+                let written = write_stream(&mut writer, &out).await;
+                if out.capacity() > WRITE_BUFFER {
+                    out = Vec::new();
+                }
+                if close.is_some() && written && input != Input::PeerClosed {
+                    let decoder = (input == Input::Open).then_some(&mut decoder);
+                    linger_stream(&mut reader, &mut writer, decoder, max).await;
+                }
                 if close.is_some() || !written {
                     break;
                 }
             }
-            msg = ws.next() => {
-                last_seen = Instant::now();
-                pinged = false;
-                match msg {
-                    Some(Ok(Message::Text(text))) => {
-                        let stats = conn.app().stats();
-                        stats.messages_in.fetch_add(1, Ordering::Relaxed);
-                        stats.bytes_in.fetch_add(text.len() as u64, Ordering::Relaxed);
-                        conn.handle_text(text.as_str()).await;
-                    }
-                    Some(Ok(Message::Binary(_))) => {
-                        outbox.push(&Frame::from(frame::error(None, "Binary frames are not supported")));
-                    }
-                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
-                    Some(Ok(Message::Close(_))) => {
-                        // Answer the client's close frame (the library queued the reply) before leaving.
-                        let _ = timeout(Duration::from_secs(1), ws.flush()).await;
-                        break;
-                    }
-                    None => break,
-                    Some(Err(e)) => {
-                        tracing::debug!(error = %e, "websocket read failed");
-                        if matches!(e, WsError::Capacity(_)) {
-                            let _ = timeout(WRITE_TIMEOUT, ws.send(close_message(1009, "Message too big"))).await;
-                        }
-                        break;
+            read = read_stream(&mut reader, &mut decoder.buf), if input == Input::Open => match read {
+                Ok(0) => break,
+                Ok(_) => {
+                    outbox.heard(clock());
+                    input = handle_input(&mut conn, &mut decoder, max).await;
+                    if decoder.buf.is_empty() {
+                        decoder.buf = Vec::new();
                     }
                 }
-            }
-            () = &mut idle => {
-                let due = if pinged { last_seen + activity + pong_wait } else { last_seen + activity };
-                if Instant::now() < due {
-                    idle.as_mut().reset(due);
-                } else if pinged {
-                    outbox.close(None, 4201, "Pong reply not received");
-                    idle.as_mut().reset(due + WRITE_TIMEOUT);
-                } else {
-                    outbox.push(&Frame::from(frame::ping()));
-                    pinged = true;
-                    idle.as_mut().reset(last_seen + activity + pong_wait);
+                Err(e) => {
+                    tracing::debug!(error = %e, "websocket read failed");
+                    break;
                 }
-            }
-            () = &mut shutdown, if !shutdown_sent => {
-                shutdown_sent = true;
-                super::connection::shut_down(&outbox);
-            }
+            },
         }
     }
     tracing::debug!(socket_id = conn.socket_id(), "connection closed");
+}
+
+/// [`linger`] for a stream: ends the server's side (for TLS, its close_notify) and reads until the
+/// client's close frame, the end of its stream, or [`LINGER`].
+async fn linger_stream(
+    reader: &mut (impl AsyncRead + Unpin),
+    writer: &mut (impl AsyncWrite + Unpin),
+    decoder: Option<&mut Decoder>,
+    max: usize,
+) {
+    if !matches!(timeout(WRITE_TIMEOUT, writer.shutdown()).await, Ok(Ok(()))) {
+        return;
+    }
+    linger_reading(reader, decoder, max).await;
 }
 
 thread_local! {
@@ -676,26 +639,57 @@ async fn send_close(stream: &TcpStream, close: CloseRequest, input: Input, decod
 /// client still sends until its close frame (when `decoder` is given and the stream can still be
 /// decoded), the end of its stream, or [`LINGER`]. Closing a socket with unread input resets the
 /// connection, and the client could lose the close frame and what came before it.
-async fn linger(stream: &TcpStream, mut decoder: Option<&mut Decoder>, max: usize) {
+async fn linger(stream: &TcpStream, decoder: Option<&mut Decoder>, max: usize) {
     if SockRef::from(stream).shutdown(std::net::Shutdown::Write).is_err() {
         return;
     }
+    linger_reading(&mut SharedTcp(stream), decoder, max).await;
+}
+
+/// A plain TCP stream read through a shared reference (tokio's `AsyncRead` is for an owned one).
+struct SharedTcp<'a>(&'a TcpStream);
+
+impl AsyncRead for SharedTcp<'_> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        loop {
+            if let Err(e) = std::task::ready!(self.0.poll_read_ready(cx)) {
+                return Poll::Ready(Err(e));
+            }
+            match self.0.try_read(buf.initialize_unfilled()) {
+                Ok(n) => {
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
+/// The reading half of a linger, whatever the stream: decodes what it reads until the client's
+/// close frame, or (once nothing more can be decoded) just reads, until the end of the stream, a
+/// failed read, or [`LINGER`].
+async fn linger_reading(reader: &mut (impl AsyncRead + Unpin), mut decoder: Option<&mut Decoder>, max: usize) {
     let mut scratch = Vec::new();
     let _ = timeout(LINGER, async {
         loop {
             if let Some(d) = decoder.as_deref_mut() {
-                loop {
+                let decodable = loop {
                     match d.next(max) {
                         Ok(Some(Incoming::Close(_))) => return,
                         Ok(Some(_)) => {}
-                        Ok(None) => break,
-                        // Nothing more can be decoded: read to the end of the stream.
-                        Err(_) => {
-                            d.buf = Vec::new();
-                            decoder = None;
-                            break;
-                        }
+                        Ok(None) => break true,
+                        Err(_) => break false,
                     }
+                };
+                if !decodable {
+                    d.buf = Vec::new();
+                    decoder = None;
                 }
             }
             let buf = match decoder.as_deref_mut() {
@@ -705,15 +699,9 @@ async fn linger(stream: &TcpStream, mut decoder: Option<&mut Decoder>, max: usiz
                     &mut scratch
                 }
             };
-            buf.reserve(READ_CHUNK);
-            if stream.readable().await.is_err() {
-                return;
-            }
-            match stream.try_read_buf(buf) {
-                Ok(0) => return,
+            match read_stream(reader, buf).await {
+                Ok(0) | Err(_) => return,
                 Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(_) => return,
             }
         }
     })

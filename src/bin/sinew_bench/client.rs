@@ -170,7 +170,7 @@ impl Conn {
                 if res.code != Some(101) {
                     bail!("upgrade answered {:?} {:?}", res.code, res.reason);
                 }
-                let expected = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+                let expected = sinew::protocol::websocket::accept_key(key.as_bytes());
                 let accept = res.headers.iter().find(|h| h.name.eq_ignore_ascii_case("sec-websocket-accept"));
                 if accept.map(|h| h.value) != Some(expected.as_bytes()) {
                     bail!("upgrade answer without the right Sec-WebSocket-Accept");
@@ -418,7 +418,7 @@ mod tests {
                 .lines()
                 .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
                 .unwrap_or_else(|| panic!("no key in {head}"));
-            let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+            let accept = sinew::protocol::websocket::accept_key(key.as_bytes());
             // The answer and the first message in one write: the client keeps what follows the head.
             let mut out = format!(
                 "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\

@@ -5,8 +5,7 @@
 //! handling stays in [`Connection`]. Handlers talk to the task through a bounded command channel.
 
 use super::framing::{self, CLIENT_STREAM_LIMIT};
-use crate::hub::{Drained, Frame};
-use crate::protocol::frame;
+use crate::hub::{Drained, Frame, clock};
 use crate::state::Context;
 use crate::transport::connection::ClientQuery;
 use crate::transport::connection::{Connection, Refusal};
@@ -159,7 +158,6 @@ impl Sessions {
                     receiver: Some(receiver),
                     pending: None,
                     detached_at: Instant::now(),
-                    last_inbound: Instant::now(),
                     done: false,
                 };
                 let sessions = self.clone();
@@ -231,7 +229,6 @@ struct Task {
     /// Bytes that could not be written because the receiver went away, with whether they close.
     pending: Option<(Bytes, bool)>,
     detached_at: Instant,
-    last_inbound: Instant,
     done: bool,
 }
 
@@ -255,16 +252,12 @@ impl Task {
         let cfg = self.ctx.config.clone();
         let heartbeat = Duration::from_secs(cfg.http_heartbeat_interval);
         let orphan = Duration::from_secs(cfg.http_session_timeout);
-        let activity = Duration::from_secs(cfg.activity_timeout);
-        let pong_wait = Duration::from_secs(cfg.pong_timeout);
-        // Like the WebSocket transport: after `activity_timeout` of client silence send a
-        // `pusher:ping` (pusher-js answers through xhr_send); close with 4201 only if that goes
-        // unanswered too. Listen-only clients never send anything otherwise.
-        let mut pinged = false;
+        // Pings after `activity_timeout` of client silence (pusher-js answers through xhr_send)
+        // and 4201 are the keepalive task's, as for every transport: this task reports what it
+        // hears. Listen-only clients never send anything otherwise.
         let mut batch: Vec<Frame> = Vec::new();
         let mut shutdown_seen = false;
         while !self.done {
-            let closing = outbox.is_closing();
             let writable = self.receiver.as_ref().is_some_and(|r| r.full_at.is_none()) && self.pending.is_none();
             let heartbeat_at = self.receiver.as_ref().filter(|r| r.full_at.is_none()).map(|r| r.since + heartbeat);
             let expire_at = match &self.receiver {
@@ -282,16 +275,14 @@ impl Task {
                 }
                 cmd = cmds.recv() => match cmd {
                     Some(Command::Attach(r)) => {
-                        self.last_inbound = Instant::now();
-                        pinged = false;
+                        outbox.heard(clock());
                         self.receiver = Some(r);
                         if let Some((bytes, closes)) = self.pending.take() {
                             self.deliver(bytes, closes).await;
                         }
                     }
                     Some(Command::Messages(messages)) => {
-                        self.last_inbound = Instant::now();
-                        pinged = false;
+                        outbox.heard(clock());
                         let stats = self.conn.app().stats();
                         stats.messages_in.fetch_add(messages.len() as u64, Ordering::Relaxed);
                         stats.bytes_in.fetch_add(messages.iter().map(|m| m.len() as u64).sum(), Ordering::Relaxed);
@@ -321,14 +312,6 @@ impl Task {
                 () = receiver_gone(self.receiver.as_ref()) => self.detach(),
                 () = sleep_until_some(heartbeat_at) => self.deliver(Bytes::from_static(framing::HEARTBEAT), false).await,
                 () = sleep_until_some(expire_at) => break,
-                () = sleep_until(self.last_inbound + activity + if pinged { pong_wait } else { Duration::ZERO }), if !closing => {
-                    if pinged {
-                        outbox.close(None, 4201, "Pong reply not received");
-                    } else {
-                        outbox.push(&Frame::from(frame::ping()));
-                        pinged = true;
-                    }
-                }
             }
         }
         tracing::debug!(socket_id = self.conn.socket_id(), "http session ending");
