@@ -15,6 +15,7 @@
 //! decide are handed over as [`Inbound`] values, which the hub consumes.
 
 mod bus;
+mod keys;
 mod node_state;
 mod redis;
 mod scripts;

@@ -7,7 +7,8 @@
 //! compares the mirror with the node's hashes in Redis and writes the difference through the same
 //! scripts, so the cluster-wide transitions that happened meanwhile are announced after all.
 
-use super::redis::{Keys, OP_TIMEOUT, RedisAdapter, as_int, as_string, pairs};
+use super::keys::Keys;
+use super::redis::{OP_TIMEOUT, RedisAdapter, as_int, as_string, pairs};
 use super::{Change, Inbound, SubOutcome, SubRequest, Transition, scripts};
 use redis::Value;
 use std::collections::{HashMap, HashSet};

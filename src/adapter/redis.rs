@@ -1,5 +1,6 @@
 //! The Redis adapter: connections, the bus publisher and subscriber, and cluster-wide reads.
 
+use super::keys::Keys;
 use super::node_state::{self, Op};
 use super::{BusMessage, Inbound, SubOutcome, SubRequest};
 use futures_util::StreamExt;
@@ -65,56 +66,6 @@ pub struct AdapterStats {
     pub dropped: AtomicU64,
 }
 
-/// Key names under one prefix (see [`super::scripts`] for the layout).
-#[derive(Debug, Clone)]
-pub(super) struct Keys {
-    prefix: String,
-}
-
-impl Keys {
-    pub(super) fn prefix(&self) -> &str {
-        &self.prefix
-    }
-    pub(super) fn bus(&self) -> String {
-        format!("{}:bus", self.prefix)
-    }
-    pub(super) fn nodes(&self) -> String {
-        format!("{}:nodes", self.prefix)
-    }
-    pub(super) fn draining(&self) -> String {
-        format!("{}:draining", self.prefix)
-    }
-    pub(super) fn swept(&self, node: u32) -> String {
-        format!("{}:swept:{node}", self.prefix)
-    }
-    /// The marker of a member's departure (see [`super::scripts::SUBSCRIBE`]).
-    pub(super) fn leaving(&self, app: &str, channel: &str, user: &str) -> String {
-        format!("{}:leaving:{user}", self.members(app, channel))
-    }
-    /// The marker of a channel's vacancy.
-    pub(super) fn vacating(&self, app: &str, channel: &str) -> String {
-        format!("{}:vacating:{channel}", self.app_subs(app))
-    }
-    pub(super) fn node_subs(&self, node: u32) -> String {
-        format!("{}:node:{node}:subs", self.prefix)
-    }
-    pub(super) fn node_members(&self, node: u32) -> String {
-        format!("{}:node:{node}:members", self.prefix)
-    }
-    pub(super) fn app_subs(&self, app: &str) -> String {
-        format!("{}:app:{app}:subs", self.prefix)
-    }
-    pub(super) fn members(&self, app: &str, channel: &str) -> String {
-        format!("{}:app:{app}:members:{channel}", self.prefix)
-    }
-    pub(super) fn values(&self, app: &str, channel: &str) -> String {
-        format!("{}:app:{app}:values:{channel}", self.prefix)
-    }
-    pub(super) fn cache(&self, app: &str, channel: &str) -> String {
-        format!("{}:app:{app}:cache:{channel}", self.prefix)
-    }
-}
-
 enum Outgoing {
     Publish(Vec<u8>),
     SetCache { key: String, value: String, ttl_ms: u64 },
@@ -146,7 +97,7 @@ pub struct RedisAdapter {
 
 impl std::fmt::Debug for RedisAdapter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisAdapter").field("node", &self.node).field("prefix", &self.keys.prefix).finish()
+        f.debug_struct("RedisAdapter").field("node", &self.node).field("prefix", &self.keys.prefix()).finish()
     }
 }
 
@@ -165,7 +116,7 @@ impl RedisAdapter {
         let (outgoing, outgoing_rx) = mpsc::channel(OUTGOING_QUEUE);
         Ok(Arc::new(RedisAdapter {
             node,
-            keys: Keys { prefix: settings.prefix.clone() },
+            keys: Keys::new(settings.prefix.clone()),
             settings,
             client,
             conn,
