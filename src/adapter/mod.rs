@@ -16,12 +16,14 @@
 
 mod bus;
 mod keys;
+mod link;
 mod node_state;
 mod redis;
 mod scripts;
 
 pub use bus::BusMessage;
-pub use redis::{AdapterStats, ClusterError, RedisAdapter, Settings};
+pub use link::{AdapterStats, ClusterError, Settings};
+pub use redis::RedisAdapter;
 
 /// A subscribe (`delta` +1) or unsubscribe (-1) as the cluster sees it.
 #[derive(Debug, Clone)]

@@ -8,7 +8,7 @@
 //! scripts, so the cluster-wide transitions that happened meanwhile are announced after all.
 
 use super::keys::Keys;
-use super::redis::{OP_TIMEOUT, RedisAdapter, as_int, as_string, pairs};
+use super::link::{Link, OP_TIMEOUT, as_int, as_string, pairs};
 use super::{Change, Inbound, SubOutcome, SubRequest, Transition, scripts};
 use redis::Value;
 use std::collections::{HashMap, HashSet};
@@ -128,7 +128,7 @@ impl<'a> Write<'a> {
 }
 
 struct NodeState {
-    adapter: Arc<RedisAdapter>,
+    link: Arc<Link>,
     inbound: mpsc::Sender<Inbound>,
     scripts: Scripts,
     /// `app\nchannel` -> subscriptions this node holds.
@@ -147,14 +147,10 @@ struct NodeState {
 }
 
 /// Runs until the adapter is dropped.
-pub(super) async fn run(
-    adapter: Arc<RedisAdapter>,
-    mut ops: mpsc::UnboundedReceiver<Op>,
-    inbound: mpsc::Sender<Inbound>,
-) {
-    let interval = (adapter.settings.node_timeout / 4).clamp(Duration::from_millis(250), Duration::from_secs(5));
+pub(super) async fn run(link: Arc<Link>, mut ops: mpsc::UnboundedReceiver<Op>, inbound: mpsc::Sender<Inbound>) {
+    let interval = (link.settings.node_timeout / 4).clamp(Duration::from_millis(250), Duration::from_secs(5));
     let mut state = NodeState {
-        adapter,
+        link,
         inbound,
         scripts: Scripts {
             subscribe: redis::Script::new(scripts::SUBSCRIBE),
@@ -187,7 +183,7 @@ pub(super) async fn run(
                 // While Redis cannot be written, try again soon instead of a whole interval later:
                 // the first command after Redis comes back only restarts the connection, so at the
                 // full interval a node would stay unready for up to two intervals after Redis is back.
-                if !state.draining && !state.adapter.store_up.load(Ordering::Acquire) {
+                if !state.draining && !state.link.store_is_up() {
                     tick.reset_after(RETRY_EVERY.min(interval));
                 }
             }
@@ -267,11 +263,11 @@ impl NodeState {
             }
             return;
         }
-        let node = self.adapter.node();
-        let keys = self.adapter.keys.clone();
+        let node = self.link.node();
+        let keys = self.link.keys.clone();
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
-        let leave_delay = self.adapter.settings.leave_delay;
+        let leave_delay = self.link.settings.leave_delay;
         for (req, _) in &subs {
             Write::of(req, leave_delay).push(&mut pipe, &self.scripts.subscribe, &keys, node);
         }
@@ -314,7 +310,7 @@ impl NodeState {
             self.lost_sync();
             return SubOutcome::Unavailable;
         }
-        let marker = marker_ms(req.webhooks, self.adapter.settings.leave_delay) > 0;
+        let marker = marker_ms(req.webhooks, self.link.settings.leave_delay) > 0;
         for change in changes_of(parts, req.member.as_ref(), marker) {
             self.announce(&req.app, &req.channel, change).await;
         }
@@ -332,29 +328,29 @@ impl NodeState {
             tracing::warn!("cannot write cluster state to Redis; serving from this node's state until it is back");
         }
         self.dirty = true;
-        self.adapter.store_up.store(false, Ordering::Release);
+        self.link.set_store_up(false);
     }
 
     /// Runs a pipeline of scripts, loading them first if Redis lost its script cache.
     async fn run(&self, pipe: &redis::Pipeline) -> Result<Vec<Value>, ()> {
-        let mut conn = self.adapter.conn.clone();
+        let mut conn = self.link.conn.clone();
         for attempt in 0..2 {
             let values = match timeout(OP_TIMEOUT, pipe.query_async::<Vec<Value>>(&mut conn)).await {
                 Ok(Ok(v)) => v,
                 Ok(Err(e)) => {
-                    self.adapter.stats.errors.fetch_add(1, Ordering::Relaxed);
+                    self.link.stats.errors.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(error = %e, "cluster state write failed");
                     return Err(());
                 }
                 Err(_) => {
-                    self.adapter.stats.errors.fetch_add(1, Ordering::Relaxed);
+                    self.link.stats.errors.fetch_add(1, Ordering::Relaxed);
                     return Err(());
                 }
             };
             let noscript = values.iter().any(|v| matches!(v, Value::ServerError(e) if e.code() == "NOSCRIPT"));
             if !noscript {
                 if let Some(Value::ServerError(e)) = values.iter().find(|v| matches!(v, Value::ServerError(_))) {
-                    self.adapter.stats.errors.fetch_add(1, Ordering::Relaxed);
+                    self.link.stats.errors.fetch_add(1, Ordering::Relaxed);
                     tracing::error!(error = ?e, "a cluster state script failed");
                     return Err(());
                 }
@@ -366,7 +362,7 @@ impl NodeState {
                     load.cmd("SCRIPT").arg("LOAD").arg(source).ignore();
                 }
                 if !matches!(timeout(OP_TIMEOUT, load.query_async::<()>(&mut conn)).await, Ok(Ok(()))) {
-                    self.adapter.stats.errors.fetch_add(1, Ordering::Relaxed);
+                    self.link.stats.errors.fetch_add(1, Ordering::Relaxed);
                     return Err(());
                 }
             }
@@ -381,9 +377,9 @@ impl NodeState {
         if self.dirty {
             self.reconcile().await;
         }
-        let ttl = self.adapter.settings.node_timeout.as_millis() as u64;
+        let ttl = self.link.settings.node_timeout.as_millis() as u64;
         let Ok(reply) = self.beat(ttl).await else {
-            self.adapter.store_up.store(false, Ordering::Release);
+            self.link.set_store_up(false);
             self.healthy_since = None;
             return;
         };
@@ -398,15 +394,15 @@ impl NodeState {
         }
         self.registered = true;
         if !self.dirty {
-            self.adapter.store_up.store(true, Ordering::Release);
+            self.link.set_store_up(true);
         }
         // After this node could not reach Redis, the others' deadlines may have passed only because
         // Redis was unreachable for them too (a pause or a network cut keeps the data): give them a
         // whole node timeout to heartbeat again before sweeping anyone.
-        if healthy_since.elapsed() < self.adapter.settings.node_timeout {
+        if healthy_since.elapsed() < self.link.settings.node_timeout {
             return;
         }
-        let me = self.adapter.node().to_string();
+        let me = self.link.node().to_string();
         let dead: Vec<String> = match reply.get(1) {
             Some(Value::Array(ids)) => ids.iter().filter_map(as_string).filter(|id| *id != me).collect(),
             _ => Vec::new(),
@@ -422,8 +418,8 @@ impl NodeState {
         pipe.cmd("EVALSHA")
             .arg(self.scripts.heartbeat.get_hash())
             .arg(1)
-            .arg(self.adapter.keys.nodes())
-            .arg(self.adapter.node())
+            .arg(self.link.keys.nodes())
+            .arg(self.link.node())
             .arg(ttl_ms);
         match self.run(&pipe).await?.into_iter().next() {
             Some(Value::Array(parts)) => Ok(parts),
@@ -433,7 +429,7 @@ impl NodeState {
 
     /// Removes a dead node's contribution and announces the departures (only the first sweeper does).
     async fn sweep(&mut self, node: &str) {
-        let keys = self.adapter.keys.clone();
+        let keys = self.link.keys.clone();
         let Ok(id) = node.parse::<u32>() else { return };
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
@@ -499,14 +495,14 @@ impl NodeState {
         }
         // The rewrite publishes member events; wait until this node hears the bus again, so its own
         // clients get them too.
-        if !self.adapter.bus_is_up() {
+        if !self.link.bus_is_up() {
             return;
         }
         self.last_attempt = Some(Instant::now());
-        let node = self.adapter.node();
-        let keys = self.adapter.keys.clone();
+        let node = self.link.node();
+        let keys = self.link.keys.clone();
         // Register first: the scripts write nothing for an unregistered node.
-        let ttl = self.adapter.settings.node_timeout.as_millis() as u64;
+        let ttl = self.link.settings.node_timeout.as_millis() as u64;
         let Ok(beat) = self.beat(ttl).await else { return };
         if beat.first().map_or(0, as_int) == 1 && self.registered {
             self.lost_registration = true;
@@ -515,9 +511,9 @@ impl NodeState {
         pipe.cmd("HGETALL").arg(keys.node_subs(node));
         pipe.cmd("HGETALL").arg(keys.node_members(node));
         pipe.cmd("DEL").arg(keys.swept(node));
-        let mut conn = self.adapter.conn.clone();
+        let mut conn = self.link.conn.clone();
         let Ok(Ok(current)) = timeout(OP_TIMEOUT, pipe.query_async::<Vec<Value>>(&mut conn)).await else {
-            self.adapter.stats.errors.fetch_add(1, Ordering::Relaxed);
+            self.link.stats.errors.fetch_add(1, Ordering::Relaxed);
             return;
         };
         // Registration lost without a sweep: Redis lost its data, and nobody saw anything change,
@@ -554,7 +550,7 @@ impl NodeState {
         }
         let total = fixes.len();
         let mut last_beat = Instant::now();
-        let beat_every = (self.adapter.settings.node_timeout / 4).max(Duration::from_millis(250));
+        let beat_every = (self.link.settings.node_timeout / 4).max(Duration::from_millis(250));
         for chunk in fixes.chunks(BATCH) {
             // A long rewrite keeps heartbeating, so the others never take this node for dead.
             if last_beat.elapsed() >= beat_every {
@@ -597,7 +593,7 @@ impl NodeState {
         }
         self.dirty = false;
         self.lost_registration = false;
-        self.adapter.store_up.store(true, Ordering::Release);
+        self.link.set_store_up(true);
         let _ = self.inbound.send(Inbound::Resynced).await;
         tracing::info!(changes = total, restored = silent, "cluster state of this node written to Redis again");
     }
@@ -607,7 +603,7 @@ impl NodeState {
             return;
         }
         self.draining = true;
-        let keys = self.adapter.keys.clone();
+        let keys = self.link.keys.clone();
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
         pipe.cmd("EVALSHA")
@@ -615,8 +611,8 @@ impl NodeState {
             .arg(2)
             .arg(keys.nodes())
             .arg(keys.draining())
-            .arg(self.adapter.node())
-            .arg(self.adapter.settings.handover.as_millis() as u64);
+            .arg(self.link.node())
+            .arg(self.link.settings.handover.as_millis() as u64);
         match self.run(&pipe).await.map(|r| r.into_iter().next()) {
             Ok(Some(Value::Array(nodes))) => {
                 // No other node is left to take the clients over: leave nothing behind.
