@@ -15,9 +15,11 @@
 //! decide are handed over as [`Inbound`] values, which the hub consumes.
 
 mod bus;
+mod bus_tasks;
 mod keys;
 mod link;
 mod node_state;
+mod queries;
 mod redis;
 mod scripts;
 
