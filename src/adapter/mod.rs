@@ -13,6 +13,13 @@
 //!
 //! The adapter knows nothing of the hub: what comes from other nodes and the transitions the scripts
 //! decide are handed over as [`Inbound`] values, which the hub consumes.
+//!
+//! Where things are: `redis.rs` is the handle the hub holds; `link.rs` what the handle and its
+//! background tasks share (settings, connection, key names from `keys.rs`, counters, up/down flags,
+//! helpers reading replies); `node_state/` the task writing this node's state (`write.rs`,
+//! `heartbeat.rs` with sweeping and handover, `reconcile.rs`); `bus_tasks.rs` the bus publisher and
+//! reader; `bus.rs` the messages on the bus; `queries.rs` the cluster-wide reads; `scripts.rs` the
+//! Lua scripts and the key layout. The tasks get an `Arc` of the link, never the handle.
 
 mod bus;
 mod bus_tasks;
