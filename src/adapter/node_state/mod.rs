@@ -7,7 +7,7 @@
 //! compares the mirror with the node's hashes in Redis and writes the difference through the same
 //! scripts, so the cluster-wide transitions that happened meanwhile are announced after all.
 //!
-//! Files: this one holds the task's loop, the mirror and the pipeline runner; [`write`] the
+//! Files: this one holds the task's loop, the mirror and the pipeline runner; [`write`](mod@write) the
 //! batched subscription writes, [`heartbeat`] the heartbeats, sweeping of dead nodes and the
 //! handover on a graceful stop, [`reconcile`] the rewriting of the state after an outage.
 
