@@ -263,9 +263,8 @@ async fn serve_plain(
 }
 
 /// Serves one plain TCP connection. Its request head is read first: a WebSocket upgrade to the
-/// Pusher endpoint is answered directly (one task, one write for the `101` and the first message),
-/// and so are REST publishes (see [`api::direct_publish`]); anything else goes to the HTTP server
-/// with the bytes read so far put back in front of the stream.
+/// Pusher endpoint is answered directly (one task, one write for the `101` and the first message);
+/// anything else goes to the HTTP server with the bytes read so far put back in front of the stream.
 fn serve_tcp(
     tcp: TcpStream,
     ctx: Arc<Context>,
@@ -313,12 +312,7 @@ async fn first_request(
         drop(stop);
         return ws::handshake(&ctx, tcp, head, up).await.map(|ws| (ws, tracked));
     }
-    // Publishes are answered without the HTTP server for as long as the connection sends them.
-    let mut buf = head;
-    if api::direct_publish::serve(&ctx, &tcp, &mut buf, &mut stop).await == api::direct_publish::Outcome::Closed {
-        return None;
-    }
-    serve_http(PrefixedStream::new(buf, tcp), app, stop).await;
+    serve_http(PrefixedStream::new(head, tcp), app, stop).await;
     None
 }
 

@@ -1,10 +1,8 @@
 //! `POST /apps/{id}/events` and `POST /apps/{id}/batch_events`.
 
 use super::{ApiError, auth};
-use crate::adapter::BusMessage;
-use crate::hub::{AppState, Frame, Hub, is_valid_socket_id};
+use crate::hub::{self, AppState, Hub, Origin, is_valid_socket_id};
 use crate::protocol::channel::{self, ChannelKind, ChannelType};
-use crate::protocol::frame;
 use crate::state::Context;
 use axum::Json;
 use axum::body::Bytes;
@@ -12,7 +10,6 @@ use axum::extract::{Path, State};
 use axum::http::{Method, Uri};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
-use std::sync::atomic::Ordering;
 
 /// One event as the REST API receives it.
 #[derive(Debug, Deserialize)]
@@ -112,32 +109,8 @@ fn parse_info(info: Option<&str>) -> Result<Vec<InfoAttr>, ApiError> {
 
 /// Delivers an event to its channels; returns the `info` attributes per channel when asked for.
 async fn deliver(hub: &Hub, app: &AppState, ev: &Event) -> Result<Option<Map<String, Value>>, ApiError> {
-    let except = ev.socket_id.as_deref().and_then(|s| hub.local_conn(s));
-    for c in &ev.channels {
-        let f = Frame::from(frame::channel_event(&ev.name, c, &ev.data));
-        if ChannelType::of(c).cache {
-            app.publish_cached(c, &ev.name, &ev.data, &f, except);
-            app.share_cached(c, &ev.name, &ev.data);
-        } else {
-            app.publish(c, &f, except);
-        }
-    }
-    if let Some(cluster) = app.cluster() {
-        // One message for the other nodes, whatever the number of channels and subscribers.
-        cluster.publish(&BusMessage::Event {
-            node: cluster.node(),
-            app: app.config.id.clone(),
-            channels: ev.channels.clone(),
-            event: ev.name.clone(),
-            data: ev.data.clone(),
-            except: ev.socket_id.clone(),
-        });
-    }
-    app.stats().events_published.fetch_add(1, Ordering::Relaxed);
-    app.debug(|| {
-        json!({"type": "rest_publish", "channels": ev.channels, "event": ev.name,
-            "socket_id": ev.socket_id, "data": crate::hub::preview(&ev.data, 200)})
-    });
+    let event = hub::Event { name: &ev.name, data: &ev.data, channels: &ev.channels, except: ev.socket_id.as_deref() };
+    hub.publish_event(app, event, Origin::Here);
     if ev.info.is_empty() {
         return Ok(None);
     }
@@ -179,25 +152,12 @@ pub async fn trigger(
     uri: Uri,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    publish(&ctx, &app_id, uri.path(), uri.query(), &body).await.map(Json)
-}
-
-/// Checks, validates and delivers one `POST /apps/{app_id}/events` request given as its raw path
-/// and query string; returns the JSON answer. Used by the routed handler and by
-/// [`super::direct_publish`].
-pub(super) async fn publish(
-    ctx: &Context,
-    app_id: &str,
-    path: &str,
-    query: Option<&str>,
-    body: &[u8],
-) -> Result<Value, ApiError> {
-    let app = auth::verify_parts(ctx, app_id, "POST", path, query, body)?;
-    let ev = validate(&app, parse_body(body)?, false)?;
-    Ok(match deliver(&ctx.hub, &app, &ev).await? {
+    let app = auth::verify_parts(&ctx, &app_id, "POST", uri.path(), uri.query(), &body)?;
+    let ev = validate(&app, parse_body(&body)?, false)?;
+    Ok(Json(match deliver(&ctx.hub, &app, &ev).await? {
         Some(channels) => json!({ "channels": channels }),
         None => json!({}),
-    })
+    }))
 }
 
 /// `POST /apps/{app_id}/batch_events`: validates every event first, then delivers them in order.

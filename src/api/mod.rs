@@ -1,10 +1,9 @@
-//! The signed REST API, as the official Pusher server SDKs call it. On plain TCP, publishes
-//! (`POST /apps/{id}/events`) are answered without the router: see `direct_publish`.
+//! The signed REST API, as the official Pusher server SDKs call it, served by hyper and axum like
+//! every other HTTP request on the public port.
 
 pub mod auth;
 pub mod auth_endpoint;
 mod channels;
-pub(crate) mod direct_publish;
 mod error;
 mod events;
 mod users;

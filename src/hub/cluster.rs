@@ -9,7 +9,7 @@
 
 use super::registry::Member;
 use super::subscribers::Subscriber;
-use super::{AppState, ChannelSummary, ConnId, ConnRef, Drained, Frame, Hub, SubscribeError, lock};
+use super::{AppState, ChannelSummary, ConnId, ConnRef, Drained, Event, Frame, Hub, Origin, SubscribeError, lock};
 use crate::adapter::{
     BusMessage, Change, ClusterError, Inbound, RedisAdapter, SubOutcome, SubRequest, member_value, split_member_value,
 };
@@ -461,14 +461,8 @@ impl Hub {
         match msg {
             Inbound::Bus(BusMessage::Event { app, channels, event, data, except, .. }) => {
                 let Some(app) = self.app_by_id(&app) else { return };
-                let except = except.and_then(|s| self.local_conn(&s));
-                for c in &channels {
-                    let f = Frame::from(frame::channel_event(&event, c, &data));
-                    if ChannelType::of(c).cache {
-                        app.store_cached(c, &event, &data);
-                    }
-                    app.publish(c, &f, except);
-                }
+                let event = Event { name: &event, data: &data, channels: &channels, except: except.as_deref() };
+                self.publish_event(&app, event, Origin::OtherNode);
             }
             Inbound::Bus(BusMessage::Frame { app, channel, frame, except, except_user, .. }) => {
                 let Some(app) = self.app_by_id(&app) else { return };

@@ -8,6 +8,7 @@ mod cluster;
 mod debug_feed;
 mod frame;
 mod outbox;
+mod publish;
 mod registry;
 mod stats;
 mod subscribers;
@@ -19,6 +20,7 @@ pub use frame::Frame;
 pub use outbox::{
     Checked, CloseRequest, DirectSink, Drained, Liveness, OVERFLOW_CLOSE_CODE, Outbox, OutboxLimits, Pumped, clock,
 };
+pub use publish::{Event, Origin};
 pub use registry::{ChannelSummary, Member, SubscribeError};
 pub use stats::{Stats, StatsSnapshot};
 

@@ -4,8 +4,10 @@
 
 use crate::hub::Hub;
 use crate::webhooks::WebhookStats;
-use metrics::{Label, counter, gauge, histogram, with_local_recorder};
+use metrics::{Counter, Histogram, Label, counter, gauge, histogram, with_local_recorder};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::sync::atomic::Ordering;
 
 /// Latency buckets for REST handling, in seconds.
@@ -16,6 +18,11 @@ pub struct Metrics {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
     prefix: String,
+    /// Handles of `http_calls_received_total` by status and endpoint, made on first use: a call
+    /// then costs a lookup under a short lock, not a registry lookup with allocated labels.
+    calls: Mutex<HashMap<u16, HashMap<String, Counter>>>,
+    /// `rest_publish_duration_seconds`.
+    publish_seconds: Histogram,
 }
 
 impl Metrics {
@@ -31,7 +38,9 @@ impl Metrics {
         };
         let recorder = builder.build_recorder();
         let handle = recorder.handle();
-        Metrics { recorder, handle, prefix: prefix.to_string() }
+        let publish_seconds =
+            with_local_recorder(&recorder, || histogram!(format!("{prefix}rest_publish_duration_seconds")));
+        Metrics { recorder, handle, prefix: prefix.to_string(), calls: Mutex::default(), publish_seconds }
     }
 
     fn name(&self, n: &str) -> String {
@@ -40,13 +49,26 @@ impl Metrics {
 
     /// Counts one REST call by endpoint template and status; publishes also record their latency.
     pub fn http_call(&self, endpoint: &str, status: u16, seconds: f64) {
-        let labels = vec![Label::new("endpoint", endpoint.to_string()), Label::new("status", status.to_string())];
-        with_local_recorder(&self.recorder, || {
-            counter!(self.name("http_calls_received_total"), labels).increment(1);
-            if endpoint.ends_with("/events") || endpoint.ends_with("/batch_events") {
-                histogram!(self.name("rest_publish_duration_seconds")).record(seconds);
+        let counter = {
+            let mut calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
+            let by_endpoint = calls.entry(status).or_default();
+            match by_endpoint.get(endpoint) {
+                Some(c) => c.clone(),
+                None => {
+                    let labels =
+                        vec![Label::new("endpoint", endpoint.to_string()), Label::new("status", status.to_string())];
+                    let c = with_local_recorder(&self.recorder, || {
+                        counter!(self.name("http_calls_received_total"), labels)
+                    });
+                    by_endpoint.insert(endpoint.to_string(), c.clone());
+                    c
+                }
             }
-        });
+        };
+        counter.increment(1);
+        if endpoint.ends_with("/events") || endpoint.ends_with("/batch_events") {
+            self.publish_seconds.record(seconds);
+        }
     }
 
     /// Folds the latency samples recorded since the last call into their histogram buckets. The

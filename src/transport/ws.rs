@@ -40,9 +40,9 @@ const WRITE_BUFFER: usize = 16 * 1024;
 const READ_CHUNK: usize = 4096;
 /// Longest request head read before deciding who serves a plain TCP connection; a longer one
 /// goes to the HTTP server as it is.
-pub(crate) const HEAD_MAX: usize = 4096;
+const HEAD_MAX: usize = 4096;
 /// Headers parsed in a request head read directly.
-pub(crate) const MAX_HEADERS: usize = 64;
+const MAX_HEADERS: usize = 64;
 /// How long a closed connection waits for the client to close its side.
 const LINGER: Duration = Duration::from_secs(2);
 /// Frames handed to the kernel in one vectored write.
@@ -525,7 +525,7 @@ thread_local! {
 /// Appends what `stream` has to `buf` (up to [`READ_CHUNK`] bytes). A read that does not fill the
 /// space it was given means the socket is drained: its readiness is cleared then and there, so the
 /// next poll waits for new bytes instead of trying a read that can only return `WouldBlock`.
-pub(crate) fn read_some(stream: &TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
+fn read_some(stream: &TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
     read_up_to(stream, buf, READ_CHUNK)
 }
 

@@ -1,0 +1,71 @@
+//! The one publish path: an event for one or more channels of an app, published here (the REST
+//! API) or on another node, goes through [`Hub::publish_event`]: one frame built per
+//! channel and queued for every local subscriber, the last event of a cache channel stored under
+//! the channel's guard, and, for an event published here, one bus message for the other nodes
+//! whatever the number of channels and subscribers.
+
+use super::{AppState, Frame, Hub};
+use crate::adapter::BusMessage;
+use crate::protocol::channel::ChannelType;
+use crate::protocol::frame;
+use std::sync::atomic::Ordering;
+
+/// An event as published: its name, its data (the JSON string pusher-js hands to callbacks) and
+/// its channels, with the socket id of a publisher that must not receive it.
+#[derive(Debug, Clone, Copy)]
+pub struct Event<'a> {
+    /// Event name.
+    pub name: &'a str,
+    /// Event data.
+    pub data: &'a str,
+    /// Every channel it goes to.
+    pub channels: &'a [String],
+    /// The socket id that is left out (the REST call's `socket_id`), on whichever node it is.
+    pub except: Option<&'a str>,
+}
+
+/// Where an event was published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// On this node: it is counted, shown in the debug console and sent to the other nodes.
+    Here,
+    /// On another node, which did all of that: only this node's subscribers are left.
+    OtherNode,
+}
+
+impl Hub {
+    /// Delivers `event` to this node's subscribers of its channels and, for an event published
+    /// here, to the rest of the cluster.
+    pub fn publish_event(&self, app: &AppState, event: Event<'_>, origin: Origin) {
+        let except = event.except.and_then(|s| self.local_conn(s));
+        for channel in event.channels {
+            let f = Frame::from(frame::channel_event(event.name, channel, event.data));
+            if ChannelType::of(channel).cache {
+                app.publish_cached(channel, event.name, event.data, &f, except);
+                if origin == Origin::Here {
+                    app.share_cached(channel, event.name, event.data);
+                }
+            } else {
+                app.publish(channel, &f, except);
+            }
+        }
+        if origin == Origin::OtherNode {
+            return;
+        }
+        if let Some(cluster) = app.cluster() {
+            cluster.publish(&BusMessage::Event {
+                node: cluster.node(),
+                app: app.config.id.clone(),
+                channels: event.channels.to_vec(),
+                event: event.name.to_string(),
+                data: event.data.to_string(),
+                except: event.except.map(str::to_string),
+            });
+        }
+        app.stats().events_published.fetch_add(1, Ordering::Relaxed);
+        app.debug(|| {
+            serde_json::json!({"type": "rest_publish", "channels": event.channels, "event": event.name,
+                "socket_id": event.except, "data": super::preview(event.data, 200)})
+        });
+    }
+}
