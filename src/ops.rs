@@ -25,7 +25,8 @@ pub async fn up() -> &'static str {
 /// `GET /ready`: 200 while serving; 503 from the first shutdown signal on (drain delay included),
 /// and while a clustered node cannot reach Redis (it keeps serving its own clients meanwhile).
 pub async fn ready(State(ctx): State<Context>) -> impl IntoResponse {
-    let adapter = ctx.hub.cluster().map(|c| if c.is_connected() { "connected" } else { "disconnected" });
+    let adapter = ctx.hub.adapter();
+    let adapter = adapter.is_clustered().then(|| if adapter.is_connected() { "connected" } else { "disconnected" });
     let body = |ready: bool| match adapter {
         Some(state) => json!({ "ready": ready, "adapter": state }),
         None => json!({ "ready": ready }),
@@ -42,7 +43,7 @@ pub async fn usage(State(ctx): State<Context>) -> Json<serde_json::Value> {
     let stats = ctx.hub.stats();
     let hooks = ctx.webhooks.stats();
     let connections: u64 = ctx.hub.apps().map(|a| a.connection_count()).sum();
-    let adapter = match ctx.hub.cluster() {
+    let adapter = match ctx.hub.adapter().redis() {
         Some(c) => {
             let r = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
             json!({

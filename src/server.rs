@@ -184,9 +184,7 @@ impl Server {
                 app.for_each_live(Outbox::abort);
             }
         }
-        if let Some(cluster) = ctx.hub.cluster() {
-            cluster.flush().await;
-        }
+        ctx.hub.adapter().flush().await;
         ctx.webhooks.finish(Duration::from_secs(ctx.config.webhooks.shutdown_grace_seconds)).await;
         purge.abort();
         upkeep.abort();

@@ -56,9 +56,7 @@ impl Context {
     /// False once a shutdown signal arrived (`/ready` answers 503), during the drain delay too, and
     /// while a clustered node cannot reach Redis.
     pub fn is_ready(&self) -> bool {
-        !self.unready.load(Ordering::Acquire)
-            && !self.is_draining()
-            && self.hub.cluster().is_none_or(|c| c.is_connected())
+        !self.unready.load(Ordering::Acquire) && !self.is_draining() && self.hub.adapter().is_connected()
     }
 
     /// Flips readiness off; connections are still served and accepted.
@@ -69,11 +67,9 @@ impl Context {
     /// Flips readiness off and tells every connection to close with 4200.
     pub fn begin_shutdown(&self) {
         self.unready.store(true, Ordering::Release);
-        if !self.draining.swap(true, Ordering::AcqRel)
-            && let Some(cluster) = self.hub.cluster()
-        {
+        if !self.draining.swap(true, Ordering::AcqRel) {
             // Before any connection closes, so their departures are handed over, not announced.
-            cluster.begin_handover();
+            self.hub.adapter().begin_handover();
         }
         self.shutdown.cancel();
     }

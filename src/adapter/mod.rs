@@ -25,6 +25,7 @@ mod bus;
 mod bus_tasks;
 mod keys;
 mod link;
+mod local_or_redis;
 mod node_state;
 mod queries;
 mod redis;
@@ -32,6 +33,7 @@ mod scripts;
 
 pub use bus::BusMessage;
 pub use link::{AdapterStats, ClusterError, Settings};
+pub use local_or_redis::Adapter;
 pub use redis::RedisAdapter;
 
 /// A subscribe (`delta` +1) or unsubscribe (-1) as the cluster sees it.

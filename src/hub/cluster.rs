@@ -11,13 +11,13 @@ use super::registry::Member;
 use super::subscribers::Subscriber;
 use super::{AppState, ChannelSummary, ConnId, ConnRef, Drained, Event, Frame, Hub, Origin, SubscribeError, lock};
 use crate::adapter::{
-    BusMessage, Change, ClusterError, Inbound, RedisAdapter, SubOutcome, SubRequest, member_value, split_member_value,
+    Adapter, BusMessage, Change, ClusterError, Inbound, RedisAdapter, SubOutcome, SubRequest, member_value,
+    split_member_value,
 };
 use crate::protocol::channel::{ChannelKind, ChannelType};
 use crate::protocol::frame;
 use crate::webhooks::Trigger;
 use std::collections::HashSet;
-use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -29,14 +29,14 @@ struct StoredEvent {
 }
 
 impl AppState {
-    /// The cluster adapter, when this node is part of a cluster.
-    pub fn cluster(&self) -> Option<&Arc<RedisAdapter>> {
-        self.cluster.as_ref()
+    /// This node's adapter.
+    pub fn adapter(&self) -> &Adapter {
+        &self.adapter
     }
 
     /// Subscribes `conn` to `channel`: locally, or cluster-wide when clustered.
     pub async fn join(&self, conn: &ConnRef, channel: &str, member: Option<Member>) -> Result<(), SubscribeError> {
-        match &self.cluster {
+        match self.adapter.redis() {
             None => self.subscribe(conn, channel, member),
             Some(cluster) => self.join_cluster(cluster, conn, channel, member).await,
         }
@@ -44,7 +44,7 @@ impl AppState {
 
     /// Unsubscribes `conn` from `channel`: locally, and cluster-wide when clustered.
     pub fn leave(&self, conn: ConnId, channel: &str) -> bool {
-        match &self.cluster {
+        match self.adapter.redis() {
             None => self.unsubscribe(conn, channel),
             Some(cluster) => self.leave_cluster(cluster, conn, channel),
         }
@@ -233,28 +233,24 @@ impl AppState {
 
     /// Sends a frame to the subscribers of `channel` on the other nodes.
     pub fn publish_to_cluster(&self, channel: &str, frame: &Frame, except: Option<&str>) {
-        if let Some(cluster) = &self.cluster {
-            cluster.publish(&BusMessage::Frame {
-                node: cluster.node(),
-                app: self.config.id.clone(),
-                channel: channel.to_string(),
-                frame: frame.as_str().to_string(),
-                except: except.map(str::to_string),
-                except_user: None,
-            });
-        }
+        self.adapter.publish_with(|node| BusMessage::Frame {
+            node,
+            app: self.config.id.clone(),
+            channel: channel.to_string(),
+            frame: frame.as_str().to_string(),
+            except: except.map(str::to_string),
+            except_user: None,
+        });
     }
 
     /// Counts of one channel, cluster-wide when clustered.
     pub async fn channel_info(&self, channel: &str) -> Result<Option<ChannelSummary>, ClusterError> {
-        match &self.cluster {
-            None => Ok(self.channel_summary(channel)),
-            Some(c) => {
-                let (subs, users) = c.channel_counts(&self.config.id, channel).await?;
-                Ok((subs > 0)
-                    .then_some(ChannelSummary { subscription_count: subs as usize, user_count: users as usize }))
+        Ok(match self.adapter.channel_counts(&self.config.id, channel).await? {
+            None => self.channel_summary(channel),
+            Some((subs, users)) => {
+                (subs > 0).then_some(ChannelSummary { subscription_count: subs as usize, user_count: users as usize })
             }
-        }
+        })
     }
 
     /// Occupied channels starting with `prefix`, cluster-wide when clustered (`user_count` is only
@@ -264,55 +260,51 @@ impl AppState {
         prefix: &str,
         user_counts: bool,
     ) -> Result<Vec<(String, ChannelSummary)>, ClusterError> {
-        match &self.cluster {
-            None => Ok(self.channels_with_prefix(prefix)),
-            Some(c) => Ok(c
-                .channels(&self.config.id, prefix, user_counts)
-                .await?
+        Ok(match self.adapter.channels(&self.config.id, prefix, user_counts).await? {
+            None => self.channels_with_prefix(prefix),
+            Some(channels) => channels
                 .into_iter()
                 .map(|(name, subs, users)| {
                     (name, ChannelSummary { subscription_count: subs as usize, user_count: users as usize })
                 })
-                .collect()),
-        }
+                .collect(),
+        })
     }
 
     /// Member ids of a presence channel, cluster-wide when clustered.
     pub async fn channel_members(&self, channel: &str) -> Result<Vec<String>, ClusterError> {
-        match &self.cluster {
-            None => Ok(self.member_ids(channel)),
-            Some(c) => c.member_ids(&self.config.id, channel).await,
-        }
+        Ok(match self.adapter.member_ids(&self.config.id, channel).await? {
+            None => self.member_ids(channel),
+            Some(ids) => ids,
+        })
     }
 
     /// The cached event of a cache channel as `(event, data, seconds left)`, cluster-wide when clustered.
     pub async fn cached_event(&self, channel: &str) -> Result<Option<(String, String, u64)>, ClusterError> {
-        match &self.cluster {
-            None => Ok(self.cached(channel).map(|ev| {
+        Ok(match self.adapter.cached(&self.config.id, channel).await? {
+            None => self.cached(channel).map(|ev| {
                 let ttl = ev.expires_at.saturating_duration_since(Instant::now()).as_secs();
                 (ev.event, ev.data, ttl)
-            })),
-            Some(c) => Ok(c.cached(&self.config.id, channel).await?.and_then(|(stored, ttl)| {
+            }),
+            Some(stored) => stored.and_then(|(stored, ttl)| {
                 serde_json::from_str::<StoredEvent>(&stored).ok().map(|e| (e.event, e.data, ttl))
-            })),
-        }
+            }),
+        })
     }
 
     /// Stores the last event of a cache channel in Redis for the whole cluster (when clustered).
     pub fn share_cached(&self, channel: &str, event: &str, data: &str) {
-        if let Some(c) = &self.cluster {
-            let stored = StoredEvent { event: event.to_string(), data: data.to_string() };
-            if let Ok(value) = serde_json::to_string(&stored) {
-                c.set_cache(&self.config.id, channel, value, self.config.cache_ttl_seconds);
-            }
-        }
+        let value = || serde_json::to_string(&StoredEvent { event: event.to_string(), data: data.to_string() }).ok();
+        self.adapter.set_cache(&self.config.id, channel, value, self.config.cache_ttl_seconds);
     }
 
     /// Closes this user's connections here and, when clustered, on every node.
     pub fn terminate_everywhere(&self, user: &str) -> usize {
-        if let Some(c) = &self.cluster {
-            c.publish(&BusMessage::Terminate { node: c.node(), app: self.config.id.clone(), user: user.to_string() });
-        }
+        self.adapter.publish_with(|node| BusMessage::Terminate {
+            node,
+            app: self.config.id.clone(),
+            user: user.to_string(),
+        });
         self.terminate_user(user)
     }
 
@@ -344,10 +336,13 @@ impl AppState {
             Change::Count(count) => {
                 if self.config.subscription_count && ChannelType::of(channel).kind != ChannelKind::Presence {
                     self.deliver_count(channel, count);
-                    if let Some(c) = &self.cluster {
-                        let app = self.config.id.clone();
-                        c.publish(&BusMessage::Count { node: c.node(), app, channel: channel.to_string(), count });
-                    }
+                    let app = self.config.id.clone();
+                    self.adapter.publish_with(|node| BusMessage::Count {
+                        node,
+                        app,
+                        channel: channel.to_string(),
+                        count,
+                    });
                 }
             }
         }
@@ -362,7 +357,7 @@ impl AppState {
     /// Sends `channel_vacated` (no user) or `member_removed` once the leave delay passed, unless
     /// the departure was undone meanwhile.
     fn emit_departure(&self, channel: &str, user: Option<String>, marker: bool) {
-        let (Some(hooks), Some(cluster)) = (self.hooks.clone(), self.cluster.clone()) else { return };
+        let (Some(hooks), Some(cluster)) = (self.hooks.clone(), self.adapter.redis().cloned()) else { return };
         let trigger = match &user {
             Some(u) => Trigger::MemberRemoved { channel: channel.to_string(), user_id: u.clone() },
             None => Trigger::Vacated { channel: channel.to_string() },
@@ -431,14 +426,13 @@ fn presence_from_values(members: &[(String, String)]) -> String {
 impl Hub {
     /// Starts the cluster adapter (if any) and delivers what it hands over until it stops.
     pub fn start_cluster(&self) {
-        let Some(cluster) = self.inner.cluster.clone() else { return };
-        let Some(rx) = cluster.start() else { return };
+        let Some(rx) = self.inner.adapter.start() else { return };
         tokio::spawn(self.clone().run_inbound(rx));
     }
 
-    /// The cluster adapter, when this node is part of a cluster.
-    pub fn cluster(&self) -> Option<&Arc<RedisAdapter>> {
-        self.inner.cluster.as_ref()
+    /// This node's adapter.
+    pub fn adapter(&self) -> &Adapter {
+        &self.inner.adapter
     }
 
     /// Whether a socket id names an open connection: checked here for this node's sockets, and
@@ -447,7 +441,7 @@ impl Hub {
         let ours = socket_id.split_once('.').and_then(|(n, _)| n.parse::<u32>().ok()) == Some(self.inner.node_id);
         match self.local_conn(socket_id) {
             Some(c) => app.is_live(c),
-            None => !ours && self.inner.cluster.is_some() && super::is_valid_socket_id(socket_id),
+            None => !ours && self.inner.adapter.is_clustered() && super::is_valid_socket_id(socket_id),
         }
     }
 
@@ -498,7 +492,7 @@ impl Hub {
             }
             Inbound::Bus(BusMessage::Listed { to, token, .. }) => {
                 // Everything on the bus before it has been applied above.
-                if let Some(cluster) = self.cluster()
+                if let Some(cluster) = self.adapter().redis()
                     && to == cluster.node()
                 {
                     cluster.listed(token);

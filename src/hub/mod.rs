@@ -24,7 +24,7 @@ pub use publish::{Event, Origin};
 pub use registry::{ChannelSummary, Member, SubscribeError};
 pub use stats::{Stats, StatsSnapshot};
 
-use crate::adapter::RedisAdapter;
+use crate::adapter::Adapter;
 use crate::config::{AppConfig, Config};
 use crate::webhooks::{Emitter, Trigger, Webhooks};
 use dashmap::DashMap;
@@ -58,7 +58,7 @@ pub struct AppState {
     stats: Arc<Stats>,
     hooks: Option<Emitter>,
     debug: DebugFeed,
-    cluster: Option<Arc<RedisAdapter>>,
+    adapter: Adapter,
     /// Connections that joined a presence channel while Redis was unreachable (their member list
     /// is this node's only); asked to reconnect once the cluster state is back.
     degraded_joins: Mutex<Vec<Outbox>>,
@@ -71,7 +71,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl AppState {
     #[cfg(test)]
     fn new(config: AppConfig, stats: Arc<Stats>, hooks: Option<Emitter>) -> Self {
-        Self::with_feed(config, stats, hooks, DebugFeed::default(), None)
+        Self::with_feed(config, stats, hooks, DebugFeed::default(), Adapter::Local)
     }
 
     fn with_feed(
@@ -79,10 +79,10 @@ impl AppState {
         stats: Arc<Stats>,
         hooks: Option<Emitter>,
         debug: DebugFeed,
-        cluster: Option<Arc<RedisAdapter>>,
+        adapter: Adapter,
     ) -> Self {
         AppState {
-            cluster,
+            adapter,
             degraded_joins: Mutex::new(Vec::new()),
             debug,
             hooks,
@@ -165,7 +165,7 @@ struct HubInner {
     by_key: HashMap<String, Arc<AppState>>,
     by_id: HashMap<String, Arc<AppState>>,
     outbox_limits: OutboxLimits,
-    cluster: Option<Arc<RedisAdapter>>,
+    adapter: Adapter,
 }
 
 /// Handle to all shared state of this node.
@@ -182,20 +182,7 @@ impl Hub {
     pub fn new(config: &Config, webhooks: &Webhooks, debug: &DebugFeed) -> Self {
         // A random node id keeps socket ids unique across nodes and restarts.
         let node_id = rand::random::<u32>() % 1_000_000_000 + 1;
-        let cluster = (config.adapter == "redis")
-            .then(|| {
-                let settings = crate::adapter::Settings {
-                    url: config.redis_url.clone(),
-                    prefix: config.redis_prefix.clone(),
-                    node_timeout: std::time::Duration::from_secs(config.cluster_node_timeout_seconds),
-                    handover: std::time::Duration::from_secs(config.cluster_handover_seconds),
-                    leave_delay: std::time::Duration::from_millis(config.webhooks.leave_delay_ms),
-                };
-                RedisAdapter::new(settings, node_id)
-                    .inspect_err(|e| tracing::error!(error = %e, "cannot set up the Redis adapter; running alone"))
-                    .ok()
-            })
-            .flatten();
+        let adapter = Adapter::from_config(config, node_id);
         let mut by_key = HashMap::new();
         let mut by_id = HashMap::new();
         for app in &config.apps {
@@ -204,7 +191,7 @@ impl Hub {
                 Arc::default(),
                 webhooks.emitter(&app.id),
                 debug.clone(),
-                cluster.clone(),
+                adapter.clone(),
             ));
             by_key.insert(app.key.clone(), state.clone());
             by_id.insert(app.id.clone(), state);
@@ -219,7 +206,7 @@ impl Hub {
                     max_messages: config.outbox_max_messages,
                     max_bytes: config.outbox_max_bytes,
                 },
-                cluster,
+                adapter,
             }),
         }
     }

@@ -52,16 +52,14 @@ impl Hub {
         if origin == Origin::OtherNode {
             return;
         }
-        if let Some(cluster) = app.cluster() {
-            cluster.publish(&BusMessage::Event {
-                node: cluster.node(),
-                app: app.config.id.clone(),
-                channels: event.channels.to_vec(),
-                event: event.name.to_string(),
-                data: event.data.to_string(),
-                except: event.except.map(str::to_string),
-            });
-        }
+        app.adapter().publish_with(|node| BusMessage::Event {
+            node,
+            app: app.config.id.clone(),
+            channels: event.channels.to_vec(),
+            event: event.name.to_string(),
+            data: event.data.to_string(),
+            except: event.except.map(str::to_string),
+        });
         app.stats().events_published.fetch_add(1, Ordering::Relaxed);
         app.debug(|| {
             serde_json::json!({"type": "rest_publish", "channels": event.channels, "event": event.name,

@@ -106,7 +106,7 @@ impl Metrics {
                     .absolute(v.load(Ordering::Relaxed));
             }
             counter!(self.name("webhook_events_lost_total")).absolute(w.lost.load(Ordering::Relaxed));
-            if let Some(c) = hub.cluster() {
+            if let Some(c) = hub.adapter().redis() {
                 let a = &c.stats;
                 let r = |v: &std::sync::atomic::AtomicU64| v.load(Ordering::Relaxed);
                 counter!(self.name("adapter_publishes_total")).absolute(r(&a.published));
