@@ -4,9 +4,11 @@
 //! outbound frames are pushed into each connection's [`Outbox`] without blocking.
 
 mod cache;
-mod cluster;
+mod cluster_join;
+mod cluster_view;
 mod debug_feed;
 mod frame;
+mod inbound;
 mod outbox;
 mod publish;
 mod registry;
