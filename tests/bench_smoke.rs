@@ -1,16 +1,34 @@
 //! The load generator against a real server with tiny numbers: every scenario must report that
 //! every event arrived once and in order (timings are printed, never asserted).
+//!
+//! `sinew-bench` is the workspace's `bench` package, so Cargo does not build it for this test (nor
+//! set `CARGO_BIN_EXE_sinew-bench`): `cargo build --workspace` must have built it, as
+//! ./scripts/test does first. `SINEW_BENCH_BIN` names another binary.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod common;
 
 use common::TestServer;
 use serde_json::Value;
+use std::path::PathBuf;
+
+/// The `sinew-bench` binary: `SINEW_BENCH_BIN`, else the one beside this test's `deps/` folder in
+/// the same target directory (`target/debug/sinew-bench`).
+fn bench_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("SINEW_BENCH_BIN") {
+        return path.into();
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(|deps| deps.parent()).expect("target directory");
+    let bin = dir.join(format!("sinew-bench{}", std::env::consts::EXE_SUFFIX));
+    assert!(bin.is_file(), "{} is missing: build it first (cargo build --workspace)", bin.display());
+    bin
+}
 
 async fn run(server: &TestServer, args: &[&str]) -> Value {
     let dir = std::env::temp_dir().join(format!("sinew-bench-smoke-{}", rand::random::<u64>()));
     let json = dir.with_extension("jsonl");
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_sinew-bench"))
+    let out = tokio::process::Command::new(bench_bin())
         .args(["--port", &server.addr.port().to_string(), "--connect-rate", "500", "--json"])
         .arg(&json)
         .args(args)

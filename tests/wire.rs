@@ -7,7 +7,6 @@ mod common;
 
 use common::{KEY, TestServer};
 use serde_json::{Value, json};
-use sinew::protocol::websocket as wire;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -18,9 +17,25 @@ const WAIT: Duration = Duration::from_secs(10);
 const SAMPLE_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 const SAMPLE_ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
 
-/// A masked client frame.
+/// A masked client frame: first byte `b0` (FIN and opcode), then the length (7, 16 or 64 bits)
+/// with the mask bit set, the masking key, and `payload` masked with it.
 fn masked(b0: u8, payload: &[u8]) -> Vec<u8> {
-    wire::masked(b0, payload, [0xA1, 0xB2, 0xC3, 0xD4])
+    let mask = [0xA1, 0xB2, 0xC3, 0xD4];
+    let mut out = vec![b0];
+    match payload.len() {
+        n @ 0..126 => out.push(0x80 | n as u8),
+        n @ 126..=0xFFFF => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&mask);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    out
 }
 
 fn text(v: Value) -> Vec<u8> {

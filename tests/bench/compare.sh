@@ -28,7 +28,7 @@ APP_ID=bench-app APP_KEY=bench-key APP_SECRET=bench-secret
 mkdir -p "$OUT"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 case " $SERVERS " in *" soketi "*|*" sockudo "*) "$INSTALL_PEERS" "$PEERS" ;; esac
-cargo build --release --locked --bin sinew --bin sinew-bench >/dev/null
+cargo build --release --locked -p sinew -p sinew-bench >/dev/null
 case " $SCENARIOS " in *" js-"*) [ -d tests/node/node_modules ] || (cd tests/node && npm ci --no-audit --no-fund >/dev/null) ;; esac
 case " $SERVERS " in *" floor "*) cargo build --release --locked --example floor >/dev/null ;; esac
 BENCH="$ROOT/target/release/sinew-bench"

@@ -26,7 +26,7 @@ command -v valgrind >/dev/null || { echo "valgrind is needed" >&2; exit 69; }
 OUT="${OUT:-$ROOT/target/bench/instructions-$(date +%Y%m%d-%H%M%S)}"
 TOP="${TOP:-25}"
 mkdir -p "$OUT"
-cargo build --release --locked --bin sinew --bin sinew-bench >/dev/null
+cargo build --release --locked -p sinew -p sinew-bench >/dev/null
 SINEW="${SINEW:-$ROOT/target/release/sinew}"
 BENCH="$ROOT/target/release/sinew-bench"
 APP_ID=bench-app APP_KEY=bench-key APP_SECRET=bench-secret

@@ -105,7 +105,7 @@ def main(path):
         print("peer' is about the most a server that sends once per delivery could be ahead of the best peer.")
     # A rate measured while the load generator's core was full is the generator's limit, not the
     # server's; CPU per unit of work stays a fair comparison. The threshold is sinew-bench's
-    # NEARLY_FULL (src/bin/sinew_bench/report.rs).
+    # NEARLY_FULL (bench/src/report.rs).
     busy = []
     for (server, scenario), figs in results.items():
         seen = [f["generator_busy"] for f in figs if f.get("generator_busy") is not None]

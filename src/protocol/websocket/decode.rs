@@ -232,12 +232,21 @@ fn unmask(payload: &mut [u8], mask: [u8; 4]) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{MAX_HEADER, close_frame, encode, header, masked};
+    use super::super::{MAX_HEADER, close_frame, encode, header};
     use super::*;
 
-    /// A masked client frame.
+    /// A masked client frame: first byte `b0` (FIN and opcode), then the length with the mask bit
+    /// set, the masking key, and `payload` masked with it.
     fn client(b0: u8, payload: &[u8]) -> Vec<u8> {
-        masked(b0, payload, [0x12, 0x34, 0x56, 0x78])
+        let mask = [0x12, 0x34, 0x56, 0x78];
+        let mut h = [0; MAX_HEADER];
+        let n = header(0, payload.len(), &mut h);
+        h[0] = b0;
+        h[1] |= 0x80;
+        let mut out = h[..n].to_vec();
+        out.extend_from_slice(&mask);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        out
     }
 
     fn decode_all(d: &mut Decoder, max: usize) -> Vec<Result<Incoming, WireError>> {

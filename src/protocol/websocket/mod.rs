@@ -52,21 +52,6 @@ pub fn encode(opcode: u8, payload: &[u8]) -> Vec<u8> {
     out
 }
 
-/// A frame as a client sends it: first byte `b0` (FIN and opcode), then the length with the mask
-/// bit set, `mask`, and `payload` masked with it. The server never sends these; the load generator
-/// and tests do.
-pub fn masked(b0: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
-    let mut h = [0; MAX_HEADER];
-    let n = header(0, payload.len(), &mut h);
-    h[0] = b0;
-    h[1] |= 0x80;
-    let mut out = Vec::with_capacity(n + 4 + payload.len());
-    out.extend_from_slice(&h[..n]);
-    out.extend_from_slice(&mask);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    out
-}
-
 /// A close frame; the reason is cut to the 123 bytes a control frame allows.
 pub fn close_frame(code: u16, reason: &str) -> Vec<u8> {
     let mut end = reason.len().min(123);

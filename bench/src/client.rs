@@ -5,11 +5,10 @@
 //! share the load generator's core, and a general WebSocket stack would spend a good part of it
 //! on buffers and wakers the load does not need.
 
+use crate::framing::{self, apply_mask, header, masked};
 use anyhow::{Context as _, anyhow, bail};
-use base64::Engine as _;
 use serde::Deserialize;
 use sinew::protocol::signature;
-use sinew::protocol::websocket as wire;
 use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -95,34 +94,6 @@ pub enum Incoming {
     Closed(Option<u16>),
 }
 
-/// A frame header from the server: FIN, opcode, header length, payload length, masking key.
-#[derive(Debug, PartialEq, Eq)]
-struct Header {
-    fin: bool,
-    opcode: u8,
-    head_len: usize,
-    payload: usize,
-    mask: Option<[u8; 4]>,
-}
-
-/// Parses a frame header at the start of `buf`; `None` until the whole header is there.
-fn header(buf: &[u8]) -> Option<Header> {
-    let (&b0, &b1) = (buf.first()?, buf.get(1)?);
-    let (mut head_len, payload) = match b1 & 0x7F {
-        126 => (4, u16::from_be_bytes(buf.get(2..4)?.try_into().ok()?) as usize),
-        127 => (10, u64::from_be_bytes(buf.get(2..10)?.try_into().ok()?) as usize),
-        n => (2, n as usize),
-    };
-    let mask = if b1 & 0x80 != 0 {
-        let m: [u8; 4] = buf.get(head_len..head_len + 4)?.try_into().ok()?;
-        head_len += 4;
-        Some(m)
-    } else {
-        None
-    };
-    Some(Header { fin: b0 & 0x80 != 0, opcode: b0 & 0x0F, head_len, payload, mask })
-}
-
 impl Conn {
     /// Opens a connection (from `source` if given) and waits for `connection_established`.
     pub async fn open(t: &Target, source: Option<IpAddr>) -> anyhow::Result<Conn> {
@@ -155,26 +126,10 @@ impl Conn {
 
     /// Sends the upgrade request and checks the `101` answer; bytes after it stay buffered.
     async fn handshake(&mut self, t: &Target, nonce: &[u8; 16]) -> anyhow::Result<()> {
-        let key = base64::engine::general_purpose::STANDARD.encode(nonce);
-        let request = format!(
-            "GET /app/{}?protocol=7&client=js&version=8.6.0&flash=false HTTP/1.1\r\nHost: {}\r\n\
-             Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n\
-             Sec-WebSocket-Version: 13\r\n\r\n",
-            t.key, t.authority
-        );
+        let (request, key) = framing::upgrade_request(&t.key, &t.authority, nonce);
         self.stream.write_all(request.as_bytes()).await?;
         loop {
-            let mut headers = [httparse::EMPTY_HEADER; 32];
-            let mut res = httparse::Response::new(&mut headers);
-            if let httparse::Status::Complete(end) = res.parse(&self.received).context("bad upgrade answer")? {
-                if res.code != Some(101) {
-                    bail!("upgrade answered {:?} {:?}", res.code, res.reason);
-                }
-                let expected = sinew::protocol::websocket::accept_key(key.as_bytes());
-                let accept = res.headers.iter().find(|h| h.name.eq_ignore_ascii_case("sec-websocket-accept"));
-                if accept.map(|h| h.value) != Some(expected.as_bytes()) {
-                    bail!("upgrade answer without the right Sec-WebSocket-Accept");
-                }
+            if let Some(end) = framing::upgrade_answer(&self.received, &key)? {
                 self.pos = end;
                 return Ok(());
             }
@@ -212,7 +167,7 @@ impl Conn {
     /// Queues a control frame or a `pusher:pong` (see `replies`).
     fn queue_reply(&mut self, opcode: u8, payload: &[u8]) {
         let mask = self.next_mask();
-        self.replies.extend_from_slice(&wire::masked(0x80 | opcode, payload, mask));
+        self.replies.extend_from_slice(&masked(0x80 | opcode, payload, mask));
     }
 
     /// Writes the queued replies. Each write either happens or not, so a caller dropped at an
@@ -232,7 +187,7 @@ impl Conn {
     pub async fn send(&mut self, text: String) -> anyhow::Result<()> {
         self.flush_replies().await;
         let mask = self.next_mask();
-        self.stream.write_all(&wire::masked(0x81, text.as_bytes(), mask)).await?;
+        self.stream.write_all(&masked(0x81, text.as_bytes(), mask)).await?;
         Ok(())
     }
 
@@ -278,7 +233,7 @@ impl Conn {
         self.pos = start + h.payload;
         let mut payload = self.received[start..self.pos].to_vec();
         if let Some(m) = h.mask {
-            payload.iter_mut().enumerate().for_each(|(i, b)| *b ^= m[i % 4]);
+            apply_mask(&mut payload, m);
         }
         let message = match (h.opcode, self.partial.take()) {
             (0x1, None) if h.fin => payload,
@@ -374,7 +329,7 @@ pub fn source_for(i: usize, n: usize) -> Option<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sinew::protocol::websocket::{Decoder, Incoming as FromClient};
+    use sinew::protocol::websocket::{self as wire, Decoder, Incoming as FromClient};
     use tokio::net::TcpListener;
 
     /// Reads client frames from `peer` until one message decodes.
@@ -461,41 +416,5 @@ mod tests {
         conn.send("hello".into()).await.unwrap_or_else(|e| panic!("{e}"));
         assert!(matches!(conn.next().await, Incoming::Closed(Some(4100))));
         server.await.unwrap_or_else(|e| panic!("{e}"));
-    }
-
-    /// Unmasks a client frame the way a server does: (opcode, payload).
-    fn unmask(frame: &[u8]) -> (u8, Vec<u8>) {
-        let h = header(frame).unwrap_or_else(|| panic!("incomplete header"));
-        assert!(h.fin);
-        assert_eq!(frame.len(), h.head_len + h.payload, "frame length");
-        let m = h.mask.unwrap_or_else(|| panic!("client frames are masked"));
-        (h.opcode, frame[h.head_len..].iter().enumerate().map(|(i, b)| b ^ m[i % 4]).collect())
-    }
-
-    #[test]
-    fn client_frames_are_masked_and_sized_at_each_length_form() {
-        for n in [0usize, 1, 125, 126, 65_535, 65_536] {
-            let payload: Vec<u8> = (0..n).map(|i| (i % 251) as u8).collect();
-            let frame = wire::masked(0x81, &payload, [1, 2, 3, 4]);
-            let header_len = match n {
-                0..=125 => 6,
-                126..=65_535 => 8,
-                _ => 14,
-            };
-            assert_eq!(frame.len(), header_len + n, "{n} bytes");
-            assert_eq!(unmask(&frame), (0x1, payload), "{n} bytes");
-        }
-    }
-
-    #[test]
-    fn server_headers_parse_only_when_complete() {
-        let mut frame = vec![0x81, 126, 0x01, 0x00];
-        frame.extend(std::iter::repeat_n(b'x', 256));
-        assert_eq!(header(&frame[..3]), None);
-        assert_eq!(header(&frame), Some(Header { fin: true, opcode: 1, head_len: 4, payload: 256, mask: None }));
-        let long = [0x01, 127, 0, 0, 0, 0, 0, 1, 0, 0];
-        assert_eq!(header(&long[..9]), None);
-        assert_eq!(header(&long), Some(Header { fin: false, opcode: 1, head_len: 10, payload: 65_536, mask: None }));
-        assert_eq!(header(&[0x88, 0x02]), Some(Header { fin: true, opcode: 8, head_len: 2, payload: 2, mask: None }));
     }
 }

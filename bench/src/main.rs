@@ -4,21 +4,14 @@
 //! every event arrives once and in order, and reports latency, rates and, given `--server-pid`, the
 //! server's CPU time and resident memory from `/proc`. Output: a readable table, plus JSON with `--json`.
 
-#[path = "sinew_bench/client.rs"]
 mod client;
-#[path = "sinew_bench/fanout.rs"]
 mod fanout;
-#[path = "sinew_bench/idle.rs"]
+mod framing;
 mod idle;
-#[path = "sinew_bench/pairs.rs"]
 mod pairs;
-#[path = "sinew_bench/pool.rs"]
 mod pool;
-#[path = "sinew_bench/presence.rs"]
 mod presence;
-#[path = "sinew_bench/report.rs"]
 mod report;
-#[path = "sinew_bench/rest.rs"]
 mod rest;
 
 use anyhow::Context as _;
