@@ -1,7 +1,16 @@
 //! Many HTTP fallback sessions come and go: nothing is left behind and memory stops growing.
+//!
+//! Its own test crate, not a module of tests/integration: the server runs in the test's process and
+//! the memory check reads that process's resident memory (`/usage`), so under `cargo test` another
+//! test running alongside in the same process could grow it and fail the check. (nextest runs each
+//! test in a process of its own; `cargo test` runs a binary's tests as threads of one.)
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+#[allow(dead_code)]
+#[path = "integration/common/mod.rs"]
 mod common;
+#[allow(dead_code)]
+#[path = "integration/fallback_support/mod.rs"]
 mod fallback_support;
 
 use common::{KEY, TestServer};

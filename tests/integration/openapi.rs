@@ -1,10 +1,7 @@
 //! The OpenAPI document and the router describe the same routes, and every documented route is
 //! served by the running server.
-#![allow(clippy::expect_used, clippy::unwrap_used)]
 
-mod common;
-
-use common::TestServer;
+use crate::common::TestServer;
 use std::collections::BTreeSet;
 
 /// `/apps/{app_id}/x` -> `/apps/{}/x`, so parameter names do not matter.

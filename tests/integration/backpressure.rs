@@ -1,9 +1,8 @@
 //! A client that stops reading is disconnected with 4100 and nobody else is slowed down.
-#![allow(clippy::expect_used, clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
-use common::TestServer;
+use crate::common::TestServer;
 use serde_json::json;
 use std::time::Duration;
 

@@ -1,9 +1,8 @@
 //! The signed REST API: every endpoint, signature failures and limits.
-#![allow(clippy::expect_used, clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
-use common::{TestServer, now};
+use crate::common::{TestServer, now};
 use serde_json::json;
 use sinew::protocol::signature;
 

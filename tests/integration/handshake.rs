@@ -1,9 +1,6 @@
 //! Connection handshake, refusals, pings and malformed input over a real WebSocket.
-#![allow(clippy::expect_used, clippy::unwrap_used)]
 
-mod common;
-
-use common::{Client, KEY, Next, TestServer, data};
+use crate::common::{Client, KEY, Next, TestServer, data};
 use futures_util::SinkExt;
 use serde_json::json;
 use std::time::Duration;

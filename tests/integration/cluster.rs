@@ -1,16 +1,15 @@
 //! Several Sinew nodes on one Redis (`adapter = "redis"`) behave as one server: delivery, socket
 //! exclusion, presence, counts, channel lists, cache channels, terminate, webhooks and handover.
 //! Needs a Redis at `REDIS_URL` (default `redis://127.0.0.1:6379`); every test uses its own prefix.
-#![allow(clippy::expect_used, clippy::unwrap_used)]
 
-mod common;
-mod fallback_support;
+use crate::common;
+use crate::fallback_support;
 
+use crate::common::{Client, KEY, TestServer, data};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::routing::post;
-use common::{Client, KEY, TestServer, data};
 use serde_json::{Value, json};
 use sinew::config::{Config, WebhookTarget};
 use std::sync::{Arc, Mutex};

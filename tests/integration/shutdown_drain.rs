@@ -1,12 +1,8 @@
 //! The drain delay, with the real binary and real signals: after SIGTERM/SIGINT `/ready` answers 503
 //! while clients are still served and accepted, then every client gets 4200 and the process exits 0.
-#![allow(clippy::expect_used, clippy::unwrap_used)]
 
-mod common;
-mod process_support;
-
-use common::{APP_ID, Client, KEY, Next, Rest, SECRET};
-use process_support::{PATIENCE, SinewProcess};
+use crate::common::{APP_ID, Client, KEY, Next, Rest, SECRET};
+use crate::process_support::{PATIENCE, SinewProcess};
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::time::Duration;

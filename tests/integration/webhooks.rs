@@ -1,15 +1,12 @@
 //! Webhooks against a real HTTP receiver: transitions fire once, leave delays cancel on a quick
 //! rejoin, failures are retried, what cannot be delivered is dead-lettered and replayed.
-#![allow(clippy::expect_used, clippy::unwrap_used)]
 
-mod common;
-
+use crate::common::{SECRET, TestServer};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
-use common::{SECRET, TestServer};
 use serde_json::{Value, json};
 use sinew::config::{Config, WebhookTarget};
 use sinew::protocol::signature;

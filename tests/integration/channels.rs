@@ -1,9 +1,8 @@
 //! Every channel type over a real WebSocket: public, private, encrypted, presence, cache, user channels.
-#![allow(clippy::expect_used, clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
-use common::{KEY, TestServer, auth_private, data};
+use crate::common::{KEY, TestServer, auth_private, data};
 use serde_json::json;
 
 #[tokio::test]

@@ -4,11 +4,8 @@
 //! `sinew-bench` is the workspace's `bench` package, so Cargo does not build it for this test (nor
 //! set `CARGO_BIN_EXE_sinew-bench`): `cargo build --workspace` must have built it, as
 //! ./scripts/test does first. `SINEW_BENCH_BIN` names another binary.
-#![allow(clippy::expect_used, clippy::unwrap_used)]
 
-mod common;
-
-use common::TestServer;
+use crate::common::TestServer;
 use serde_json::Value;
 use std::path::PathBuf;
 

@@ -1,9 +1,6 @@
 //! Every CLI command, run as the real binary.
-#![allow(clippy::expect_used, clippy::unwrap_used)]
 
-mod common;
-
-use common::TestServer;
+use crate::common::TestServer;
 use std::process::Command;
 
 fn sinew(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {

@@ -1,14 +1,10 @@
 //! TLS certificate reload with the real binary: new handshakes see a replaced certificate (file
 //! change or SIGHUP), an open `wss://` connection stays open, and a bad pair keeps the current one.
 //! Certificates come from a test CA made with openssl for this run.
-#![allow(clippy::expect_used, clippy::unwrap_used)]
 
-mod common;
-mod process_support;
-
-use common::{APP_ID, KEY, Rest, SECRET, now};
+use crate::common::{APP_ID, KEY, Rest, SECRET, now};
+use crate::process_support::{PATIENCE, SinewProcess};
 use futures_util::{SinkExt, StreamExt};
-use process_support::{PATIENCE, SinewProcess};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
 use serde_json::{Value, json};

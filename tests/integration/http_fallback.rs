@@ -1,12 +1,10 @@
 //! HTTP fallback transports (spec section 9) over raw HTTP: framing, sessions, re-attachment,
 //! heartbeats, refusals, CORS, cleanup and server-initiated closes.
-#![allow(clippy::expect_used, clippy::unwrap_used)]
 
-mod common;
-mod fallback_support;
+use crate::common;
 
-use common::{KEY, TestServer, auth_presence, data};
-use fallback_support::{Fr, Receiver, fast, send, send_msgs, subscribe, usage};
+use crate::common::{KEY, TestServer, auth_presence, data};
+use crate::fallback_support::{Fr, Receiver, fast, send, send_msgs, subscribe, usage};
 use serde_json::json;
 use sinew::protocol::signature;
 use std::time::Duration;

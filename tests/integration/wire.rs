@@ -1,11 +1,8 @@
 //! The WebSocket wire format on plain TCP, checked with a raw TCP client: the upgrade handshake,
 //! close codes for broken streams, control frames, and the order of frames written by publishing
 //! threads and by the connection's task.
-#![allow(clippy::expect_used, clippy::unwrap_used)]
 
-mod common;
-
-use common::{KEY, TestServer};
+use crate::common::{KEY, TestServer};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::time::Duration;

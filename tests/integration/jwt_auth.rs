@@ -1,11 +1,10 @@
 //! The token-based auth endpoints: CORS, cookie tokens, the rate limit, user-auth output.
 //! Tokens are assembled by hand here (HS256 over base64url JSON), independent of Sinew's verifier.
-#![allow(clippy::expect_used, clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
+use crate::common::TestServer;
 use base64::Engine;
-use common::TestServer;
 use serde_json::{Value, json};
 use sinew::protocol::signature;
 

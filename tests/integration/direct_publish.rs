@@ -1,11 +1,8 @@
 //! `POST /apps/{id}/events` on raw HTTP/1.1 connections: kept alive, pipelined, split across
 //! writes, closed on request, and handed to the HTTP server mid-connection when a request is not a
 //! plain publish. Whichever side answers, the answer is the same.
-#![allow(clippy::expect_used, clippy::unwrap_used)]
 
-mod common;
-
-use common::{APP_ID, TestServer, now};
+use crate::common::{APP_ID, TestServer, now};
 use serde_json::{Value, json};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

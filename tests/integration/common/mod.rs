@@ -1,10 +1,9 @@
 //! Test harness: a Sinew server on port 0 in this process, a raw Pusher WebSocket client, and a
 //! signed REST client.
-#![allow(dead_code)]
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use sinew::config::{AppConfig, Config};
+use sinew::config::Config;
 use sinew::protocol::signature;
 use sinew::server::Server;
 use sinew::state::Context;
@@ -52,10 +51,6 @@ impl TestServer {
 
     pub async fn default() -> TestServer {
         Self::start(|_| {}).await
-    }
-
-    pub fn app(&self) -> AppConfig {
-        self.ctx.config.apps[0].clone()
     }
 
     /// Stops the server and waits for it to finish draining.

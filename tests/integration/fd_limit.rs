@@ -1,13 +1,8 @@
 //! Started with a low soft open-files limit (1,024 is common), the server raises it to the hard limit
 //! and serves more connections than the soft limit would have allowed.
-#![cfg(target_os = "linux")]
-#![allow(clippy::expect_used, clippy::unwrap_used)]
 
-mod common;
-mod process_support;
-
-use common::{APP_ID, Client, KEY, Rest, SECRET};
-use process_support::{PATIENCE, SinewProcess};
+use crate::common::{APP_ID, Client, KEY, Rest, SECRET};
+use crate::process_support::{PATIENCE, SinewProcess};
 
 /// The soft and hard "Max open files" of a process, from `/proc/PID/limits`.
 fn open_files(pid: u32) -> (String, String) {

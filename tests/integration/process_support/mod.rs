@@ -1,5 +1,4 @@
 //! The real `sinew` binary as a child process, for tests that need real signals.
-#![allow(dead_code, clippy::expect_used, clippy::unwrap_used)]
 
 use std::net::SocketAddr;
 use std::process::{ExitStatus, Stdio};

@@ -1,9 +1,6 @@
 //! Client events: channel rules, no echo, presence user_id, rate limit.
-#![allow(clippy::expect_used, clippy::unwrap_used)]
 
-mod common;
-
-use common::TestServer;
+use crate::common::TestServer;
 use serde_json::json;
 
 #[tokio::test]

@@ -1,9 +1,6 @@
 //! User sign-in, server-to-user events, watchlist, terminate_connections.
-#![allow(clippy::expect_used, clippy::unwrap_used)]
 
-mod common;
-
-use common::{TestServer, auth_private, data};
+use crate::common::{TestServer, auth_private, data};
 use serde_json::json;
 
 #[tokio::test]

@@ -1,9 +1,8 @@
 //! `/metrics` on its own port moves while real clients connect, publish and leave.
-#![allow(clippy::expect_used, clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
-use common::TestServer;
+use crate::common::TestServer;
 use serde_json::json;
 
 async fn scrape(s: &TestServer) -> String {

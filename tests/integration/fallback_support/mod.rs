@@ -1,5 +1,4 @@
 //! Raw HTTP client side of the fallback transports, shared by the fallback test files.
-#![allow(dead_code, clippy::expect_used, clippy::unwrap_used)]
 
 use crate::common::{KEY, TestServer, data};
 use serde_json::{Value, json};
