@@ -1,7 +1,7 @@
 //! The floor: the least a Pusher server can do for `sinew-bench`, to measure how close Sinew is to
 //! the cost of the kernel's own work. Not a server to use: no authentication, no validation, no
 //! queues, no pings, one thread.
-//! WebSocket framing is Sinew's own (`transport::wire`).
+//! WebSocket framing is Sinew's own (`protocol::websocket`).
 //!
 //! It answers the WebSocket handshake and `pusher:subscribe`, writes every REST publish (unsigned
 //! requests are accepted too) to the channel's sockets with one `send` each of one prebuilt frame,

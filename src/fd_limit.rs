@@ -44,7 +44,7 @@ mod tests {
     use super::*;
 
     /// Where the soft limit starts below the hard one, this checks the raise; where they start
-    /// equal, only that nothing is lowered (tests/fd_limit.rs starts the server with a low one).
+    /// equal, only that nothing is lowered (tests/integration/fd_limit.rs starts the server with a low one).
     #[test]
     fn raising_leaves_the_soft_limit_at_the_hard_one() {
         let r = raise();

@@ -21,7 +21,6 @@ mod channels;
 mod cli;
 mod client_events;
 mod cluster;
-mod direct_publish;
 #[cfg(target_os = "linux")]
 mod fd_limit;
 mod handshake;
@@ -30,8 +29,9 @@ mod jwt_auth;
 mod metrics;
 mod openapi;
 mod rest;
+mod rest_http1;
 mod shutdown_drain;
-mod tls_reload;
+mod tls;
 mod users;
 mod webhooks;
 mod wire;

@@ -1,5 +1,6 @@
-//! TLS certificate reload with the real binary: new handshakes see a replaced certificate (file
-//! change or SIGHUP), an open `wss://` connection stays open, and a bad pair keeps the current one.
+//! TLS with the real binary: certificate reload (new handshakes see a replaced certificate on file
+//! change or SIGHUP, an open `wss://` connection stays open, a bad pair keeps the current one),
+//! and `wss://` connections held to the same framing and liveness rules as plain TCP.
 //! Certificates come from a test CA made with openssl for this run.
 
 use crate::common::{APP_ID, KEY, Rest, SECRET, now};
