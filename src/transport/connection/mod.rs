@@ -2,15 +2,20 @@
 //!
 //! The transport feeds it client messages; everything it answers goes into the connection's
 //! [`Outbox`](crate::hub::Outbox), so replies and broadcasts leave in one ordered stream.
+//!
+//! Here: opening (app key, quota, protocol version, `connection_established`), the message
+//! dispatch, and closing. Each client message has a file of its own: [`subscribe`] (private,
+//! encrypted, presence and user channel checks), [`sign_in`], [`client_events`] (with their rate
+//! limit).
 
-use crate::hub::{AppState, ConnRef, Frame, Hub, Member, Outbox, SubscribeError, clock};
-use crate::protocol::channel::{self, ChannelKind, ChannelType};
-use crate::protocol::frame::{self, ChannelData, SigninData, SubscribeData, UnsubscribeData, UserData};
-use crate::protocol::signature;
+mod client_events;
+mod sign_in;
+mod subscribe;
+
+use crate::hub::{AppState, ConnRef, Frame, Hub, Outbox, clock};
+use crate::protocol::frame::{self, SigninData, SubscribeData, UnsubscribeData};
 use crate::rate_limit::RateWindow;
 use crate::transport::subscriptions::Subscriptions;
-use crate::webhooks::Trigger;
-use serde_json::value::RawValue;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -223,204 +228,7 @@ impl Connection {
             other => self.error(None, &format!("Unsupported event {other}")),
         }
     }
-
-    async fn subscribe(&mut self, d: SubscribeData) {
-        let name = d.channel.as_str();
-        if let Err(e) = channel::validate_name(name, self.app.config.max_channel_name_length, true) {
-            return self.subscription_error(name, &format!("Invalid channel name {name}: {e}"), 400);
-        }
-        if self.subscriptions.contains(name) {
-            return self.error(None, &format!("Existing subscription to channel {name}"));
-        }
-        let max = self.app.config.max_subscriptions_per_connection;
-        if self.subscriptions.len() >= max {
-            return self.subscription_error(name, &format!("A connection may join at most {max} channels"), 403);
-        }
-        let ty = ChannelType::of(name);
-        let auth = d.auth.as_deref().unwrap_or("");
-        let cfg = &self.app.config;
-        let member = match ty.kind {
-            ChannelKind::Public => None,
-            ChannelKind::User => {
-                let allowed = self.user.as_ref().is_some_and(|u| Some(u.id.as_str()) == channel::user_channel_id(name));
-                if !allowed {
-                    return self.subscription_error(name, "Only the user signed in as this id may subscribe", 403);
-                }
-                None
-            }
-            ChannelKind::Private | ChannelKind::Encrypted => {
-                let s = signature::private_string(&self.socket_id(), name);
-                if !signature::verify_auth(&cfg.key, &cfg.secret, s.as_bytes(), auth) {
-                    return self.subscription_error(name, &format!("Invalid signature for channel {name}"), 401);
-                }
-                None
-            }
-            ChannelKind::Presence => match self.presence_member(name, auth, d.channel_data.as_deref()) {
-                Ok(m) => Some(m),
-                Err((msg, status)) => return self.subscription_error(name, &msg, status),
-            },
-        };
-        let key = member.as_ref().map(|m| m.key.clone());
-        // Recorded before waiting, so a connection dropped meanwhile still leaves the channel.
-        self.subscriptions.insert(name, key.as_deref());
-        match self.app.join(&self.conn, name, member).await {
-            Ok(()) => {
-                self.app.debug(|| {
-                    serde_json::json!({"type": "subscribed", "channel": name, "socket_id": self.socket_id(), "user_id": key})
-                });
-            }
-            Err(e @ SubscribeError::AlreadySubscribed(_)) => self.error(None, &e.to_string()),
-            Err(e @ SubscribeError::MembersLimit { .. }) => {
-                self.subscriptions.remove(name);
-                self.subscription_error(name, &e.to_string(), 403);
-            }
-        }
-    }
-
-    /// Verifies a presence subscription and returns the member it adds.
-    fn presence_member(&self, name: &str, auth: &str, channel_data: Option<&str>) -> Result<Member, (String, u16)> {
-        let cfg = &self.app.config;
-        let Some(data) = channel_data else {
-            // Signed-in sockets may join without channel_data; the member is the signed-in user.
-            let s = signature::private_string(&self.socket_id(), name);
-            return match &self.user {
-                Some(u) if signature::verify_auth(&cfg.key, &cfg.secret, s.as_bytes(), auth) => {
-                    Ok(Member { key: u.id.clone(), id_json: frame::json_str(&u.id), info_json: u.info_json.clone() })
-                }
-                Some(_) => Err((format!("Invalid signature for channel {name}"), 401)),
-                None => Err((format!("Presence channel {name} needs channel_data or a signed-in user"), 403)),
-            };
-        };
-        let s = signature::presence_string(&self.socket_id(), name, data);
-        if !signature::verify_auth(&cfg.key, &cfg.secret, s.as_bytes(), auth) {
-            return Err((format!("Invalid signature for channel {name}"), 401));
-        }
-        let parsed: ChannelData =
-            serde_json::from_str(data).map_err(|_| ("channel_data is not a JSON object".to_string(), 400))?;
-        let id_raw = parsed.user_id.ok_or_else(|| ("channel_data has no user_id".to_string(), 403))?;
-        let key = frame::user_id_key(id_raw)
-            .filter(|k| !k.is_empty())
-            .ok_or_else(|| ("user_id must be a non-empty string or a number".to_string(), 403))?;
-        if key.len() > cfg.max_user_id_length {
-            return Err((format!("user_id is longer than {} characters", cfg.max_user_id_length), 403));
-        }
-        let info = parsed.user_info.map(|r| r.get().to_string());
-        if info.as_ref().is_some_and(|i| i.len() > cfg.max_presence_user_info_bytes) {
-            return Err((format!("user_info is larger than {} bytes", cfg.max_presence_user_info_bytes), 403));
-        }
-        Ok(Member { key, id_json: id_raw.get().to_string(), info_json: info })
-    }
-
-    fn unsubscribe(&mut self, channel: &str) {
-        if self.subscriptions.remove(channel) {
-            self.app.leave(self.conn.id, channel);
-            self.app.debug(
-                || serde_json::json!({"type": "unsubscribed", "channel": channel, "socket_id": self.socket_id()}),
-            );
-        }
-    }
-
-    fn sign_in(&mut self, d: SigninData) {
-        let cfg = &self.app.config;
-        let s = signature::user_string(&self.socket_id(), &d.user_data);
-        if !signature::verify_auth(&cfg.key, &cfg.secret, s.as_bytes(), &d.auth) {
-            return self.close_with(4009, "Invalid signature for pusher:signin");
-        }
-        let Ok(user) = serde_json::from_str::<UserData>(&d.user_data) else {
-            return self.close_with(4009, "user_data is not a JSON object");
-        };
-        let id = match user.id {
-            Some(serde_json::Value::String(s)) if !s.is_empty() => s,
-            _ => return self.close_with(4009, "user_data.id must be a non-empty string"),
-        };
-        if let Err(e) = channel::validate_user_id(&id, cfg.max_user_id_length) {
-            return self.close_with(4009, &format!("user_data.id is not a valid user id: {e}"));
-        }
-        if let Some(current) = &self.user {
-            if current.id != id {
-                return self.close_with(4009, "Already signed in as another user");
-            }
-            return self.send(frame::signin_success(&d.user_data));
-        }
-        let mut watchlist: Vec<String> = user
-            .watchlist
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|v| match v {
-                serde_json::Value::String(s) => Some(s),
-                serde_json::Value::Number(n) => Some(n.to_string()),
-                _ => None,
-            })
-            .collect();
-        let over = watchlist.len() > cfg.max_watchlist_size;
-        watchlist.truncate(cfg.max_watchlist_size);
-        self.send(frame::signin_success(&d.user_data));
-        if over {
-            self.error(
-                Some(4302),
-                &format!("Watchlist limit exceeded: only the first {} ids are watched", cfg.max_watchlist_size),
-            );
-        }
-        self.app.sign_in(self.conn.id, &self.conn.outbox, &id, &watchlist);
-        self.user = Some(Box::new(SignedIn { id, info_json: user.user_info.map(|r| r.get().to_string()), watchlist }));
-    }
-
-    fn client_event(&mut self, event: &str, channel: Option<&str>, data: Option<&RawValue>) {
-        let cfg = &self.app.config;
-        if !cfg.client_events {
-            return self.error(None, "Client events are not enabled for this app");
-        }
-        let Some(channel) = channel else {
-            return self.error(None, "Client event without a channel");
-        };
-        if !ChannelType::of(channel).allows_client_events() {
-            return self.error(None, &format!("Client events are not allowed on channel {channel}"));
-        }
-        let Some(member) = self.subscriptions.member(channel) else {
-            return self.error(None, &format!("Client event on channel {channel}, which this socket has not joined"));
-        };
-        if event.len() > cfg.max_event_name_length {
-            return self.error(None, &format!("Event name is longer than {} characters", cfg.max_event_name_length));
-        }
-        let data_json = data.map(RawValue::get);
-        if data_json.is_some_and(|d| d.len() > cfg.max_event_data_bytes) {
-            return self.error(None, &format!("Event data is larger than {} bytes", cfg.max_event_data_bytes));
-        }
-        if !self.client_events.take(clock(), cfg.max_client_events_per_second) {
-            self.app.stats().rate_limited.fetch_add(1, Ordering::Relaxed);
-            return self.error(
-                Some(4301),
-                &format!("Client event rejected: more than {} per second", cfg.max_client_events_per_second),
-            );
-        }
-        let f = Frame::from(frame::client_event(event, channel, data_json, member));
-        self.app.publish(channel, &f, Some(self.conn.id));
-        self.app.publish_to_cluster(channel, &f, None);
-        self.app.debug(|| {
-            serde_json::json!({"type": "client_event", "channel": channel, "event": event, "socket_id": self.socket_id(),
-                "user_id": member, "data": crate::hub::preview(data_json.unwrap_or(""), 200)})
-        });
-        self.app.emit(|| Trigger::ClientEvent {
-            channel: channel.to_string(),
-            event: event.to_string(),
-            data: client_data_string(data),
-            socket_id: self.socket_id(),
-            user_id: member.map(str::to_string),
-        });
-    }
 }
-
-/// The `client_event` webhook's `data`: a string as sent, anything else JSON-encoded.
-fn client_data_string(data: Option<&RawValue>) -> String {
-    match data {
-        Some(raw) => match serde_json::from_str::<String>(raw.get()) {
-            Ok(s) => s,
-            Err(_) => raw.get().to_string(),
-        },
-        None => String::new(),
-    }
-}
-
 impl Drop for Connection {
     fn drop(&mut self) {
         for channel in self.subscriptions.channels() {
