@@ -1,20 +1,21 @@
 //! Sinew: a self-hosted realtime gateway that speaks the Pusher Channels protocol.
 //!
 //! # Layout
-//! - [`cli`]: the command line (serve, apps new, config check/print, sign, webhooks replay).
-//! - [`config`]: TOML file plus `SINEW_*` overrides, validated at start-up.
-//! - [`protocol`]: pure wire format: messages, channel names, signatures.
-//! - [`hub`]: shared state: channels, presence members, users, cache, per-connection outboxes.
-//! - [`adapter`]: scale-out over Redis: cluster-wide state, the bus between nodes, node liveness.
-//! - [`transport`]: the per-connection state machine, the WebSocket transport and the HTTP fallbacks.
-//! - [`api`]: the signed REST API and the token-based auth endpoints.
-//! - [`jwt`]: JSON Web Token verification (secret, PEM, JWKS) and channel grants.
-//! - [`webhooks`]: batched, signed, retried webhooks with a dead-letter file.
-//! - [`debug_console`]: the opt-in live console at `/debug`.
-//! - [`fd_limit`]: raises the open-files limit at start-up.
-//! - [`ops`]: `/up`, `/ready`, `/usage`.
-//! - [`server`]: binds, routes, shuts down.
-//! - [`tls`]: rustls for `wss://` and `https://` on the main port, with certificate reload.
+//! Imports point one way, from the edges down; `ARCHITECTURE.md` (in the repository) names the file
+//! that owns each Pusher feature and follows a REST publish and a client event from socket to socket.
+//!
+//! - Edges: [`server`] (binds, routes, shuts down), [`api`] (the signed REST API and the token auth
+//!   endpoints), [`transport`] (WebSocket over plain TCP or TLS, HTTP fallbacks, the connection state
+//!   machine with a file per client message, the keepalive sweep), [`ops`] (`/up`, `/ready`,
+//!   `/usage`), [`debug_console`] (`/debug`), [`cli`], [`tls`], [`signals`], [`fd_limit`].
+//! - [`state`]: the context the edges share, built from the pieces below.
+//! - [`telemetry`]: logs, `/metrics`, the process's own figures.
+//! - [`hub`]: apps, channels, presence members, users, cache, per-connection outboxes, and the one
+//!   publish path.
+//! - [`adapter`]: scale-out, local or over Redis (cluster state, the bus, node liveness);
+//!   [`webhooks`]: batched, signed, retried webhooks with a dead-letter file.
+//! - Pure rules: [`protocol`] (WebSocket framing, Pusher messages, channel names, signatures),
+//!   [`jwt`], [`rate_limit`], [`config`].
 
 pub mod adapter;
 pub mod api;

@@ -42,7 +42,7 @@ pub async fn ready(State(ctx): State<Context>) -> impl IntoResponse {
 pub async fn usage(State(ctx): State<Context>) -> Json<serde_json::Value> {
     let stats = ctx.hub.stats();
     let hooks = ctx.webhooks.stats();
-    let connections: u64 = ctx.hub.apps().map(|a| a.connection_count()).sum();
+    let connections: u64 = ctx.hub.apps().map(|a| a.connections().count()).sum();
     let adapter = match ctx.hub.adapter().redis() {
         Some(c) => {
             let r = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);

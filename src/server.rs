@@ -181,7 +181,7 @@ impl Server {
             // Plain TCP sockets still not taking their close are dropped now: the keepalive task
             // that would drop them later stops with the server.
             for app in ctx.hub.apps() {
-                app.for_each_live(Outbox::abort);
+                app.connections().for_each_live(Outbox::abort);
             }
         }
         ctx.hub.adapter().flush().await;
@@ -384,7 +384,7 @@ async fn purge_caches(ctx: Context) {
     loop {
         tick.tick().await;
         for app in ctx.hub.apps() {
-            app.purge_expired_cache();
+            app.cache().purge_expired();
         }
     }
 }

@@ -99,7 +99,7 @@ async fn state(State(ctx): State<Context>, Query(q): Query<TokenQuery>) -> Respo
             json!({
                 "id": app.config.id,
                 "key": app.config.key,
-                "connections": app.connection_count(),
+                "connections": app.connections().count(),
                 "stats": app.stats().snapshot(),
                 "channels": channels,
             })

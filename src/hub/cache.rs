@@ -1,6 +1,8 @@
 //! Cache channels: the last event published to each `cache-` channel, kept for a TTL.
 
 use super::{AppState, lock};
+use std::collections::HashMap;
+use std::sync::Mutex;
 use tokio::time::{Duration, Instant};
 
 /// The last event of a cache channel.
@@ -14,35 +16,64 @@ pub struct CachedEvent {
     pub expires_at: Instant,
 }
 
-impl AppState {
-    /// Stores the last event of a cache channel.
-    pub fn store_cached(&self, channel: &str, event: &str, data: &str) {
-        let expires_at = Instant::now() + Duration::from_secs(self.config.cache_ttl_seconds);
-        let previous = lock(&self.cache)
+/// The last event of each cache channel of an app, with its expiry.
+#[derive(Debug, Default)]
+pub struct Cache {
+    entries: Mutex<HashMap<String, CachedEvent>>,
+}
+
+impl Cache {
+    /// Stores the last event of `channel` for `ttl`; true when the channel had none (or only an
+    /// expired one not purged yet: that one counts as present, as before a purge).
+    pub fn store(&self, channel: &str, event: &str, data: &str, ttl: Duration) -> bool {
+        let expires_at = Instant::now() + ttl;
+        let previous = lock(&self.entries)
             .insert(channel.to_string(), CachedEvent { event: event.into(), data: data.into(), expires_at });
-        if previous.is_none() {
-            self.emit(|| crate::webhooks::Trigger::CacheFilled { channel: channel.to_string() });
-        }
+        previous.is_none()
     }
 
     /// The cached event of a channel, unless it expired (expired entries are dropped).
-    pub fn cached(&self, channel: &str) -> Option<CachedEvent> {
-        let mut cache = lock(&self.cache);
+    pub fn get(&self, channel: &str) -> Option<CachedEvent> {
+        let mut entries = lock(&self.entries);
         let now = Instant::now();
-        match cache.get(channel) {
+        match entries.get(channel) {
             Some(ev) if ev.expires_at > now => Some(ev.clone()),
             Some(_) => {
-                cache.remove(channel);
+                entries.remove(channel);
                 None
             }
             None => None,
         }
     }
 
-    /// Drops every expired cache entry; called periodically.
-    pub fn purge_expired_cache(&self) {
+    /// Drops every expired entry; called periodically.
+    pub fn purge_expired(&self) {
         let now = Instant::now();
-        lock(&self.cache).retain(|_, ev| ev.expires_at > now);
+        lock(&self.entries).retain(|_, ev| ev.expires_at > now);
+    }
+
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
+        lock(&self.entries).is_empty()
+    }
+}
+
+impl AppState {
+    /// Stores the last event of a cache channel (a `cache_filled` webhook when it had none).
+    pub fn store_cached(&self, channel: &str, event: &str, data: &str) {
+        if self.cache.store(channel, event, data, Duration::from_secs(self.config.cache_ttl_seconds)) {
+            self.emit(|| crate::webhooks::Trigger::CacheFilled { channel: channel.to_string() });
+        }
+    }
+
+    /// The cached event of a channel, unless it expired.
+    pub fn cached(&self, channel: &str) -> Option<CachedEvent> {
+        self.cache.get(channel)
+    }
+
+    /// This app's cache channels' last events.
+    pub fn cache(&self) -> &Cache {
+        &self.cache
     }
 }
 
@@ -62,7 +93,7 @@ mod tests {
         assert_eq!(app.cached("cache-a"), None);
         app.store_cached("cache-b", "e", "d");
         tokio::time::advance(Duration::from_secs(11)).await;
-        app.purge_expired_cache();
-        assert!(lock(&app.cache).is_empty());
+        app.cache().purge_expired();
+        assert!(app.cache().is_empty());
     }
 }

@@ -167,7 +167,7 @@ impl Hub {
     pub fn is_socket_live(&self, app: &AppState, socket_id: &str) -> bool {
         let ours = socket_id.split_once('.').and_then(|(n, _)| n.parse::<u32>().ok()) == Some(self.inner.node_id);
         match self.local_conn(socket_id) {
-            Some(c) => app.is_live(c),
+            Some(c) => app.connections().is_live(c),
             None => !ours && self.inner.adapter.is_clustered() && super::is_valid_socket_id(socket_id),
         }
     }

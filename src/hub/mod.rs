@@ -6,6 +6,7 @@
 mod cache;
 mod cluster_join;
 mod cluster_view;
+mod connections;
 mod debug_feed;
 mod frame;
 mod inbound;
@@ -16,7 +17,8 @@ mod stats;
 mod subscribers;
 mod users;
 
-pub use cache::CachedEvent;
+pub use cache::{Cache, CachedEvent};
+pub use connections::Connections;
 pub use debug_feed::{DebugFeed, preview};
 pub use frame::Frame;
 pub use outbox::{
@@ -51,12 +53,10 @@ pub struct ConnRef {
 pub struct AppState {
     /// The app's settings.
     pub config: AppConfig,
-    connections: AtomicU64,
-    /// This node's open connections, with their queues.
-    live: DashMap<ConnId, Outbox>,
+    connections: Connections,
     channels: DashMap<String, registry::Channel>,
     users: Mutex<users::Users>,
-    cache: Mutex<HashMap<String, CachedEvent>>,
+    cache: Cache,
     stats: Arc<Stats>,
     hooks: Option<Emitter>,
     debug: DebugFeed,
@@ -89,11 +89,10 @@ impl AppState {
             debug,
             hooks,
             config,
-            connections: AtomicU64::new(0),
-            live: DashMap::new(),
+            connections: Connections::default(),
             channels: DashMap::new(),
             users: Mutex::new(users::Users::default()),
-            cache: Mutex::new(HashMap::new()),
+            cache: Cache::default(),
             stats,
         }
     }
@@ -120,44 +119,9 @@ impl AppState {
         &self.stats
     }
 
-    /// Connections currently open for this app.
-    pub fn connection_count(&self) -> u64 {
-        self.connections.load(Ordering::Relaxed)
-    }
-
-    /// Reserves a connection slot; false when the app is at `max_connections`.
-    pub fn try_reserve_connection(&self) -> bool {
-        let max = self.config.max_connections;
-        self.connections
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (max == 0 || n < max).then_some(n + 1))
-            .is_ok()
-    }
-
-    /// Marks a connection of this node as open (`true`) or closed (`false`).
-    pub fn set_live(&self, conn: &ConnRef, live: bool) {
-        if live {
-            self.live.insert(conn.id, conn.outbox.clone());
-        } else {
-            self.live.remove(&conn.id);
-        }
-    }
-
-    /// Calls `f` with the queue of every open connection of this node in this app. `f` runs under
-    /// a read lock of the map: it must not open or close connections.
-    pub fn for_each_live(&self, mut f: impl FnMut(&Outbox)) {
-        for entry in self.live.iter() {
-            f(entry.value());
-        }
-    }
-
-    /// Whether a connection of this node is open in this app.
-    pub fn is_live(&self, conn: ConnId) -> bool {
-        self.live.contains_key(&conn)
-    }
-
-    /// Releases a slot taken by [`AppState::try_reserve_connection`].
-    pub fn release_connection(&self) {
-        let _ = self.connections.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| Some(n.saturating_sub(1)));
+    /// This app's connections on this node: quota and open queues.
+    pub fn connections(&self) -> &Connections {
+        &self.connections
     }
 }
 
@@ -299,14 +263,5 @@ mod tests {
         assert!(!is_valid_socket_id("12"));
         assert_eq!(socket_id(0, 0), "0.0");
         assert_eq!(socket_id(u32::MAX, u64::MAX), format!("{}.{}", u32::MAX, u64::MAX));
-    }
-
-    #[test]
-    fn connection_quota() {
-        let app = AppState::new(AppConfig { max_connections: 1, ..AppConfig::development() }, Arc::default(), None);
-        assert!(app.try_reserve_connection());
-        assert!(!app.try_reserve_connection());
-        app.release_connection();
-        assert!(app.try_reserve_connection());
     }
 }

@@ -86,7 +86,7 @@ impl Metrics {
                 let id = app.config.id.clone();
                 let s = app.stats().snapshot();
                 let l = || vec![Label::new("app_id", id.clone())];
-                gauge!(self.name("connected"), l()).set(app.connection_count() as f64);
+                gauge!(self.name("connected"), l()).set(app.connections().count() as f64);
                 counter!(self.name("new_connections_total"), l()).absolute(s.connections_opened);
                 counter!(self.name("new_disconnections_total"), l()).absolute(s.connections_closed);
                 counter!(self.name("socket_received_bytes"), l()).absolute(s.bytes_in);

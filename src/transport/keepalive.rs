@@ -70,7 +70,7 @@ async fn run(ctx: Context) {
             () = ctx.shutdown.cancelled(), if !shut => {
                 shut = true;
                 for app in ctx.hub.apps() {
-                    app.for_each_live(shut_down);
+                    app.connections().for_each_live(shut_down);
                 }
                 continue;
             }
@@ -78,7 +78,7 @@ async fn run(ctx: Context) {
         let now = clock();
         let (mut pinged, mut dropped) = (0u32, 0u32);
         for app in ctx.hub.apps() {
-            app.for_each_live(|o| match o.keepalive(now, &rules, &ping) {
+            app.connections().for_each_live(|o| match o.keepalive(now, &rules, &ping) {
                 Checked::Pinged => pinged += 1,
                 Checked::Dropped => dropped += 1,
                 Checked::Alive | Checked::Closed => {}

@@ -413,7 +413,7 @@ async fn a_client_that_pings_but_does_not_read_is_dropped_with_4100() {
 fn open_and_stalled(s: &TestServer) -> (usize, usize) {
     let app = s.ctx.hub.app_by_key(KEY).unwrap();
     let (mut open, mut stalled) = (0, 0);
-    app.for_each_live(|o| {
+    app.connections().for_each_live(|o| {
         open += 1;
         stalled += usize::from(o.is_attached() && o.is_stalled());
     });
@@ -479,7 +479,7 @@ async fn a_socket_stalled_at_shutdown_is_dropped_when_the_grace_period_ends() {
     let mut open = 1;
     for _ in 0..20 {
         open = 0;
-        app.for_each_live(|_| open += 1);
+        app.connections().for_each_live(|_| open += 1);
         if open == 0 {
             break;
         }

@@ -149,11 +149,11 @@ impl Connection {
         }
         check_protocol(query.protocol.as_deref())?;
         check_version(query.version.as_deref())?;
-        if !app.try_reserve_connection() {
+        if !app.connections().try_reserve(app.config.max_connections) {
             return Err(Refusal::new(4004, "Application is over its connection quota"));
         }
         let conn = hub.new_connection(&app);
-        app.set_live(&conn, true);
+        app.connections().set_live(&conn, true);
         let socket_id = hub.socket_id(conn.id);
         conn.outbox.push(&Frame::from(frame::connection_established(&socket_id, activity_timeout)));
         app.debug(|| serde_json::json!({"type": "connection_opened", "socket_id": socket_id}));
@@ -238,8 +238,8 @@ impl Drop for Connection {
             self.app.sign_out(self.conn.id, &user.id, &user.watchlist);
         }
         self.app.debug(|| serde_json::json!({"type": "connection_closed", "socket_id": self.socket_id()}));
-        self.app.set_live(&self.conn, false);
-        self.app.release_connection();
+        self.app.connections().set_live(&self.conn, false);
+        self.app.connections().release();
         self.app.stats().connections_closed.fetch_add(1, Ordering::Relaxed);
     }
 }
