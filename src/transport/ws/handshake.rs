@@ -1,0 +1,216 @@
+//! The WebSocket handshake: the upgrade request's checks, and the upgrade read and answered
+//! directly from a plain TCP socket (its first request head, recognised without the HTTP server).
+
+use super::tcp::{TcpState, read_up_to};
+use super::{Task, Upgraded};
+use crate::protocol::websocket as wire;
+use crate::state::Context;
+use crate::transport::connection::{ClientQuery, Connection, Refusal};
+use crate::transport::keepalive::WRITE_TIMEOUT;
+use crate::transport::write_all;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use std::io;
+use std::sync::atomic::Ordering;
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+
+/// Longest request head read before deciding who serves a plain TCP connection; a longer one
+/// goes to the HTTP server as it is.
+const HEAD_MAX: usize = 4096;
+/// Headers parsed in a request head read directly.
+const MAX_HEADERS: usize = 64;
+
+/// Why an upgrade request was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(super) enum HandshakeError {
+    #[error("expected a WebSocket upgrade request")]
+    NotUpgrade,
+    #[error("unsupported WebSocket version (13 is supported)")]
+    Version,
+    #[error("expected one valid Sec-WebSocket-Key")]
+    Key,
+}
+
+impl IntoResponse for HandshakeError {
+    fn into_response(self) -> Response {
+        let status = match self {
+            HandshakeError::Version => StatusCode::UPGRADE_REQUIRED,
+            HandshakeError::NotUpgrade | HandshakeError::Key => StatusCode::BAD_REQUEST,
+        };
+        let mut res = (status, axum::Json(serde_json::json!({"error": self.to_string()}))).into_response();
+        if self == HandshakeError::Version {
+            // The client may retry with a version named here.
+            res.headers_mut().insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+        }
+        res
+    }
+}
+
+/// Request headers, from the HTTP server's map or parsed by [`direct_upgrade`].
+pub(super) trait Headers {
+    /// The values of every header named `name` (case-insensitive).
+    fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]>;
+}
+
+impl Headers for HeaderMap {
+    fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> {
+        self.get_all(name).into_iter().map(HeaderValue::as_bytes)
+    }
+}
+
+impl Headers for [httparse::Header<'_>] {
+    fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> {
+        self.iter().filter(move |h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value)
+    }
+}
+
+/// Checks the upgrade request (RFC 6455 section 4.2.1) and returns the `Sec-WebSocket-Accept`
+/// value.
+pub(super) fn accept_key<H: Headers + ?Sized>(headers: &H) -> Result<String, HandshakeError> {
+    let has_token = |name: &str, token: &str| {
+        headers
+            .values(name)
+            .filter_map(|v| std::str::from_utf8(v).ok())
+            .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+    };
+    if !has_token("connection", "upgrade") || !has_token("upgrade", "websocket") {
+        return Err(HandshakeError::NotUpgrade);
+    }
+    let mut versions = headers.values("sec-websocket-version");
+    let (Some(version), None) = (versions.next(), versions.next()) else {
+        return Err(HandshakeError::Version);
+    };
+    if version.trim_ascii() != b"13" {
+        return Err(HandshakeError::Version);
+    }
+    let mut keys = headers.values("sec-websocket-key");
+    let (Some(key), None) = (keys.next(), keys.next()) else {
+        return Err(HandshakeError::Key);
+    };
+    // The key is 16 random bytes in base64.
+    let key = key.trim_ascii();
+    let mut raw = [0u8; 18];
+    if !base64::Engine::decode_slice(&base64::engine::general_purpose::STANDARD, key, &mut raw).is_ok_and(|n| n == 16) {
+        return Err(HandshakeError::Key);
+    }
+    Ok(wire::accept_key(key))
+}
+
+/// Reads the first request head of a plain TCP connection: until it is complete, [`HEAD_MAX`]
+/// bytes have arrived, or the client ends its stream (then what arrived is returned). The first
+/// attempt does not wait for readiness (tokio assumes an accepted socket readable), since the
+/// request usually arrives with the connection; a read that drains the socket clears its
+/// readiness, so the next read of the connection (its first message, which the client sends
+/// only after the answer) waits for the bytes instead of trying a `recv` that finds none.
+pub async fn read_head(stream: &TcpStream) -> io::Result<Vec<u8>> {
+    // Room for the longest head, not zeroed (each read copies in what arrived). One block of this
+    // size, freed after the handshake, is what the next connection's head reuses; a block sized
+    // to each head would leave holes between the connections' long-lived allocations.
+    let mut buf = Vec::with_capacity(HEAD_MAX);
+    loop {
+        let room = HEAD_MAX - buf.len();
+        match read_up_to(stream, &mut buf, room) {
+            Ok(0) => break,
+            Ok(_) => {
+                let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                if buf.len() == HEAD_MAX
+                    || !matches!(httparse::Request::new(&mut headers).parse(&buf), Ok(httparse::Status::Partial))
+                {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => stream.readable().await?,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(buf)
+}
+
+/// A WebSocket upgrade to Sinew's endpoint, answered without the HTTP server.
+pub struct DirectUpgrade {
+    accept: String,
+    key: String,
+    query: ClientQuery,
+    /// Where the head ends (messages may follow it).
+    head_len: usize,
+}
+
+/// Recognises a valid WebSocket upgrade request for [`ROUTE`](super::ROUTE) in a request head.
+/// Anything else (other routes, invalid upgrades answered with their error status, escaped keys,
+/// incomplete or oversized heads) is left to the HTTP server.
+pub fn direct_upgrade(head: &[u8], path_prefix: &str) -> Option<DirectUpgrade> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let httparse::Status::Complete(head_len) = req.parse(head).ok()? else { return None };
+    if req.method != Some("GET") || req.version != Some(1) {
+        return None;
+    }
+    let (path, query) = match req.path?.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (req.path?, None),
+    };
+    let key = app_key_in(path, path_prefix)?;
+    let accept = accept_key(&*req.headers).ok()?;
+    Some(DirectUpgrade { accept, key: key.to_string(), query: ClientQuery::parse(query), head_len })
+}
+
+/// The app key in a WebSocket path: `/app/{key}`, `/app/{key}/`, or `{prefix}/app/{key}`.
+fn app_key_in<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
+    let key = match path.strip_prefix("/app/") {
+        Some(rest) => rest.strip_suffix('/').unwrap_or(rest),
+        None if !prefix.is_empty() => path.strip_prefix(prefix)?.strip_prefix("/app/")?,
+        None => return None,
+    };
+    (!key.is_empty() && !key.contains(['/', '%'])).then_some(key)
+}
+
+/// Answers an upgrade request `head` recognised by [`direct_upgrade`]: the `101` response and
+/// `pusher:connection_established` (or the refusal) go out in one write. `None` when the
+/// connection is already over (refused, or the client left).
+pub async fn handshake(ctx: &Context, stream: TcpStream, head: Vec<u8>, up: DirectUpgrade) -> Option<Upgraded> {
+    let opened = if ctx.is_draining() {
+        Err(Refusal::shutting_down())
+    } else {
+        Connection::open(&ctx.hub, &up.key, &up.query, ctx.config.activity_timeout)
+    };
+    let mut task = Task { opened, config: ctx.config.clone(), shutdown: ctx.shutdown.clone() };
+    let tcp = task.answer(stream, head, up).await?;
+    Some(Upgraded { task, tcp })
+}
+
+impl Task {
+    /// Answers a directly recognised upgrade: the `101` response and what the connection has queued
+    /// (`pusher:connection_established`, or the refusal) in one write. `None` when the connection
+    /// is over.
+    async fn answer(&mut self, stream: TcpStream, head: Vec<u8>, up: DirectUpgrade) -> Option<TcpState> {
+        let mut out = Vec::with_capacity(256);
+        out.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: websocket\r\n");
+        out.extend_from_slice(b"sec-websocket-accept: ");
+        out.extend_from_slice(up.accept.as_bytes());
+        out.extend_from_slice(b"\r\n\r\n");
+        if let Ok(conn) = &self.opened {
+            let mut queued = Vec::new();
+            // A close requested meanwhile stays pending for the outbox's writer.
+            conn.outbox().drain(&mut queued);
+            for f in &queued {
+                out.extend_from_slice(f.wire());
+            }
+            let stats = conn.app().stats();
+            stats.messages_out.fetch_add(queued.len() as u64, Ordering::Relaxed);
+            stats.bytes_out.fetch_add(queued.iter().map(|f| f.len() as u64).sum(), Ordering::Relaxed);
+        }
+        if !matches!(timeout(WRITE_TIMEOUT, write_all(&stream, &out)).await, Ok(Ok(()))) {
+            return None;
+        }
+        let early = head.get(up.head_len..).unwrap_or_default().to_vec();
+        match self.attach(stream, early) {
+            Ok(tcp) => Some(tcp),
+            Err(rare) => {
+                rare.await;
+                None
+            }
+        }
+    }
+}

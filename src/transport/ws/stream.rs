@@ -1,0 +1,155 @@
+//! A WebSocket connection over any stream but plain TCP (TLS): its task reads the stream and writes
+//! the outbox in batches.
+
+use super::READ_CHUNK;
+use super::input::{Input, handle_input, linger_reading};
+use crate::config::Config;
+use crate::hub::{Drained, Frame, clock};
+use crate::protocol::websocket::{self as wire, Decoder};
+use crate::transport::connection::{Connection, Refusal};
+use crate::transport::keepalive::WRITE_TIMEOUT;
+use hyper_util::rt::TokioIo;
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::Poll;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::time::timeout;
+
+/// A stream connection's write buffer is kept between batches up to this size.
+const WRITE_BUFFER: usize = 16 * 1024;
+
+/// Runs a connection over an upgraded stream other than plain TCP (TLS): the same framing and the
+/// same [`Connection`] as plain TCP, but this task writes the outbox (TLS is written through the
+/// stream's own state, which the publishing thread cannot reach without a lock).
+pub(super) async fn serve_upgraded(
+    config: Arc<Config>,
+    upgraded: hyper::upgrade::Upgraded,
+    opened: Result<Connection, Refusal>,
+) {
+    serve_stream(&config, TokioIo::new(upgraded), Vec::new(), opened).await;
+}
+
+/// What a connection task needs from its socket.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// Appends what `stream` has to `buf` (up to [`READ_CHUNK`] bytes), waiting for bytes. The read
+/// space is on the stack only while a read is tried, so a waiting connection holds no buffer.
+pub(super) async fn read_stream(stream: &mut (impl AsyncRead + Unpin), buf: &mut Vec<u8>) -> io::Result<usize> {
+    std::future::poll_fn(|cx| {
+        let mut space = [0u8; READ_CHUNK];
+        let mut read = tokio::io::ReadBuf::new(&mut space);
+        match std::pin::Pin::new(&mut *stream).poll_read(cx, &mut read) {
+            Poll::Ready(Ok(())) => {
+                buf.extend_from_slice(read.filled());
+                Poll::Ready(Ok(read.filled().len()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await
+}
+
+/// Writes `bytes` and flushes; a stream that takes nothing for [`WRITE_TIMEOUT`] fails.
+async fn write_stream(stream: &mut (impl AsyncWrite + Unpin), bytes: &[u8]) -> bool {
+    matches!(
+        timeout(WRITE_TIMEOUT, async {
+            stream.write_all(bytes).await?;
+            stream.flush().await
+        })
+        .await,
+        Ok(Ok(()))
+    )
+}
+
+/// Runs one connection over `stream` (`early`: bytes read past the upgrade request) until the
+/// client leaves, the server closes it, or the stream fails. Liveness and the shutdown notice are
+/// the keepalive task's, as for every connection; this task reports what it hears.
+async fn serve_stream(config: &Config, stream: impl Io, early: Vec<u8>, opened: Result<Connection, Refusal>) {
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    let mut decoder = Decoder::new(early);
+    let max = config.max_message_bytes;
+    let mut conn = match opened {
+        Ok(c) => c,
+        Err(refusal) => {
+            let mut out = refusal.frame().wire().to_vec();
+            out.extend(wire::close_frame(refusal.code, &refusal.message));
+            if write_stream(&mut writer, &out).await {
+                linger_stream(&mut reader, &mut writer, Some(&mut decoder), max).await;
+            }
+            return;
+        }
+    };
+    tracing::debug!(socket_id = conn.socket_id(), app = %conn.app().config.id, "connection opened");
+    let outbox = conn.outbox().clone();
+    let mut input = Input::Open;
+    if !decoder.buf.is_empty() {
+        input = handle_input(&mut conn, &mut decoder, max).await;
+    }
+    let mut batch: Vec<Frame> = Vec::new();
+    let mut out: Vec<u8> = Vec::new();
+    loop {
+        tokio::select! {
+            biased;
+            drained = outbox.next(&mut batch) => {
+                out.clear();
+                if let Some(control) = outbox.take_control() {
+                    out.extend_from_slice(&control);
+                }
+                for f in &batch {
+                    out.extend_from_slice(f.wire());
+                }
+                let stats = conn.app().stats();
+                stats.messages_out.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                stats.bytes_out.fetch_add(batch.iter().map(|f| f.len() as u64).sum(), Ordering::Relaxed);
+                batch.clear();
+                let close = match drained { Drained::Close(c) => Some(c), Drained::Frames => None };
+                if let Some(c) = &close {
+                    out.extend(wire::close_frame(c.code, &c.reason));
+                }
+                let written = write_stream(&mut writer, &out).await;
+                if out.capacity() > WRITE_BUFFER {
+                    out = Vec::new();
+                }
+                if close.is_some() && written && input != Input::PeerClosed {
+                    let decoder = (input == Input::Open).then_some(&mut decoder);
+                    linger_stream(&mut reader, &mut writer, decoder, max).await;
+                }
+                if close.is_some() || !written {
+                    break;
+                }
+            }
+            read = read_stream(&mut reader, &mut decoder.buf), if input == Input::Open => match read {
+                Ok(0) => break,
+                Ok(_) => {
+                    outbox.heard(clock());
+                    input = handle_input(&mut conn, &mut decoder, max).await;
+                    if decoder.buf.is_empty() {
+                        decoder.buf = Vec::new();
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "websocket read failed");
+                    break;
+                }
+            },
+        }
+    }
+    tracing::debug!(socket_id = conn.socket_id(), "connection closed");
+}
+
+/// `linger` (`tcp.rs`) for a stream: ends the server's side (for TLS, its close_notify) and reads
+/// until the client's close frame, the end of its stream, or [`LINGER`](super::LINGER).
+async fn linger_stream(
+    reader: &mut (impl AsyncRead + Unpin),
+    writer: &mut (impl AsyncWrite + Unpin),
+    decoder: Option<&mut Decoder>,
+    max: usize,
+) {
+    if !matches!(timeout(WRITE_TIMEOUT, writer.shutdown()).await, Ok(Ok(()))) {
+        return;
+    }
+    linger_reading(reader, decoder, max).await;
+}
