@@ -1,9 +1,10 @@
 //! WebSocket transport: the upgrade at `/app/{key}`, then one task per connection.
 //!
-//! On plain TCP (the usual case) the connection speaks the wire format itself ([`super::wire`]) and
-//! attaches its socket to the outbox: a frame published to an idle connection is written by the
-//! publishing thread without waking the connection's task, and an idle connection keeps no read or
-//! write buffer. Other streams (TLS) go through tungstenite, writing the outbox in batches.
+//! On plain TCP (the usual case) the connection speaks the wire format itself
+//! ([`wire`](crate::protocol::websocket)) and attaches its socket to the outbox: a frame published
+//! to an idle connection is written by the publishing thread without waking the connection's task,
+//! and an idle connection keeps no read or write buffer. Other streams (TLS) go through
+//! tungstenite, writing the outbox in batches.
 //!
 //! Files: this one holds the route, the upgrade through the HTTP server, the connection task and
 //! the constants the files share; `handshake.rs` the upgrade request's checks and the upgrade read

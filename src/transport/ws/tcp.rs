@@ -219,7 +219,8 @@ enum Event {
 }
 
 /// A plain TCP connection's transport state (the protocol state is its [`Connection`]). Its
-/// timeouts and the shutdown notice are handled for all connections by [`keepalive`].
+/// timeouts and the shutdown notice are handled for all connections by
+/// [`keepalive`](crate::transport::keepalive).
 pub(super) struct TcpState {
     socket: Arc<Socket>,
     decoder: Decoder,
@@ -227,7 +228,8 @@ pub(super) struct TcpState {
 }
 
 impl TcpState {
-    /// Runs until the client leaves, the server closes the connection, or [`keepalive`] drops it.
+    /// Runs until the client leaves, the server closes the connection, or
+    /// [`keepalive`](crate::transport::keepalive) drops it.
     pub(super) async fn run(&mut self, task: &mut Task) {
         let Ok(conn) = &mut task.opened else { return };
         let config = &*task.config;
