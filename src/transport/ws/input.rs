@@ -1,13 +1,14 @@
-//! What a client sends, for either kind of connection: its messages handled as they are decoded,
-//! and the reads after the server's close frame.
+//! What a client sends, for either kind of connection: reads from a stream, its messages handled as
+//! they are decoded, and the reads after the server's close frame.
 
-use super::LINGER;
-use super::stream::read_stream;
+use super::{LINGER, READ_CHUNK};
 use crate::hub::Frame;
 use crate::protocol::frame;
 use crate::protocol::websocket::{self as wire, Decoder, Incoming};
 use crate::transport::connection::Connection;
+use std::io;
 use std::sync::atomic::Ordering;
+use std::task::Poll;
 use tokio::io::AsyncRead;
 use tokio::time::timeout;
 
@@ -92,4 +93,22 @@ pub(super) async fn handle_input(conn: &mut Connection, decoder: &mut Decoder, m
             }
         }
     }
+}
+
+/// Appends what `stream` has to `buf` (up to [`READ_CHUNK`] bytes), waiting for bytes. The read
+/// space is on the stack only while a read is tried, so a waiting connection holds no buffer.
+pub(super) async fn read_stream(stream: &mut (impl AsyncRead + Unpin), buf: &mut Vec<u8>) -> io::Result<usize> {
+    std::future::poll_fn(|cx| {
+        let mut space = [0u8; READ_CHUNK];
+        let mut read = tokio::io::ReadBuf::new(&mut space);
+        match std::pin::Pin::new(&mut *stream).poll_read(cx, &mut read) {
+            Poll::Ready(Ok(())) => {
+                buf.extend_from_slice(read.filled());
+                Poll::Ready(Ok(read.filled().len()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await
 }

@@ -3,8 +3,8 @@
 //! On plain TCP (the usual case) the connection speaks the wire format itself
 //! ([`wire`](crate::protocol::websocket)) and attaches its socket to the outbox: a frame published
 //! to an idle connection is written by the publishing thread without waking the connection's task,
-//! and an idle connection keeps no read or write buffer. Other streams (TLS) go through
-//! tungstenite, writing the outbox in batches.
+//! and an idle connection keeps no read or write buffer. Other streams (TLS) speak the same wire
+//! format, with the connection's task writing the outbox in batches.
 //!
 //! Files: this one holds the route, the upgrade through the HTTP server, the connection task and
 //! the constants the files share; `handshake.rs` the upgrade request's checks and the upgrade read

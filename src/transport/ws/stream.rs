@@ -1,18 +1,15 @@
 //! A WebSocket connection over any stream but plain TCP (TLS): its task reads the stream and writes
 //! the outbox in batches.
 
-use super::READ_CHUNK;
-use super::input::{Input, handle_input, linger_reading};
+use super::input::{Input, handle_input, linger_reading, read_stream};
 use crate::config::Config;
 use crate::hub::{Drained, Frame, clock};
 use crate::protocol::websocket::{self as wire, Decoder};
 use crate::transport::connection::{Connection, Refusal};
 use crate::transport::keepalive::WRITE_TIMEOUT;
 use hyper_util::rt::TokioIo;
-use std::io;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::task::Poll;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::time::timeout;
 
@@ -33,24 +30,6 @@ pub(super) async fn serve_upgraded(
 /// What a connection task needs from its socket.
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
-
-/// Appends what `stream` has to `buf` (up to [`READ_CHUNK`] bytes), waiting for bytes. The read
-/// space is on the stack only while a read is tried, so a waiting connection holds no buffer.
-pub(super) async fn read_stream(stream: &mut (impl AsyncRead + Unpin), buf: &mut Vec<u8>) -> io::Result<usize> {
-    std::future::poll_fn(|cx| {
-        let mut space = [0u8; READ_CHUNK];
-        let mut read = tokio::io::ReadBuf::new(&mut space);
-        match std::pin::Pin::new(&mut *stream).poll_read(cx, &mut read) {
-            Poll::Ready(Ok(())) => {
-                buf.extend_from_slice(read.filled());
-                Poll::Ready(Ok(read.filled().len()))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => Poll::Pending,
-        }
-    })
-    .await
-}
 
 /// Writes `bytes` and flushes; a stream that takes nothing for [`WRITE_TIMEOUT`] fails.
 async fn write_stream(stream: &mut (impl AsyncWrite + Unpin), bytes: &[u8]) -> bool {
