@@ -139,6 +139,23 @@ impl Refusal {
     }
 }
 
+/// The app and what [`check`] found, or the refusal to answer with.
+fn checked(
+    ctx: &Context,
+    auth: &AuthApps,
+    app_id: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(Arc<AppState>, Checked), Box<Response>> {
+    let Some(app) = ctx.hub.app_by_id(app_id) else {
+        return Err(Box::new(fail(StatusCode::NOT_FOUND, "unknown app")));
+    };
+    match check(ctx, auth, &app, headers, body) {
+        Ok(c) => Ok((app, c)),
+        Err(r) => Err(Box::new(r.into_response(Some(&app.config)))),
+    }
+}
+
 fn check(ctx: &Context, auth: &AuthApps, app: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Checked, Refusal> {
     let cfg = &app.config;
     let origin = allowed_origin(cfg, headers).map_err(|()| Refusal {
@@ -205,12 +222,11 @@ pub async fn channel_auth(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some(app) = ctx.hub.app_by_id(&app_id) else { return fail(StatusCode::NOT_FOUND, "unknown app") };
-    let cfg = &app.config;
-    let c = match check(&ctx, &auth, &app, &headers, &body) {
-        Ok(c) => c,
-        Err(r) => return r.into_response(Some(cfg)),
+    let (app, c) = match checked(&ctx, &auth, &app_id, &headers, &body) {
+        Ok(ok) => ok,
+        Err(refused) => return *refused,
     };
+    let cfg = &app.config;
     let reply = |r: Response| with_cors(r, c.origin.clone(), cfg);
     let name = c.form.get("channel_name").cloned().unwrap_or_default();
     if let Err(e) = channel::validate_name(&name, cfg.max_channel_name_length, false) {
@@ -263,12 +279,11 @@ pub async fn user_auth(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some(app) = ctx.hub.app_by_id(&app_id) else { return fail(StatusCode::NOT_FOUND, "unknown app") };
-    let cfg = &app.config;
-    let c = match check(&ctx, &auth, &app, &headers, &body) {
-        Ok(c) => c,
-        Err(r) => return r.into_response(Some(cfg)),
+    let (app, c) = match checked(&ctx, &auth, &app_id, &headers, &body) {
+        Ok(ok) => ok,
+        Err(refused) => return *refused,
     };
+    let cfg = &app.config;
     let mut user = serde_json::Map::new();
     user.insert("id".into(), Value::String(c.claims.sub.clone()));
     if let Some(info) = &c.claims.user_info {
