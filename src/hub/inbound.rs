@@ -71,7 +71,7 @@ impl AppState {
             app: self.config.id.clone(),
             user: user.to_string(),
         });
-        self.terminate_user(user)
+        self.users.terminate(user)
     }
 
     /// Announces a cluster-wide transition this node observed. The frames went out on the bus from
@@ -214,7 +214,7 @@ impl Hub {
             }
             Inbound::Bus(BusMessage::Terminate { app, user, .. }) => {
                 if let Some(app) = self.app_by_id(&app) {
-                    app.terminate_user(&user);
+                    app.users().terminate(&user);
                 }
             }
             Inbound::Bus(BusMessage::Listed { to, token, .. }) => {

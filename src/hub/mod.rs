@@ -27,6 +27,7 @@ pub use outbox::{
 pub use publish::{Event, Origin};
 pub use registry::{ChannelSummary, Member, SubscribeError};
 pub use stats::{Stats, StatsSnapshot};
+pub use users::Users;
 
 use crate::adapter::Adapter;
 use crate::config::{AppConfig, Config};
@@ -48,14 +49,17 @@ pub struct ConnRef {
     pub outbox: Outbox,
 }
 
-/// One application's live state.
+/// One application's live state. Its parts own their methods: [`Connections`] (quota, open
+/// queues), [`Users`] (signed-in users, watchlists), [`Cache`] (cache channels); the channel
+/// registry with its presence members and fan-out is this type's own (`registry.rs`), as are the
+/// cluster sides (`cluster_join.rs`, `cluster_view.rs`, `inbound.rs`) and publishing (`publish.rs`).
 #[derive(Debug)]
 pub struct AppState {
     /// The app's settings.
     pub config: AppConfig,
     connections: Connections,
     channels: DashMap<String, registry::Channel>,
-    users: Mutex<users::Users>,
+    users: Users,
     cache: Cache,
     stats: Arc<Stats>,
     hooks: Option<Emitter>,
@@ -83,6 +87,7 @@ impl AppState {
         debug: DebugFeed,
         adapter: Adapter,
     ) -> Self {
+        let users = Users::new(config.watchlist);
         AppState {
             adapter,
             degraded_joins: Mutex::new(Vec::new()),
@@ -91,7 +96,7 @@ impl AppState {
             config,
             connections: Connections::default(),
             channels: DashMap::new(),
-            users: Mutex::new(users::Users::default()),
+            users,
             cache: Cache::default(),
             stats,
         }
@@ -117,6 +122,11 @@ impl AppState {
     /// This app's counters.
     pub fn stats(&self) -> &Stats {
         &self.stats
+    }
+
+    /// This app's signed-in users on this node and their watchers.
+    pub fn users(&self) -> &Users {
+        &self.users
     }
 
     /// This app's connections on this node: quota and open queues.

@@ -1,29 +1,42 @@
 //! Signed-in users: which connections belong to which user, and watchlist subscriptions.
 
-use super::{AppState, ConnId, Frame, Outbox, lock};
+use super::{ConnId, Frame, Outbox, lock};
 use crate::protocol::frame;
 use std::collections::HashMap;
+use std::sync::Mutex;
 
-/// Per-app user bookkeeping.
+/// An app's signed-in users on this node, and who watches them.
 #[derive(Debug, Default)]
 pub struct Users {
+    /// Whether the app sends watchlist events (`watchlist` in its settings).
+    watchlist: bool,
+    lists: Mutex<Lists>,
+}
+
+#[derive(Debug, Default)]
+struct Lists {
     /// user id -> that user's signed-in connections.
     online: HashMap<String, HashMap<ConnId, Outbox>>,
     /// watched user id -> connections watching it.
     watchers: HashMap<String, HashMap<ConnId, Outbox>>,
 }
 
-impl AppState {
+impl Users {
+    /// No users yet; `watchlist` turns watchlist events on.
+    pub fn new(watchlist: bool) -> Self {
+        Users { watchlist, lists: Mutex::default() }
+    }
+
     /// Records `conn` as signed in as `user`. When `watchlist` is given, registers it and sends the
     /// current online/offline state of the watched ids. Tells watchers of `user` it came online.
     pub fn sign_in(&self, conn: ConnId, outbox: &Outbox, user: &str, watchlist: &[String]) {
-        let mut users = lock(&self.users);
+        let mut users = lock(&self.lists);
         let first = {
             let conns = users.online.entry(user.to_string()).or_default();
             conns.insert(conn, outbox.clone());
             conns.len() == 1
         };
-        if self.config.watchlist {
+        if self.watchlist {
             if first && let Some(watchers) = users.watchers.get(user) {
                 let f = Frame::from(frame::watchlist_event("online", &[user]));
                 for o in watchers.values() {
@@ -47,7 +60,7 @@ impl AppState {
     /// Forgets a connection signed in as `user` that watched `watchlist`; tells watchers when the
     /// user's last connection is gone.
     pub fn sign_out(&self, conn: ConnId, user: &str, watchlist: &[String]) {
-        let mut users = lock(&self.users);
+        let mut users = lock(&self.lists);
         let mut last = false;
         if let Some(conns) = users.online.get_mut(user) {
             conns.remove(&conn);
@@ -65,7 +78,7 @@ impl AppState {
             }
         }
         if last
-            && self.config.watchlist
+            && self.watchlist
             && let Some(watchers) = users.watchers.get(user)
         {
             let f = Frame::from(frame::watchlist_event("offline", &[user]));
@@ -77,8 +90,8 @@ impl AppState {
 
     /// Closes every connection signed in as `user` with `pusher:error` and close code 4009.
     /// Returns how many were told to close.
-    pub fn terminate_user(&self, user: &str) -> usize {
-        let users = lock(&self.users);
+    pub fn terminate(&self, user: &str) -> usize {
+        let users = lock(&self.lists);
         let Some(conns) = users.online.get(user) else {
             return 0;
         };
@@ -92,14 +105,13 @@ impl AppState {
 
     /// Whether any connection is signed in as `user`.
     pub fn is_online(&self, user: &str) -> bool {
-        lock(&self.users).online.contains_key(user)
+        lock(&self.lists).online.contains_key(user)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::AppConfig;
     use crate::hub::{Drained, OutboxLimits};
     use std::sync::Arc;
 
@@ -115,7 +127,7 @@ mod tests {
 
     #[test]
     fn watchlist_online_offline() {
-        let app = AppState::new(AppConfig { watchlist: true, ..AppConfig::development() }, Arc::default(), None);
+        let app = Users::new(true);
         let (a, b) = (outbox(), outbox());
         app.sign_in(1, &a, "alice", &["bob".into()]);
         let ev = events(&a);
@@ -130,14 +142,14 @@ mod tests {
 
     #[tokio::test]
     async fn terminate_closes_only_that_user() {
-        let app = AppState::new(AppConfig::development(), Arc::default(), None);
+        let app = Users::new(false);
         let (a, b) = (outbox(), outbox());
         app.sign_in(1, &a, "alice", &[]);
         app.sign_in(2, &b, "bob", &[]);
-        assert_eq!(app.terminate_user("alice"), 1);
+        assert_eq!(app.terminate("alice"), 1);
         let mut batch = Vec::new();
         assert!(matches!(a.next(&mut batch).await, Drained::Close(c) if c.code == 4009));
         assert!(!b.is_closing());
-        assert_eq!(app.terminate_user("nobody"), 0);
+        assert_eq!(app.terminate("nobody"), 0);
     }
 }

@@ -235,7 +235,7 @@ impl Drop for Connection {
             self.app.leave(self.conn.id, channel);
         }
         if let Some(user) = &self.user {
-            self.app.sign_out(self.conn.id, &user.id, &user.watchlist);
+            self.app.users().sign_out(self.conn.id, &user.id, &user.watchlist);
         }
         self.app.debug(|| serde_json::json!({"type": "connection_closed", "socket_id": self.socket_id()}));
         self.app.connections().set_live(&self.conn, false);

@@ -49,7 +49,7 @@ impl Connection {
                 &format!("Watchlist limit exceeded: only the first {} ids are watched", cfg.max_watchlist_size),
             );
         }
-        self.app.sign_in(self.conn.id, &self.conn.outbox, &id, &watchlist);
+        self.app.users().sign_in(self.conn.id, &self.conn.outbox, &id, &watchlist);
         self.user = Some(Box::new(SignedIn { id, info_json: user.user_info.map(|r| r.get().to_string()), watchlist }));
     }
 }
