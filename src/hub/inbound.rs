@@ -52,18 +52,6 @@ impl AppState {
         self.fan_out(&ch, &f, None);
     }
 
-    /// Sends a frame to the subscribers of `channel` on the other nodes.
-    pub fn publish_to_cluster(&self, channel: &str, frame: &Frame, except: Option<&str>) {
-        self.adapter.publish_with(|node| BusMessage::Frame {
-            node,
-            app: self.config.id.clone(),
-            channel: channel.to_string(),
-            frame: frame.as_str().to_string(),
-            except: except.map(str::to_string),
-            except_user: None,
-        });
-    }
-
     /// Closes this user's connections here and, when clustered, on every node.
     pub fn terminate_everywhere(&self, user: &str) -> usize {
         self.adapter.publish_with(|node| BusMessage::Terminate {

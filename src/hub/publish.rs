@@ -3,8 +3,12 @@
 //! channel and queued for every local subscriber, the last event of a cache channel stored under
 //! the channel's guard, and, for an event published here, one bus message for the other nodes
 //! whatever the number of channels and subscribers.
+//!
+//! A client event is a frame its connection built (it names the sender's `user_id`): it goes to the
+//! channel's other subscribers here and, as that frame, to the other nodes
+//! ([`AppState::publish_frame`]).
 
-use super::{AppState, Frame, Hub};
+use super::{AppState, ConnId, Frame, Hub};
 use crate::adapter::BusMessage;
 use crate::protocol::channel::ChannelType;
 use crate::protocol::frame;
@@ -64,6 +68,22 @@ impl Hub {
         app.debug(|| {
             serde_json::json!({"type": "rest_publish", "channels": event.channels, "event": event.name,
                 "socket_id": event.except, "data": super::preview(event.data, 200)})
+        });
+    }
+}
+
+impl AppState {
+    /// Delivers a frame a connection built (a client event) to the other subscribers of `channel`
+    /// on this node, then to its subscribers on the other nodes.
+    pub fn publish_frame(&self, channel: &str, frame: &Frame, sender: ConnId) {
+        self.publish(channel, frame, Some(sender));
+        self.adapter().publish_with(|node| BusMessage::Frame {
+            node,
+            app: self.config.id.clone(),
+            channel: channel.to_string(),
+            frame: frame.as_str().to_string(),
+            except: None,
+            except_user: None,
         });
     }
 }

@@ -41,8 +41,7 @@ impl Connection {
             );
         }
         let f = Frame::from(frame::client_event(event, channel, data_json, member));
-        self.app.publish(channel, &f, Some(self.conn.id));
-        self.app.publish_to_cluster(channel, &f, None);
+        self.app.publish_frame(channel, &f, self.conn.id);
         self.app.debug(|| {
             serde_json::json!({"type": "client_event", "channel": channel, "event": event, "socket_id": self.socket_id(),
                 "user_id": member, "data": crate::hub::preview(data_json.unwrap_or(""), 200)})
