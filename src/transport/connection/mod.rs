@@ -12,9 +12,10 @@ mod client_events;
 mod sign_in;
 mod subscribe;
 
-use crate::hub::{AppState, ConnRef, Frame, Hub, Outbox, clock};
+use crate::hub::{AppState, ConnRef, Frame, Outbox, clock};
 use crate::protocol::frame::{self, SigninData, SubscribeData, UnsubscribeData};
 use crate::rate_limit::RateWindow;
+use crate::state::Context;
 use crate::transport::subscriptions::Subscriptions;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -140,8 +141,14 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Validates the app and quota, registers the connection and queues `connection_established`.
-    pub fn open(hub: &Hub, app_key: &str, query: &ClientQuery, activity_timeout: u64) -> Result<Self, Refusal> {
+    /// Opens a connection for any transport: refused with 4200 once the server is shutting down;
+    /// otherwise the app, its switch, the protocol version and the quota are checked, the
+    /// connection is registered and `connection_established` queued.
+    pub fn open(ctx: &Context, app_key: &str, query: &ClientQuery) -> Result<Self, Refusal> {
+        if ctx.is_draining() {
+            return Err(Refusal::shutting_down());
+        }
+        let (hub, activity_timeout) = (&ctx.hub, ctx.config.activity_timeout);
         let app =
             hub.app_by_key(app_key).ok_or_else(|| Refusal::new(4001, format!("App key {app_key} does not exist")))?;
         if !app.config.enabled {

@@ -8,7 +8,7 @@ use super::framing::{self, CLIENT_STREAM_LIMIT};
 use crate::hub::{Drained, Frame, clock};
 use crate::state::Context;
 use crate::transport::connection::ClientQuery;
-use crate::transport::connection::{Connection, Refusal};
+use crate::transport::connection::Connection;
 use bytes::Bytes;
 use dashmap::DashMap;
 use std::sync::Arc;
@@ -116,11 +116,7 @@ impl Sessions {
         }
         let (tx, rx) = mpsc::channel(BODY_CHUNKS);
         let mut first = first_chunk(kind, true).to_vec();
-        let opened = if ctx.is_draining() {
-            Err(Refusal::shutting_down())
-        } else {
-            Connection::open(&ctx.hub, app_key, &ClientQuery::parse(query), ctx.config.activity_timeout)
-        };
+        let opened = Connection::open(ctx, app_key, &ClientQuery::parse(query));
         let conn = match opened {
             Ok(conn) => conn,
             Err(refusal) => {

@@ -5,7 +5,7 @@ use super::tcp::{TcpState, read_up_to};
 use super::{Task, Upgraded};
 use crate::protocol::websocket as wire;
 use crate::state::Context;
-use crate::transport::connection::{ClientQuery, Connection, Refusal};
+use crate::transport::connection::{ClientQuery, Connection};
 use crate::transport::keepalive::WRITE_TIMEOUT;
 use crate::transport::write_all;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -170,11 +170,7 @@ fn app_key_in<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
 /// `pusher:connection_established` (or the refusal) go out in one write. `None` when the
 /// connection is already over (refused, or the client left).
 pub async fn handshake(ctx: &Context, stream: TcpStream, head: Vec<u8>, up: DirectUpgrade) -> Option<Upgraded> {
-    let opened = if ctx.is_draining() {
-        Err(Refusal::shutting_down())
-    } else {
-        Connection::open(&ctx.hub, &up.key, &up.query, ctx.config.activity_timeout)
-    };
+    let opened = Connection::open(ctx, &up.key, &up.query);
     let mut task = Task { opened, config: ctx.config.clone(), shutdown: ctx.shutdown.clone() };
     let tcp = task.answer(stream, head, up).await?;
     Some(Upgraded { task, tcp })
