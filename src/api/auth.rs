@@ -4,7 +4,10 @@ use super::ApiError;
 use crate::hub::AppState;
 use crate::protocol::signature;
 use crate::state::Context;
+use axum::body::Bytes;
+use axum::extract::{FromRef, FromRequest, FromRequestParts, RawPathParams, Request};
 use axum::http::{Method, Uri};
+use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -14,29 +17,55 @@ pub const TIMESTAMP_WINDOW_SECS: i64 = 600;
 /// MD5 of the empty body, which the Python SDK sends on GET requests.
 const EMPTY_MD5: &str = "d41d8cd98f00b204e9800998ecf8427e";
 
+/// A REST request whose signature checked out: the app it names (by the `{app_id}` in its path,
+/// or by `auth_key` on the routes without one), with its URI and body. Taking it as a handler's
+/// argument is the check: the handler runs only for a signed request.
+pub struct Signed {
+    /// The app the request is for.
+    pub app: Arc<AppState>,
+    /// The request's URI (its query holds the `info` and filter parameters).
+    pub uri: Uri,
+    /// The request's body.
+    pub body: Bytes,
+}
+
+impl<S> FromRequest<S> for Signed
+where
+    Context: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Response> {
+        let ctx = Context::from_ref(state);
+        let (mut parts, body) = req.into_parts();
+        let app_id = RawPathParams::from_request_parts(&mut parts, state)
+            .await
+            .ok()
+            .and_then(|p| p.iter().find(|(name, _)| *name == "app_id").map(|(_, id)| id.to_string()));
+        let (method, uri) = (parts.method.clone(), parts.uri.clone());
+        let body =
+            Bytes::from_request(Request::from_parts(parts, body), state).await.map_err(IntoResponse::into_response)?;
+        let app = match app_id {
+            Some(id) => verify(&ctx, &id, &method, &uri, &body),
+            None => verify_by_key(&ctx, &method, &uri, &body),
+        }
+        .map_err(IntoResponse::into_response)?;
+        Ok(Signed { app, uri, body })
+    }
+}
+
 /// Checks a request's signature for the app in its path and returns that app.
 ///
 /// Order: unknown app id (404), then key, timestamp, body_md5 and signature (401), then disabled (403).
-pub fn verify(ctx: &Context, app_id: &str, method: &Method, uri: &Uri, body: &[u8]) -> Result<Arc<AppState>, ApiError> {
-    verify_parts(ctx, app_id, method.as_str(), uri.path(), uri.query(), body)
-}
-
-/// Like [`verify`], for a request given as its method, raw path and raw query string.
-pub fn verify_parts(
-    ctx: &Context,
-    app_id: &str,
-    method: &str,
-    path: &str,
-    query: Option<&str>,
-    body: &[u8],
-) -> Result<Arc<AppState>, ApiError> {
+fn verify(ctx: &Context, app_id: &str, method: &Method, uri: &Uri, body: &[u8]) -> Result<Arc<AppState>, ApiError> {
     let app = ctx.hub.app_by_id(app_id).ok_or_else(|| ApiError::NotFound(format!("Unknown app id {app_id}")))?;
-    verify_for(app, method, path, query, body)
+    verify_for(app, method.as_str(), uri.path(), uri.query(), body)
 }
 
 /// Like [`verify`] for routes without an app id in the path: the app is the one whose key is
 /// `auth_key` (the Python SDK posts `terminate_connections` to `/users/{id}/...` this way).
-pub fn verify_by_key(ctx: &Context, method: &Method, uri: &Uri, body: &[u8]) -> Result<Arc<AppState>, ApiError> {
+fn verify_by_key(ctx: &Context, method: &Method, uri: &Uri, body: &[u8]) -> Result<Arc<AppState>, ApiError> {
     let key = query_param(uri, "auth_key").ok_or_else(|| ApiError::Unauthorized("Missing auth_key".into()))?;
     let app = ctx.hub.app_by_key(&key).ok_or_else(|| ApiError::Unauthorized("Unknown auth_key".into()))?;
     verify_for(app, method.as_str(), uri.path(), uri.query(), body)

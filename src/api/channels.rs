@@ -1,12 +1,11 @@
 //! `GET /apps/{id}/channels`, `GET /apps/{id}/channels/{name}` and `GET .../{name}/users`.
 
-use super::{ApiError, auth};
+use super::ApiError;
+use super::auth::{self, Signed};
 use crate::protocol::channel::{self, ChannelKind, ChannelType};
-use crate::state::Context;
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{Method, Uri};
+use axum::extract::Path;
+use axum::http::Uri;
 use serde_json::{Map, Value, json};
 
 fn info_attrs(uri: &Uri) -> Vec<String> {
@@ -16,14 +15,7 @@ fn info_attrs(uri: &Uri) -> Vec<String> {
 }
 
 /// `GET /apps/{app_id}/channels`: occupied channels, optionally by prefix, with `user_count` for presence.
-pub async fn list(
-    State(ctx): State<Context>,
-    Path(app_id): Path<String>,
-    method: Method,
-    uri: Uri,
-    body: Bytes,
-) -> Result<Json<Value>, ApiError> {
-    let app = auth::verify(&ctx, &app_id, &method, &uri, &body)?;
+pub async fn list(Signed { app, uri, .. }: Signed) -> Result<Json<Value>, ApiError> {
     let prefix = auth::query_param(&uri, "filter_by_prefix").unwrap_or_default();
     let mut user_count = false;
     let mut subscription_count = false;
@@ -55,13 +47,9 @@ pub async fn list(
 
 /// `GET /apps/{app_id}/channels/{channel_name}`: occupancy and the requested counts.
 pub async fn show(
-    State(ctx): State<Context>,
-    Path((app_id, name)): Path<(String, String)>,
-    method: Method,
-    uri: Uri,
-    body: Bytes,
+    Path((_, name)): Path<(String, String)>,
+    Signed { app, uri, .. }: Signed,
 ) -> Result<Json<Value>, ApiError> {
-    let app = auth::verify(&ctx, &app_id, &method, &uri, &body)?;
     channel::validate_name(&name, app.config.max_channel_name_length, true)
         .map_err(|e| ApiError::BadRequest(format!("Invalid channel name {name}: {e}")))?;
     let ty = ChannelType::of(&name);
@@ -91,13 +79,9 @@ pub async fn show(
 
 /// `GET /apps/{app_id}/channels/{channel_name}/users`: the distinct members of a presence channel.
 pub async fn users(
-    State(ctx): State<Context>,
-    Path((app_id, name)): Path<(String, String)>,
-    method: Method,
-    uri: Uri,
-    body: Bytes,
+    Path((_, name)): Path<(String, String)>,
+    Signed { app, .. }: Signed,
 ) -> Result<Json<Value>, ApiError> {
-    let app = auth::verify(&ctx, &app_id, &method, &uri, &body)?;
     channel::validate_name(&name, app.config.max_channel_name_length, false)
         .map_err(|e| ApiError::BadRequest(format!("Invalid channel name {name}: {e}")))?;
     if ChannelType::of(&name).kind != ChannelKind::Presence {

@@ -1,13 +1,12 @@
 //! `POST /apps/{id}/events` and `POST /apps/{id}/batch_events`.
 
-use super::{ApiError, auth};
+use super::ApiError;
+use super::auth::Signed;
 use crate::hub::{self, AppState, Hub, Origin, is_valid_socket_id};
 use crate::protocol::channel::{self, ChannelKind, ChannelType};
 use crate::state::Context;
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{Method, Uri};
+use axum::extract::State;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -146,13 +145,7 @@ async fn deliver(hub: &Hub, app: &AppState, ev: &Event) -> Result<Option<Map<Str
 }
 
 /// `POST /apps/{app_id}/events`.
-pub async fn trigger(
-    State(ctx): State<Context>,
-    Path(app_id): Path<String>,
-    uri: Uri,
-    body: Bytes,
-) -> Result<Json<Value>, ApiError> {
-    let app = auth::verify_parts(&ctx, &app_id, "POST", uri.path(), uri.query(), &body)?;
+pub async fn trigger(State(ctx): State<Context>, Signed { app, body, .. }: Signed) -> Result<Json<Value>, ApiError> {
     let ev = validate(&app, parse_body(&body)?, false)?;
     Ok(Json(match deliver(&ctx.hub, &app, &ev).await? {
         Some(channels) => json!({ "channels": channels }),
@@ -163,12 +156,8 @@ pub async fn trigger(
 /// `POST /apps/{app_id}/batch_events`: validates every event first, then delivers them in order.
 pub async fn trigger_batch(
     State(ctx): State<Context>,
-    Path(app_id): Path<String>,
-    method: Method,
-    uri: Uri,
-    body: Bytes,
+    Signed { app, body, .. }: Signed,
 ) -> Result<Json<Value>, ApiError> {
-    let app = auth::verify(&ctx, &app_id, &method, &uri, &body)?;
     let batch: BatchBody = parse_body(&body)?;
     if batch.batch.len() > app.config.max_batch_size {
         return Err(ApiError::BadRequest(format!("Batch has more than {} events", app.config.max_batch_size)));

@@ -2,37 +2,27 @@
 //! (`POST /users/{user_id}/terminate_connections`, app taken from `auth_key`) as the official
 //! Python SDK sends it.
 
-use super::{ApiError, auth};
+use super::ApiError;
+use super::auth::Signed;
 use crate::hub::AppState;
 use crate::protocol::channel;
-use crate::state::Context;
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{Method, Uri};
+use axum::extract::Path;
 use serde_json::{Value, json};
 
 /// Closes every connection signed in as `user_id` with 4009.
 pub async fn terminate_connections(
-    State(ctx): State<Context>,
-    Path((app_id, user_id)): Path<(String, String)>,
-    method: Method,
-    uri: Uri,
-    body: Bytes,
+    Path((_, user_id)): Path<(String, String)>,
+    Signed { app, .. }: Signed,
 ) -> Result<Json<Value>, ApiError> {
-    let app = auth::verify(&ctx, &app_id, &method, &uri, &body)?;
     terminate(&app, &user_id)
 }
 
 /// `POST /users/{user_id}/terminate_connections` (the app is the one owning `auth_key`).
 pub async fn terminate_connections_by_key(
-    State(ctx): State<Context>,
     Path(user_id): Path<String>,
-    method: Method,
-    uri: Uri,
-    body: Bytes,
+    Signed { app, .. }: Signed,
 ) -> Result<Json<Value>, ApiError> {
-    let app = auth::verify_by_key(&ctx, &method, &uri, &body)?;
     terminate(&app, &user_id)
 }
 
