@@ -58,8 +58,8 @@ pub fn router<S>(ctx: &Context) -> Router<S> {
     // One xhr_send body carries JSON-encoded messages, so escaping may double their size.
     let send_limit = ctx.config.max_message_bytes * 2 + 1024;
     Router::new()
-        .route(&format!("{base}/xhr_streaming"), post(streaming).options(preflight))
-        .route(&format!("{base}/xhr"), post(polling).options(preflight))
+        .route(&format!("{base}/xhr_streaming"), post(receive::<true>).options(preflight))
+        .route(&format!("{base}/xhr"), post(receive::<false>).options(preflight))
         .route(&format!("{base}/xhr_send"), post(send).options(preflight))
         .layer(DefaultBodyLimit::max(send_limit))
         .with_state(Fallback { ctx: ctx.clone(), sessions: Sessions::default() })
@@ -108,36 +108,17 @@ async fn preflight(headers: HeaderMap) -> Response {
     res
 }
 
-/// `POST .../xhr_streaming`: opens or re-attaches a session and streams its frames.
-async fn streaming(
-    State(ctx): State<Context>,
-    State(sessions): State<Sessions>,
-    Path(p): SessionPath,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    receive(ctx, sessions, p, Kind::Streaming, &uri, &headers).await
-}
-
+/// `POST .../xhr_streaming` (`STREAMING`): opens or re-attaches a session and streams its frames;
 /// `POST .../xhr`: opens a session or returns its next batch of frames.
-async fn polling(
+async fn receive<const STREAMING: bool>(
     State(ctx): State<Context>,
     State(sessions): State<Sessions>,
-    Path(p): SessionPath,
+    Path((key, server, conn)): SessionPath,
     uri: Uri,
-    headers: HeaderMap,
+    req_headers: HeaderMap,
 ) -> Response {
-    receive(ctx, sessions, p, Kind::Polling, &uri, &headers).await
-}
-
-async fn receive(
-    ctx: Context,
-    sessions: Sessions,
-    (key, server, conn): (String, String, String),
-    kind: Kind,
-    uri: &Uri,
-    headers: &HeaderMap,
-) -> Response {
+    let kind = if STREAMING { Kind::Streaming } else { Kind::Polling };
+    let headers = &req_headers;
     if !valid_segment(&server) || !valid_segment(&conn) {
         return plain(headers, StatusCode::NOT_FOUND, "Session not found");
     }
