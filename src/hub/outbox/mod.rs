@@ -254,18 +254,23 @@ impl Outbox {
         })
     }
 
-    /// Control bytes (pongs) queued by [`Outbox::push_control`] and not written yet, for a writer
-    /// that drains with [`Outbox::next`]; they go out before the frames drained with them.
-    pub fn take_control(&self) -> Option<Vec<u8>> {
-        self.lock().control.take().map(|c| *c)
+    /// Waits until something is queued (frames or a close), then drains the frames into `batch`.
+    /// Meant for one writer task of a transport without control frames (the HTTP fallback).
+    pub async fn next(&self, batch: &mut Vec<Frame>) -> Drained {
+        self.next_with_control(batch, &mut Vec::new()).await
     }
 
-    /// Waits until something is queued (frames, control bytes or a close), then drains the frames
-    /// into `batch`. Meant for one writer task.
-    pub async fn next(&self, batch: &mut Vec<Frame>) -> Drained {
+    /// [`Outbox::next`] for a WebSocket writer: control bytes (pongs) queued by
+    /// [`Outbox::push_control`] are appended to `control` under the same lock, to go out before the
+    /// frames drained with them.
+    pub async fn next_with_control(&self, batch: &mut Vec<Frame>, control: &mut Vec<u8>) -> Drained {
         std::future::poll_fn(|cx| {
             let mut st = self.lock();
             if let Some(d) = Self::drain_locked(&mut st, batch) {
+                // Taken only with a batch handed out: a waiting writer that is dropped loses nothing.
+                if let Some(c) = st.control.take() {
+                    control.extend_from_slice(&c);
+                }
                 return Poll::Ready(d);
             }
             if !st.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
@@ -361,5 +366,23 @@ mod tests {
         assert!(o.push(&Frame::from("abc")));
         assert!(!o.push(&Frame::from("abc")));
         assert!(o.is_closing());
+    }
+
+    #[tokio::test]
+    async fn pongs_go_out_with_the_next_batch_and_a_dropped_wait_loses_none() {
+        let (o, _) = outbox(10, 1000);
+        let (mut batch, mut control) = (Vec::new(), Vec::new());
+        // A writer that stops waiting (its select took another branch) takes nothing.
+        let waited =
+            tokio::time::timeout(std::time::Duration::from_millis(10), o.next_with_control(&mut batch, &mut control));
+        assert!(waited.await.is_err());
+        o.push_control(b"PONG");
+        assert!(matches!(o.next_with_control(&mut batch, &mut control).await, Drained::Frames));
+        assert_eq!((batch.len(), control.as_slice()), (0, &b"PONG"[..]));
+        o.push_control(b"PONG2");
+        assert!(o.push(&Frame::from("f")));
+        control.clear();
+        assert!(matches!(o.next_with_control(&mut batch, &mut control).await, Drained::Frames));
+        assert_eq!((batch.len(), control.as_slice()), (1, &b"PONG2"[..]));
     }
 }

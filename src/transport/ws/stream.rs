@@ -72,11 +72,7 @@ async fn serve_stream(config: &Config, stream: impl Io, early: Vec<u8>, opened: 
     loop {
         tokio::select! {
             biased;
-            drained = outbox.next(&mut batch) => {
-                out.clear();
-                if let Some(control) = outbox.take_control() {
-                    out.extend_from_slice(&control);
-                }
+            drained = outbox.next_with_control(&mut batch, &mut out) => {
                 for f in &batch {
                     out.extend_from_slice(f.wire());
                 }
@@ -91,6 +87,8 @@ async fn serve_stream(config: &Config, stream: impl Io, early: Vec<u8>, opened: 
                 let written = write_stream(&mut writer, &out).await;
                 if out.capacity() > WRITE_BUFFER {
                     out = Vec::new();
+                } else {
+                    out.clear();
                 }
                 if close.is_some() && written && input != Input::PeerClosed {
                     let decoder = (input == Input::Open).then_some(&mut decoder);
