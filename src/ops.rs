@@ -43,21 +43,22 @@ pub async fn usage(State(ctx): State<Context>) -> Json<serde_json::Value> {
     let stats = ctx.hub.stats();
     let hooks = ctx.webhooks.stats();
     let connections: u64 = ctx.hub.apps().map(|a| a.connections().count()).sum();
-    let adapter = match ctx.hub.adapter().redis() {
-        Some(c) => {
+    let a = ctx.hub.adapter();
+    let adapter = match a.stats() {
+        Some(s) => {
             let r = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
             json!({
-                "kind": "redis",
-                "node": c.node(),
-                "connected": c.is_connected(),
-                "published": r(&c.stats.published),
-                "received": r(&c.stats.received),
-                "errors": r(&c.stats.errors),
-                "reconnects": r(&c.stats.reconnects),
-                "dropped": r(&c.stats.dropped),
+                "kind": a.kind(),
+                "node": ctx.hub.node_id(),
+                "connected": a.is_connected(),
+                "published": r(&s.published),
+                "received": r(&s.received),
+                "errors": r(&s.errors),
+                "reconnects": r(&s.reconnects),
+                "dropped": r(&s.dropped),
             })
         }
-        None => json!({ "kind": "local" }),
+        None => json!({ "kind": a.kind() }),
     };
     Json(json!({
         "adapter": adapter,

@@ -106,15 +106,15 @@ impl Metrics {
                     .absolute(v.load(Ordering::Relaxed));
             }
             counter!(self.name("webhook_events_lost_total")).absolute(w.lost.load(Ordering::Relaxed));
-            if let Some(c) = hub.adapter().redis() {
-                let a = &c.stats;
+            let adapter = hub.adapter();
+            if let Some(a) = adapter.stats() {
                 let r = |v: &std::sync::atomic::AtomicU64| v.load(Ordering::Relaxed);
                 counter!(self.name("adapter_publishes_total")).absolute(r(&a.published));
                 counter!(self.name("adapter_messages_received_total")).absolute(r(&a.received));
                 counter!(self.name("adapter_errors_total")).absolute(r(&a.errors));
                 counter!(self.name("adapter_reconnects_total")).absolute(r(&a.reconnects));
                 counter!(self.name("adapter_messages_dropped_total")).absolute(r(&a.dropped));
-                gauge!(self.name("adapter_connected")).set(if c.is_connected() { 1.0 } else { 0.0 });
+                gauge!(self.name("adapter_connected")).set(if adapter.is_connected() { 1.0 } else { 0.0 });
             }
             gauge!(self.name("process_resident_memory_bytes")).set(super::resident_bytes() as f64);
         });
