@@ -5,6 +5,7 @@ use crate::api::{self, ApiError};
 use crate::hub::Outbox;
 use crate::ops;
 use crate::state::Context;
+use crate::tls::Tls;
 use crate::transport::prefixed::PrefixedStream;
 use crate::transport::{http, ws};
 use axum::Router;
@@ -66,15 +67,11 @@ fn listen_on(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(ACCEPT_BACKLOG)
 }
 
-/// The main port: plain TCP, or TLS when `tls_cert`/`tls_key` are set.
-enum Listener {
-    Plain(TcpListener),
-    Tls(crate::tls::TlsListener),
-}
-
 /// A server bound to its address, ready to run.
 pub struct Server {
-    listener: Listener,
+    listener: TcpListener,
+    /// TLS on the main port, when `tls_cert`/`tls_key` are set.
+    tls: Option<Arc<Tls>>,
     metrics: Option<TcpListener>,
     ctx: Context,
     /// Token verifiers of the auth endpoints (their JWKS files are reloaded while serving).
@@ -90,12 +87,12 @@ impl Server {
         if let Err(e) = socket2::SockRef::from(&tcp).set_tcp_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY on the listener");
         }
-        let listener = if ctx.config.tls_cert.is_empty() {
-            Listener::Plain(tcp)
+        let tls = if ctx.config.tls_cert.is_empty() {
+            None
         } else {
             let certs = crate::tls::CertStore::load(&ctx.config.tls_cert, &ctx.config.tls_key)
                 .map_err(std::io::Error::other)?;
-            Listener::Tls(crate::tls::TlsListener::new(tcp, certs)?)
+            Some(Arc::new(Tls::new(certs)?))
         };
         let metrics = if ctx.config.metrics_enabled {
             let host = if ctx.config.metrics_host.is_empty() { &ctx.config.host } else { &ctx.config.metrics_host };
@@ -110,7 +107,7 @@ impl Server {
             None
         };
         let auth = Arc::new(AuthApps::new(&ctx.config.apps));
-        Ok(Server { listener, metrics, ctx, auth })
+        Ok(Server { listener: tcp, tls, metrics, ctx, auth })
     }
 
     /// The bound address of the metrics listener, if it runs.
@@ -120,15 +117,12 @@ impl Server {
 
     /// The bound address.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        match &self.listener {
-            Listener::Plain(l) => l.local_addr(),
-            Listener::Tls(l) => axum::serve::Listener::local_addr(l),
-        }
+        self.listener.local_addr()
     }
 
     /// Whether the main port speaks TLS.
     pub fn is_tls(&self) -> bool {
-        matches!(self.listener, Listener::Tls(_))
+        self.tls.is_some()
     }
 
     /// The shared context (for tests and embedding).
@@ -156,10 +150,7 @@ impl Server {
         let upkeep = tokio::spawn(metrics_upkeep(ctx.clone()));
         let jwks = tokio::spawn(watch_jwks(self.auth.clone()));
         let keepalive = tokio::spawn(crate::transport::keepalive::run_supervised(ctx.clone()));
-        let certs = match &self.listener {
-            Listener::Tls(l) => Some(tokio::spawn(l.certificates().watch())),
-            Listener::Plain(_) => None,
-        };
+        let certs = self.tls.as_ref().map(|tls| tokio::spawn(tls.certificates().watch()));
         let metrics = self.metrics.map(|l| tokio::spawn(serve_metrics(l, ctx.clone())));
         let stop = ctx.clone();
         let until = async move {
@@ -169,10 +160,7 @@ impl Server {
             }
         };
         let app = router(ctx.clone(), self.auth.clone());
-        let served = match self.listener {
-            Listener::Plain(l) => serve_plain(l, ctx.clone(), app, until).await,
-            Listener::Tls(l) => axum::serve(l, app).with_graceful_shutdown(until).await,
-        };
+        let served = serve(self.listener, self.tls, ctx.clone(), app, until).await;
         ctx.begin_shutdown();
         ctx.tasks.close();
         let grace = Duration::from_secs(ctx.config.shutdown_grace_seconds);
@@ -217,12 +205,14 @@ async fn drain(ctx: &Context, again: impl Future<Output = ()>) {
     ctx.begin_shutdown();
 }
 
-/// Serves HTTP/1.1 on the plain TCP listener with hyper's connection directly (what `axum::serve`
-/// does, minus its protocol sniffing layer), so that an upgraded WebSocket hands back the bare
-/// `TcpStream` its outbox writes to. Once `until` resolves: stops accepting, lets every connection
+/// Accepts connections on the main port (through TLS when `tls` is set) and serves each: its first
+/// request head is read directly (see [`serve_tcp`]), the rest with hyper's HTTP/1.1 connection
+/// (what `axum::serve` does, minus its protocol sniffing layer), so that an upgraded WebSocket
+/// hands back the bare stream. Once `until` resolves: stops accepting, lets every connection
 /// finish its current request, and returns when all have.
-async fn serve_plain(
+async fn serve(
     listener: TcpListener,
+    tls: Option<Arc<Tls>>,
     ctx: Context,
     app: Router,
     until: impl Future<Output = ()>,
@@ -251,7 +241,10 @@ async fn serve_plain(
             },
             () = &mut until => break,
         };
-        tokio::spawn(serve_tcp(tcp, ctx.clone(), app.clone(), stop_rx.clone()));
+        match &tls {
+            None => tokio::spawn(serve_tcp(tcp, ctx.clone(), app.clone(), stop_rx.clone())),
+            Some(tls) => tokio::spawn(serve_tls(tls.clone(), tcp, ctx.clone(), app.clone(), stop_rx.clone())),
+        };
     }
     drop(listener);
     let _ = stop_tx.send(true);
@@ -285,23 +278,7 @@ async fn first_request(
     app: Router,
     mut stop: watch::Receiver<bool>,
 ) -> Option<(ws::Upgraded, TaskTrackerToken)> {
-    let read = tokio::time::timeout(HEAD_TIMEOUT, ws::read_head(&tcp));
-    let head = tokio::select! {
-        read = read => match read {
-            Ok(Ok(head)) => head,
-            Ok(Err(e)) => {
-                tracing::trace!(error = %e, "connection ended before its request");
-                return None;
-            }
-            Err(_) => {
-                tracing::debug!("no request head within the timeout");
-                return None;
-            }
-        },
-        // Shutting down: a connection that has not sent a request yet is closed, like an idle
-        // HTTP connection.
-        _ = stop.wait_for(|s| *s) => return None,
-    };
+    let head = first_head(ws::read_head(&tcp), &mut stop).await?;
     if let Some(up) = ws::direct_upgrade(&head, &ctx.config.path_prefix) {
         // A WebSocket is not an HTTP connection the listener waits for on shutdown, but a
         // connection task.
@@ -314,10 +291,59 @@ async fn first_request(
     None
 }
 
+/// [`serve_tcp`] through TLS: the handshake, then the first request head read directly (a
+/// WebSocket upgrade answered at once, anything else served by the HTTP server).
+async fn serve_tls(tls: Arc<Tls>, tcp: TcpStream, ctx: Arc<Context>, app: Router, mut stop: watch::Receiver<bool>) {
+    let mut stream = tokio::select! {
+        accepted = tls.accept(tcp) => match accepted {
+            Some(stream) => stream,
+            None => return,
+        },
+        _ = stop.wait_for(|s| *s) => return,
+    };
+    let Some(head) = first_head(ws::read_head_from(&mut stream), &mut stop).await else { return };
+    if let Some(up) = ws::direct_upgrade(&head, &ctx.config.path_prefix) {
+        // As for plain TCP (`first_request`).
+        let _tracked = ctx.tasks.token();
+        drop(stop);
+        return ws::handshake_stream(&ctx, stream, head, up).await;
+    }
+    serve_http(PrefixedStream::new(head, stream), app, stop).await;
+}
+
+/// Waits for `read`, a connection's first request head, for at most [`HEAD_TIMEOUT`]; `None` when
+/// the client left or sent nothing in time, or the server began shutting down (a connection that
+/// has not sent a request yet is then closed, like an idle HTTP connection).
+async fn first_head(
+    read: impl Future<Output = std::io::Result<Vec<u8>>>,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<Vec<u8>> {
+    tokio::select! {
+        read = tokio::time::timeout(HEAD_TIMEOUT, read) => match read {
+            Ok(Ok(head)) => Some(head),
+            Ok(Err(e)) => {
+                tracing::trace!(error = %e, "connection ended before its request");
+                None
+            }
+            Err(_) => {
+                tracing::debug!("no request head within the timeout");
+                None
+            }
+        },
+        _ = stop.wait_for(|s| *s) => None,
+    }
+}
+
 /// Serves HTTP/1.1 on one connection until it closes or, after `stop`, its current request ends.
-async fn serve_http(stream: PrefixedStream, app: Router, mut stop: watch::Receiver<bool>) {
+async fn serve_http<S>(stream: PrefixedStream<S>, app: Router, mut stop: watch::Receiver<bool>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let service = hyper_util::service::TowerToHyperService::new(app);
     let conn = hyper::server::conn::http1::Builder::new()
+        // The bounds of the request head read directly (longer heads or more fields: 431).
+        .max_buf_size(ws::HEAD_LIMIT)
+        .max_headers(ws::MAX_HEADERS)
         .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
         .with_upgrades();
     let mut conn = std::pin::pin!(conn);

@@ -1,7 +1,7 @@
 //! TLS for the main port (`wss://` and `https://`) with rustls: certificate and key from PEM files.
 //!
-//! Handshakes run in their own tasks (bounded by a timeout), so a slow client never holds up the
-//! accept loop; finished TLS streams are handed to the HTTP server through a channel.
+//! Each handshake runs in its connection's own task (bounded by a timeout), so a slow client never
+//! holds up the accept loop.
 //!
 //! The certificate is reloaded when either file changes (checked every few seconds) and on SIGHUP.
 //! Only new handshakes see the new certificate; open connections are not touched. A pair that does
@@ -10,11 +10,9 @@
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::io;
-use std::net::SocketAddr;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::rustls::crypto::CryptoProvider;
@@ -146,75 +144,41 @@ pub fn server_config(certs: Arc<CertStore>) -> Result<Arc<ServerConfig>, TlsErro
     Ok(Arc::new(config))
 }
 
-/// A listener that yields TLS streams whose handshake has completed.
-pub struct TlsListener {
-    rx: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-    local: SocketAddr,
+/// A TLS connection on the main port, past its handshake.
+pub type TlsConnection = TlsStream<TcpStream>;
+
+/// The main port's TLS side: takes accepted TCP connections through their handshake.
+pub struct Tls {
+    acceptor: TlsAcceptor,
     certs: Arc<CertStore>,
-    accept_task: tokio::task::JoinHandle<()>,
 }
 
-impl TlsListener {
-    /// Wraps a bound TCP listener.
-    pub fn new(tcp: TcpListener, certs: Arc<CertStore>) -> io::Result<Self> {
-        let local = tcp.local_addr()?;
+impl Tls {
+    /// TLS with the certificate in `certs`.
+    pub fn new(certs: Arc<CertStore>) -> io::Result<Self> {
         let acceptor = TlsAcceptor::from(server_config(certs.clone()).map_err(io::Error::other)?);
-        let (tx, rx) = mpsc::channel(256);
-        let accept_task = tokio::spawn(async move {
-            loop {
-                let (stream, peer) = match tcp.accept().await {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::debug!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let (acceptor, handoff) = (acceptor.clone(), tx.clone());
-                tokio::spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(tls)) => {
-                            let _ = handoff.send((tls, peer)).await;
-                        }
-                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                    }
-                });
-                if tx.is_closed() {
-                    break;
-                }
-            }
-        });
-        Ok(TlsListener { rx, local, certs, accept_task })
+        Ok(Tls { acceptor, certs })
     }
 
-    /// The certificate this listener presents.
+    /// The certificate presented.
     pub fn certificates(&self) -> Arc<CertStore> {
         self.certs.clone()
     }
-}
 
-impl Drop for TlsListener {
-    fn drop(&mut self) {
-        self.accept_task.abort();
-    }
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            if let Some(conn) = self.rx.recv().await {
-                return conn;
+    /// Runs the handshake of an accepted connection; `None` (logged) when it fails or takes longer
+    /// than [`HANDSHAKE_TIMEOUT`].
+    pub async fn accept(&self, tcp: TcpStream) -> Option<TlsConnection> {
+        let peer = tcp.peer_addr().ok();
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, self.acceptor.accept(tcp)).await {
+            Ok(Ok(tls)) => Some(tls),
+            Ok(Err(e)) => {
+                tracing::debug!(?peer, error = %e, "TLS handshake failed");
+                None
             }
-            // The accept task ended (it never does while the listener lives); wait for shutdown.
-            std::future::pending::<()>().await;
+            Err(_) => {
+                tracing::debug!(?peer, "TLS handshake timed out");
+                None
+            }
         }
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        Ok(self.local)
     }
 }

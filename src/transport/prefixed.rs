@@ -1,5 +1,5 @@
-//! A TCP stream with the bytes already read from it put back in front, so the HTTP server can parse
-//! a request whose head was read to see whether it is a WebSocket upgrade.
+//! A stream (plain TCP or TLS) with the bytes already read from it put back in front, so the HTTP
+//! server can parse a request whose head was read to see whether it is a WebSocket upgrade.
 
 use std::io;
 use std::pin::Pin;
@@ -7,27 +7,27 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-/// A TCP stream that reads `prefix` before the socket.
-pub struct PrefixedStream {
+/// A stream that reads `prefix` before the stream itself.
+pub struct PrefixedStream<S = TcpStream> {
     prefix: Vec<u8>,
     read: usize,
-    stream: TcpStream,
+    stream: S,
 }
 
-impl PrefixedStream {
+impl<S> PrefixedStream<S> {
     /// Puts `prefix` back in front of `stream`.
-    pub fn new(prefix: Vec<u8>, stream: TcpStream) -> Self {
+    pub fn new(prefix: Vec<u8>, stream: S) -> Self {
         PrefixedStream { prefix, read: 0, stream }
     }
 
-    /// The socket and the part of the prefix not read yet.
-    pub fn into_parts(mut self) -> (TcpStream, Vec<u8>) {
+    /// The stream and the part of the prefix not read yet.
+    pub fn into_parts(mut self) -> (S, Vec<u8>) {
         self.prefix.drain(..self.read);
         (self.stream, self.prefix)
     }
 }
 
-impl AsyncRead for PrefixedStream {
+impl<S: AsyncRead + Unpin> AsyncRead for PrefixedStream<S> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if this.read < this.prefix.len() {
@@ -44,7 +44,7 @@ impl AsyncRead for PrefixedStream {
     }
 }
 
-impl AsyncWrite for PrefixedStream {
+impl<S: AsyncWrite + Unpin> AsyncWrite for PrefixedStream<S> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
     }

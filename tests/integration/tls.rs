@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
@@ -308,4 +309,100 @@ async fn wss_connections_follow_the_plain_tcp_rules() {
         }
     };
     assert_eq!(close.map(|f| u16::from(f.code)), Some(1009));
+}
+
+/// Reads from `tls` into `buf` until a request or response head is complete; returns the head
+/// (the bytes after it stay in `buf`).
+async fn read_head(tls: &mut TlsStream<TcpStream>, buf: &mut Vec<u8>) -> String {
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8(buf[..end].to_vec()).unwrap();
+            buf.drain(..end + 4);
+            return head;
+        }
+        assert!(read_more(tls, buf).await, "connection closed before a whole head");
+    }
+}
+
+/// Reads what arrives next into `buf`; false at the end of the stream (after the server's
+/// close_notify). A stream cut without close_notify panics.
+async fn read_more(tls: &mut TlsStream<TcpStream>, buf: &mut Vec<u8>) -> bool {
+    let mut chunk = [0u8; 4096];
+    let n = tokio::time::timeout(PATIENCE, tls.read(&mut chunk)).await.expect("bytes in time").expect("a clean read");
+    buf.extend_from_slice(&chunk[..n]);
+    n > 0
+}
+
+/// The next server frame (first byte, payload); server frames are short and unmasked here.
+async fn read_frame(tls: &mut TlsStream<TcpStream>, buf: &mut Vec<u8>) -> (u8, Vec<u8>) {
+    loop {
+        if buf.len() >= 2 {
+            let len = usize::from(buf[1] & 0x7F);
+            assert!(len < 126, "a short frame");
+            if buf.len() >= 2 + len {
+                let payload = buf[2..2 + len].to_vec();
+                let b0 = buf[0];
+                buf.drain(..2 + len);
+                return (b0, payload);
+            }
+        }
+        assert!(read_more(tls, buf).await, "connection closed before a whole frame");
+    }
+}
+
+fn upgrade_request(extra: &str) -> String {
+    format!(
+        "GET /app/{KEY}?protocol=7 HTTP/1.1\r\nHost: localhost\r\n{extra}Connection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    )
+}
+
+/// Over TLS as on plain TCP: the first request's upgrade is answered, so is an upgrade after a plain
+/// request on a kept-alive connection (through the HTTP server); a framing error is answered with
+/// its close code (1002) and then the TLS close_notify; a head over the bound gets 431.
+#[tokio::test]
+async fn wss_handshakes_and_framing_errors_match_plain_tcp() {
+    let certs = Certs::new();
+    let (cert, key) = (certs.path("a.pem"), certs.path("a.key"));
+    let sinew =
+        SinewProcess::spawn(&[("SINEW_TLS_CERT", cert.to_str().unwrap()), ("SINEW_TLS_KEY", key.to_str().unwrap())])
+            .await;
+    let config = client_config(&certs.path("ca.pem"));
+
+    for keep_alive_first in [false, true] {
+        let mut tls = tls_connect(sinew.addr, &config).await;
+        let mut buf = Vec::new();
+        if keep_alive_first {
+            tls.write_all(b"GET /nowhere HTTP/1.1\r\nHost: localhost\r\n\r\n").await.unwrap();
+            let head = read_head(&mut tls, &mut buf).await;
+            assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+            let len: usize =
+                head.lines().find_map(|l| l.strip_prefix("content-length: ")).and_then(|v| v.parse().ok()).unwrap();
+            while buf.len() < len {
+                assert!(read_more(&mut tls, &mut buf).await);
+            }
+            buf.drain(..len);
+        }
+        tls.write_all(upgrade_request("").as_bytes()).await.unwrap();
+        let head = read_head(&mut tls, &mut buf).await;
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        assert!(head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{head}");
+        let (b0, payload) = read_frame(&mut tls, &mut buf).await;
+        assert_eq!(b0, 0x81);
+        let established: Value = serde_json::from_slice(&payload).unwrap();
+        assert_eq!(established["event"], "pusher:connection_established");
+        // An unmasked client frame breaks RFC 6455 (5.1): closed with 1002.
+        tls.write_all(&[0x81, 0x02, b'h', b'i']).await.unwrap();
+        let (b0, payload) = read_frame(&mut tls, &mut buf).await;
+        assert_eq!(b0, 0x88, "a close frame");
+        assert_eq!(u16::from_be_bytes([payload[0], payload[1]]), 1002);
+        // Then close_notify: a clean end of the stream.
+        while read_more(&mut tls, &mut buf).await {}
+    }
+
+    let mut tls = tls_connect(sinew.addr, &config).await;
+    let cookie = format!("Cookie: session={}\r\n", "x".repeat(17 * 1024));
+    tls.write_all(upgrade_request(&cookie).as_bytes()).await.unwrap();
+    let head = read_head(&mut tls, &mut Vec::new()).await;
+    assert!(head.starts_with("HTTP/1.1 431"), "{head}");
 }

@@ -191,6 +191,36 @@ async fn handshake_accept_key_and_connection_token_lists() {
     s.stop().await;
 }
 
+/// Request heads are bounded as a production HTTP server bounds them: 16 KiB and 100 header
+/// fields; beyond either, an upgrade (or any request) is refused with 431, on its first request
+/// or on a later one of a kept-alive connection.
+#[tokio::test]
+async fn oversized_heads_and_too_many_fields_get_431() {
+    let s = TestServer::default().await;
+    let big = format!("Cookie: session={}\r\n", "x".repeat(17 * 1024));
+    let (head, _raw) = Raw::connect(s.addr, &request(&format!("{big}{}", upgrade_headers())), &[]).await;
+    assert!(head.starts_with("HTTP/1.1 431"), "{head}");
+    let many: String = (0..101).map(|i| format!("X-Field-{i}: {i}\r\n")).collect();
+    let (head, _raw) = Raw::connect(s.addr, &request(&format!("{many}{}", upgrade_headers())), &[]).await;
+    assert!(head.starts_with("HTTP/1.1 431"), "{head}");
+    // Just under both bounds: answered.
+    let fields: String = (0..90).map(|i| format!("X-Field-{i}: {i}\r\n")).collect();
+    let cookie = format!("Cookie: session={}\r\n", "x".repeat(14 * 1024));
+    let (head, mut raw) = Raw::connect(s.addr, &request(&format!("{cookie}{fields}{}", upgrade_headers())), &[]).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert_eq!(raw.event().await["event"], "pusher:connection_established");
+    // The second request of a kept-alive connection, through the HTTP server.
+    let (head, mut raw) = Raw::connect(s.addr, "GET /nowhere HTTP/1.1\r\nHost: localhost\r\n\r\n", &[]).await;
+    assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+    let len: usize = header(&head, "content-length").unwrap().parse().unwrap();
+    while raw.buf.len() < len {
+        assert!(raw.fill().await);
+    }
+    let (head, _raw) = Raw::open(raw.stream, &request(&format!("{big}{}", upgrade_headers())), &[]).await;
+    assert!(head.starts_with("HTTP/1.1 431"), "{head}");
+    s.stop().await;
+}
+
 #[tokio::test]
 async fn upgrades_are_answered_however_the_request_arrives() {
     let s = TestServer::start(|c| c.path_prefix = "/realtime".into()).await;

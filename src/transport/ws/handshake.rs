@@ -1,25 +1,31 @@
-//! The WebSocket handshake: the upgrade request's checks, and the upgrade read and answered
-//! directly from a plain TCP socket (its first request head, recognised without the HTTP server).
+//! The WebSocket handshake: the upgrade request's checks, the bounds of a request head, and the
+//! upgrade read and answered directly from a connection's first request head (plain TCP or TLS,
+//! recognised without the HTTP server).
 
+use super::input::read_stream;
+use super::stream::{Io, serve_stream, write_stream};
 use super::tcp::{TcpState, read_up_to};
 use super::{Task, Upgraded};
 use crate::protocol::websocket as wire;
 use crate::state::Context;
-use crate::transport::connection::{ClientQuery, Connection};
+use crate::transport::connection::{ClientQuery, Connection, Refusal};
 use crate::transport::keepalive::WRITE_TIMEOUT;
 use crate::transport::write_all;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use std::io;
 use std::sync::atomic::Ordering;
+use tokio::io::AsyncRead;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
-/// Longest request head read before deciding who serves a plain TCP connection; a longer one
-/// goes to the HTTP server as it is.
-const HEAD_MAX: usize = 4096;
-/// Headers parsed in a request head read directly.
-const MAX_HEADERS: usize = 64;
+/// Longest request head Sinew reads. A longer one goes to the HTTP server as it is, whose buffer
+/// has the same bound, and is refused there with `431 Request Header Fields Too Large`.
+pub const HEAD_LIMIT: usize = 16 * 1024;
+/// Most header fields in a request head (the HTTP server's bound too; more are refused with 431).
+pub const MAX_HEADERS: usize = 100;
+/// Room first reserved for a request head: nearly every head fits.
+const HEAD_START: usize = 4096;
 
 /// Why an upgrade request was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -97,34 +103,42 @@ pub(super) fn accept_key<H: Headers + ?Sized>(headers: &H) -> Result<String, Han
     Ok(wire::accept_key(key))
 }
 
-/// Reads the first request head of a plain TCP connection: until it is complete, [`HEAD_MAX`]
+/// Whether `head` needs more bytes to be a complete request head (not yet [`HEAD_LIMIT`] bytes,
+/// and what arrived parses as the start of one).
+fn head_wants_more(head: &[u8]) -> bool {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    head.len() < HEAD_LIMIT && matches!(httparse::Request::new(&mut headers).parse(head), Ok(httparse::Status::Partial))
+}
+
+/// Reads the first request head of a plain TCP connection: until it is complete, [`HEAD_LIMIT`]
 /// bytes have arrived, or the client ends its stream (then what arrived is returned). The first
 /// attempt does not wait for readiness (tokio assumes an accepted socket readable), since the
 /// request usually arrives with the connection; a read that drains the socket clears its
 /// readiness, so the next read of the connection (its first message, which the client sends
 /// only after the answer) waits for the bytes instead of trying a `recv` that finds none.
 pub async fn read_head(stream: &TcpStream) -> io::Result<Vec<u8>> {
-    // Room for the longest head, not zeroed (each read copies in what arrived). One block of this
+    // Room for nearly every head, not zeroed (each read copies in what arrived). One block of this
     // size, freed after the handshake, is what the next connection's head reuses; a block sized
     // to each head would leave holes between the connections' long-lived allocations.
-    let mut buf = Vec::with_capacity(HEAD_MAX);
+    let mut buf = Vec::with_capacity(HEAD_START);
     loop {
-        let room = HEAD_MAX - buf.len();
+        let room = HEAD_LIMIT - buf.len();
         match read_up_to(stream, &mut buf, room) {
             Ok(0) => break,
-            Ok(_) => {
-                let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-                if buf.len() == HEAD_MAX
-                    || !matches!(httparse::Request::new(&mut headers).parse(&buf), Ok(httparse::Status::Partial))
-                {
-                    break;
-                }
-            }
+            Ok(_) if !head_wants_more(&buf) => break,
+            Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => stream.readable().await?,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
     }
+    Ok(buf)
+}
+
+/// [`read_head`] for any other stream (TLS). What is read past the head stays in the buffer.
+pub async fn read_head_from(stream: &mut (impl AsyncRead + Unpin)) -> io::Result<Vec<u8>> {
+    let mut buf = Vec::with_capacity(HEAD_START);
+    while read_stream(stream, &mut buf).await? > 0 && head_wants_more(&buf) {}
     Ok(buf)
 }
 
@@ -138,8 +152,8 @@ pub struct DirectUpgrade {
 }
 
 /// Recognises a valid WebSocket upgrade request for [`ROUTE`](super::ROUTE) in a request head.
-/// Anything else (other routes, invalid upgrades answered with their error status, escaped keys,
-/// incomplete or oversized heads) is left to the HTTP server.
+/// Anything else is left to the HTTP server: other routes, invalid upgrades (answered there with
+/// their error status), percent-escaped keys, incomplete heads and heads over the bounds (431).
 pub fn direct_upgrade(head: &[u8], path_prefix: &str) -> Option<DirectUpgrade> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
@@ -166,9 +180,9 @@ fn app_key_in<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
     (!key.is_empty() && !key.contains(['/', '%'])).then_some(key)
 }
 
-/// Answers an upgrade request `head` recognised by [`direct_upgrade`]: the `101` response and
-/// `pusher:connection_established` (or the refusal) go out in one write. `None` when the
-/// connection is already over (refused, or the client left).
+/// Answers an upgrade request `head` recognised by [`direct_upgrade`] on a plain TCP socket: the
+/// `101` response and `pusher:connection_established` (or the refusal) go out in one write. `None`
+/// when the connection is already over (refused, or the client left).
 pub async fn handshake(ctx: &Context, stream: TcpStream, head: Vec<u8>, up: DirectUpgrade) -> Option<Upgraded> {
     let opened = Connection::open(ctx, &up.key, &up.query);
     let mut task = Task { opened, config: ctx.config.clone(), shutdown: ctx.shutdown.clone() };
@@ -176,27 +190,44 @@ pub async fn handshake(ctx: &Context, stream: TcpStream, head: Vec<u8>, up: Dire
     Some(Upgraded { task, tcp })
 }
 
-impl Task {
-    /// Answers a directly recognised upgrade: the `101` response and what the connection has queued
-    /// (`pusher:connection_established`, or the refusal) in one write. `None` when the connection
-    /// is over.
-    async fn answer(&mut self, stream: TcpStream, head: Vec<u8>, up: DirectUpgrade) -> Option<TcpState> {
-        let mut out = Vec::with_capacity(256);
-        out.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: websocket\r\n");
-        out.extend_from_slice(b"sec-websocket-accept: ");
-        out.extend_from_slice(up.accept.as_bytes());
-        out.extend_from_slice(b"\r\n\r\n");
-        if let Ok(conn) = &self.opened {
-            let mut queued = Vec::new();
-            // A close requested meanwhile stays pending for the outbox's writer.
-            conn.outbox().drain(&mut queued);
-            for f in &queued {
-                out.extend_from_slice(f.wire());
-            }
-            let stats = conn.app().stats();
-            stats.messages_out.fetch_add(queued.len() as u64, Ordering::Relaxed);
-            stats.bytes_out.fetch_add(queued.iter().map(|f| f.len() as u64).sum(), Ordering::Relaxed);
+/// [`handshake`] on any other stream (TLS), then runs the connection to its end.
+pub async fn handshake_stream(ctx: &Context, mut stream: impl Io, head: Vec<u8>, up: DirectUpgrade) {
+    let opened = Connection::open(ctx, &up.key, &up.query);
+    let out = switching_protocols(&up.accept, &opened);
+    if !write_stream(&mut stream, &out).await {
+        return;
+    }
+    let early = head.get(up.head_len..).unwrap_or_default().to_vec();
+    serve_stream(&ctx.config, stream, early, opened).await;
+}
+
+/// The `101` response to an upgrade, followed by what the connection has queued
+/// (`pusher:connection_established`), so that both go out in one write.
+fn switching_protocols(accept: &str, opened: &Result<Connection, Refusal>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: websocket\r\n");
+    out.extend_from_slice(b"sec-websocket-accept: ");
+    out.extend_from_slice(accept.as_bytes());
+    out.extend_from_slice(b"\r\n\r\n");
+    if let Ok(conn) = opened {
+        let mut queued = Vec::new();
+        // A close requested meanwhile stays pending for the outbox's writer.
+        conn.outbox().drain(&mut queued);
+        for f in &queued {
+            out.extend_from_slice(f.wire());
         }
+        let stats = conn.app().stats();
+        stats.messages_out.fetch_add(queued.len() as u64, Ordering::Relaxed);
+        stats.bytes_out.fetch_add(queued.iter().map(|f| f.len() as u64).sum(), Ordering::Relaxed);
+    }
+    out
+}
+
+impl Task {
+    /// Answers a directly recognised upgrade (see [`switching_protocols`]). `None` when the
+    /// connection is over.
+    async fn answer(&mut self, stream: TcpStream, head: Vec<u8>, up: DirectUpgrade) -> Option<TcpState> {
+        let out = switching_protocols(&up.accept, &self.opened);
         if !matches!(timeout(WRITE_TIMEOUT, write_all(&stream, &out)).await, Ok(Ok(()))) {
             return None;
         }

@@ -1,28 +1,38 @@
 //! WebSocket transport: the upgrade at `/app/{key}`, then one task per connection.
 //!
-//! On plain TCP (the usual case) the connection speaks the wire format itself
-//! ([`wire`](crate::protocol::websocket)) and attaches its socket to the outbox: a frame published
-//! to an idle connection is written by the publishing thread without waking the connection's task,
-//! and an idle connection keeps no read or write buffer. Other streams (TLS) speak the same wire
-//! format, with the connection's task writing the outbox in batches.
+//! A connection's first request head is read directly, on plain TCP and through TLS alike
+//! (`server.rs`): a valid upgrade to this endpoint is answered at once, the `101` and
+//! `pusher:connection_established` in one write. An upgrade that is not the first request of its
+//! connection (a proxy reusing a kept-alive connection) comes through the HTTP server's route
+//! here, with the same checks; both end in the same connection task.
+//!
+//! On plain TCP (the usual case) the connection attaches its socket to the outbox: a frame
+//! published to an idle connection is written by the publishing thread without waking the
+//! connection's task, and an idle connection keeps no read or write buffer. Other streams (TLS)
+//! speak the same wire format ([`wire`](crate::protocol::websocket)), with the connection's task
+//! writing the outbox in batches.
 //!
 //! Files: this one holds the route, the upgrade through the HTTP server, the connection task and
-//! the constants the files share; `handshake.rs` the upgrade request's checks and the upgrade read
-//! and answered directly on plain TCP; `tcp.rs` a plain TCP connection (its socket attached to the
-//! outbox); `stream.rs` a connection over any other stream (TLS); `input.rs` what a client sends,
-//! for both.
+//! the constants the files share; `handshake.rs` the upgrade request's checks, the bounds of a
+//! request head, and the upgrade read and answered directly; `tcp.rs` a plain TCP connection (its
+//! socket attached to the outbox); `stream.rs` a connection over any other stream (TLS);
+//! `input.rs` what a client sends, for both.
 
 mod handshake;
 mod input;
 mod stream;
 mod tcp;
 
-pub use handshake::{DirectUpgrade, direct_upgrade, handshake, read_head};
+pub use handshake::{
+    DirectUpgrade, HEAD_LIMIT, MAX_HEADERS, direct_upgrade, handshake, handshake_stream, read_head, read_head_from,
+};
+pub use stream::Io;
 
 use super::connection::{ClientQuery, Connection, Refusal};
 use super::prefixed::PrefixedStream;
 use crate::config::Config;
 use crate::state::Context;
+use crate::tls::TlsConnection;
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -34,7 +44,7 @@ use tokio::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use handshake::accept_key;
-use stream::serve_upgraded;
+use stream::serve_stream;
 use tcp::TcpState;
 
 /// Bytes read from a plain TCP socket at a time.
@@ -104,15 +114,10 @@ impl Task {
             Ok(parts) => parts,
             Err(upgraded) => {
                 let opened = std::mem::replace(&mut self.opened, Err(Refusal { code: 4200, message: String::new() }));
-                return Err(Box::pin(serve_upgraded(self.config.clone(), upgraded, opened)));
+                return Err(Box::pin(serve_other(self.config.clone(), upgraded, opened)));
             }
         };
-        let (stream, unread) = parts.io.into_inner().into_parts();
-        // Copied out, so hyper's whole read buffer is not kept for the connection's life. Hyper
-        // read its buffer before whatever it left of the replayed head.
-        let mut early = parts.read_buf.to_vec();
-        drop(parts.read_buf);
-        early.extend_from_slice(&unread);
+        let (stream, early) = unread(parts);
         self.attach(stream, early)
     }
 
@@ -153,6 +158,29 @@ fn connection_task(mut task: Task, on_upgrade: hyper::upgrade::OnUpgrade) -> imp
             tcp.run(&mut task).await;
         }
         task.finish();
+    }
+}
+
+/// The stream of an upgraded connection and the bytes read from it that hyper did not consume.
+fn unread<S>(parts: hyper::upgrade::Parts<TokioIo<PrefixedStream<S>>>) -> (S, Vec<u8>) {
+    let (stream, unread) = parts.io.into_inner().into_parts();
+    // Copied out, so hyper's whole read buffer is not kept for the connection's life. Hyper read
+    // its buffer before whatever it left of the replayed head.
+    let mut early = parts.read_buf.to_vec();
+    drop(parts.read_buf);
+    early.extend_from_slice(&unread);
+    (stream, early)
+}
+
+/// Runs an upgraded connection whose stream is not plain TCP: TLS (its stream taken back from
+/// hyper), or any other stream hyper serves.
+async fn serve_other(config: Arc<Config>, upgraded: hyper::upgrade::Upgraded, opened: Result<Connection, Refusal>) {
+    match upgraded.downcast::<TokioIo<PrefixedStream<TlsConnection>>>() {
+        Ok(parts) => {
+            let (stream, early) = unread(parts);
+            serve_stream(&config, stream, early, opened).await;
+        }
+        Err(upgraded) => serve_stream(&config, TokioIo::new(upgraded), Vec::new(), opened).await,
     }
 }
 

@@ -7,8 +7,6 @@ use crate::hub::{Drained, Frame, clock};
 use crate::protocol::websocket::{self as wire, Decoder};
 use crate::transport::connection::{Connection, Refusal};
 use crate::transport::keepalive::WRITE_TIMEOUT;
-use hyper_util::rt::TokioIo;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::time::timeout;
@@ -16,23 +14,12 @@ use tokio::time::timeout;
 /// A stream connection's write buffer is kept between batches up to this size.
 const WRITE_BUFFER: usize = 16 * 1024;
 
-/// Runs a connection over an upgraded stream other than plain TCP (TLS): the same framing and the
-/// same [`Connection`] as plain TCP, but this task writes the outbox (TLS is written through the
-/// stream's own state, which the publishing thread cannot reach without a lock).
-pub(super) async fn serve_upgraded(
-    config: Arc<Config>,
-    upgraded: hyper::upgrade::Upgraded,
-    opened: Result<Connection, Refusal>,
-) {
-    serve_stream(&config, TokioIo::new(upgraded), Vec::new(), opened).await;
-}
-
-/// What a connection task needs from its socket.
-trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+/// What a connection task needs from its stream.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 /// Writes `bytes` and flushes; a stream that takes nothing for [`WRITE_TIMEOUT`] fails.
-async fn write_stream(stream: &mut (impl AsyncWrite + Unpin), bytes: &[u8]) -> bool {
+pub(super) async fn write_stream(stream: &mut (impl AsyncWrite + Unpin), bytes: &[u8]) -> bool {
     matches!(
         timeout(WRITE_TIMEOUT, async {
             stream.write_all(bytes).await?;
@@ -46,7 +33,12 @@ async fn write_stream(stream: &mut (impl AsyncWrite + Unpin), bytes: &[u8]) -> b
 /// Runs one connection over `stream` (`early`: bytes read past the upgrade request) until the
 /// client leaves, the server closes it, or the stream fails. Liveness and the shutdown notice are
 /// the keepalive task's, as for every connection; this task reports what it hears.
-async fn serve_stream(config: &Config, stream: impl Io, early: Vec<u8>, opened: Result<Connection, Refusal>) {
+pub(super) async fn serve_stream(
+    config: &Config,
+    stream: impl Io,
+    early: Vec<u8>,
+    opened: Result<Connection, Refusal>,
+) {
     let (mut reader, mut writer) = tokio::io::split(stream);
     let mut decoder = Decoder::new(early);
     let max = config.max_message_bytes;
