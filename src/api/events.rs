@@ -121,7 +121,7 @@ async fn deliver(hub: &Hub, app: &AppState, ev: &Event) -> Result<Option<Map<Str
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, "cluster counts unavailable; answering with this node's");
-                app.channel_summary(c)
+                app.channels().summary(c)
             }
         };
         let mut attrs = Map::new();

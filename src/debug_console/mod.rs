@@ -89,10 +89,11 @@ async fn state(State(ctx): State<Context>, Query(q): Query<TokenQuery>) -> Respo
         .apps()
         .map(|app| {
             let channels: Vec<Value> = app
-                .channels_with_prefix("")
+                .channels()
+                .with_prefix("")
                 .into_iter()
                 .map(|(name, s)| {
-                    let members = if s.user_count > 0 { app.member_ids(&name) } else { Vec::new() };
+                    let members = if s.user_count > 0 { app.channels().member_ids(&name) } else { Vec::new() };
                     json!({"name": name, "subscription_count": s.subscription_count, "members": members})
                 })
                 .collect();

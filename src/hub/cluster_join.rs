@@ -6,8 +6,8 @@
 //! follow `subscription_succeeded`, so nothing published after the cluster recorded the subscriber
 //! is missed.
 
+use super::channels::Member;
 use super::cluster_view::StoredEvent;
-use super::registry::Member;
 use super::subscribers::Subscriber;
 use super::{AppState, ConnId, ConnRef, Drained, Frame, SubscribeError, lock};
 use crate::adapter::{RedisAdapter, SubOutcome, SubRequest, member_value, split_member_value};
@@ -43,7 +43,7 @@ impl AppState {
         let ty = ChannelType::of(channel);
         let staging = conn.outbox.sibling();
         {
-            let mut ch = self.channels.entry(channel.to_string()).or_default();
+            let mut ch = self.channels.get_or_make(channel);
             if ch.subscribers.contains_key(&conn.id) {
                 return Err(SubscribeError::AlreadySubscribed(channel.to_string()));
             }
@@ -104,7 +104,7 @@ impl AppState {
                     lock(&self.degraded_joins).push(conn.outbox.clone());
                 }
                 (
-                    presence.then(|| super::registry::presence_json(&ch)),
+                    presence.then(|| super::channels::presence_json(&ch)),
                     listing.then(|| ch.members.keys().cloned().collect::<HashSet<_>>()),
                     self.cached(channel).map(|e| (e.event, e.data)),
                 )
@@ -155,7 +155,7 @@ impl AppState {
         let empty = ch.subscribers.is_empty();
         drop(ch);
         if empty {
-            self.channels.remove_if(channel, |_, c| c.subscribers.is_empty());
+            self.channels.forget_if_empty(channel);
         }
         let presence = ChannelType::of(channel).kind == ChannelKind::Presence;
         cluster.unsubscribe(SubRequest {

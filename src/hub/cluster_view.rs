@@ -21,7 +21,7 @@ impl AppState {
     /// Counts of one channel, cluster-wide when clustered.
     pub async fn channel_info(&self, channel: &str) -> Result<Option<ChannelSummary>, ClusterError> {
         Ok(match self.adapter.channel_counts(&self.config.id, channel).await? {
-            None => self.channel_summary(channel),
+            None => self.channels.summary(channel),
             Some((subs, users)) => {
                 (subs > 0).then_some(ChannelSummary { subscription_count: subs as usize, user_count: users as usize })
             }
@@ -36,7 +36,7 @@ impl AppState {
         user_counts: bool,
     ) -> Result<Vec<(String, ChannelSummary)>, ClusterError> {
         Ok(match self.adapter.channels(&self.config.id, prefix, user_counts).await? {
-            None => self.channels_with_prefix(prefix),
+            None => self.channels.with_prefix(prefix),
             Some(channels) => channels
                 .into_iter()
                 .map(|(name, subs, users)| {
@@ -49,7 +49,7 @@ impl AppState {
     /// Member ids of a presence channel, cluster-wide when clustered.
     pub async fn channel_members(&self, channel: &str) -> Result<Vec<String>, ClusterError> {
         Ok(match self.adapter.member_ids(&self.config.id, channel).await? {
-            None => self.member_ids(channel),
+            None => self.channels.member_ids(channel),
             Some(ids) => ids,
         })
     }

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 impl AppState {
     fn fan_out_except_user(
         &self,
-        ch: &super::registry::Channel,
+        ch: &super::channels::Channel,
         frame: &Frame,
         except: Option<ConnId>,
         except_user: Option<&str>,
@@ -42,8 +42,8 @@ impl AppState {
     fn deliver_count(&self, channel: &str, count: i64) {
         let Some(mut ch) = self.channels.get_mut(channel) else { return };
         let now = Instant::now();
-        if count > super::registry::COUNT_THROTTLE_SUBSCRIBERS as i64
-            && ch.last_count_sent.is_some_and(|t| now.duration_since(t) < super::registry::COUNT_THROTTLE)
+        if count > super::subscriptions::COUNT_THROTTLE_SUBSCRIBERS as i64
+            && ch.last_count_sent.is_some_and(|t| now.duration_since(t) < super::subscriptions::COUNT_THROTTLE)
         {
             return;
         }

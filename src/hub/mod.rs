@@ -4,6 +4,7 @@
 //! outbound frames are pushed into each connection's [`Outbox`] without blocking.
 
 mod cache;
+mod channels;
 mod cluster_join;
 mod cluster_view;
 mod connections;
@@ -12,12 +13,13 @@ mod frame;
 mod inbound;
 mod outbox;
 mod publish;
-mod registry;
 mod stats;
 mod subscribers;
+mod subscriptions;
 mod users;
 
 pub use cache::{Cache, CachedEvent};
+pub use channels::{ChannelSummary, Channels, Member};
 pub use connections::Connections;
 pub use debug_feed::{DebugFeed, preview};
 pub use frame::Frame;
@@ -25,14 +27,13 @@ pub use outbox::{
     Checked, CloseRequest, DirectSink, Drained, Liveness, OVERFLOW_CLOSE_CODE, Outbox, OutboxLimits, Pumped, clock,
 };
 pub use publish::{Event, Origin};
-pub use registry::{ChannelSummary, Member, SubscribeError};
 pub use stats::{Stats, StatsSnapshot};
+pub use subscriptions::SubscribeError;
 pub use users::Users;
 
 use crate::adapter::Adapter;
 use crate::config::{AppConfig, Config};
 use crate::webhooks::{Emitter, Trigger, Webhooks};
-use dashmap::DashMap;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -49,16 +50,17 @@ pub struct ConnRef {
     pub outbox: Outbox,
 }
 
-/// One application's live state. Its parts own their methods: [`Connections`] (quota, open
-/// queues), [`Users`] (signed-in users, watchlists), [`Cache`] (cache channels); the channel
-/// registry with its presence members and fan-out is this type's own (`registry.rs`), as are the
-/// cluster sides (`cluster_join.rs`, `cluster_view.rs`, `inbound.rs`) and publishing (`publish.rs`).
+/// One application's live state. Its parts own their data and methods: [`Connections`] (quota,
+/// open queues), [`Channels`] (subscribers and presence members per channel), [`Users`]
+/// (signed-in users, watchlists), [`Cache`] (cache channels). What touches several parts at once
+/// is this type's: subscribing and fan-out (`subscriptions.rs`), the cluster sides
+/// (`cluster_join.rs`, `cluster_view.rs`, `inbound.rs`) and publishing (`publish.rs`).
 #[derive(Debug)]
 pub struct AppState {
     /// The app's settings.
     pub config: AppConfig,
     connections: Connections,
-    channels: DashMap<String, registry::Channel>,
+    channels: Channels,
     users: Users,
     cache: Cache,
     stats: Arc<Stats>,
@@ -95,7 +97,7 @@ impl AppState {
             hooks,
             config,
             connections: Connections::default(),
-            channels: DashMap::new(),
+            channels: Channels::default(),
             users,
             cache: Cache::default(),
             stats,
@@ -127,6 +129,11 @@ impl AppState {
     /// This app's signed-in users on this node and their watchers.
     pub fn users(&self) -> &Users {
         &self.users
+    }
+
+    /// This app's channels on this node: subscribers and presence members.
+    pub fn channels(&self) -> &Channels {
+        &self.channels
     }
 
     /// This app's connections on this node: quota and open queues.

@@ -1,106 +1,14 @@
-//! Channel registry: subscribers per channel, presence members, and fan-out of shared frames.
+//! Subscribing and unsubscribing (the transitions that touch the channel registry, the cache,
+//! webhooks and the debug feed together), and the local fan-out of shared frames.
 
-use super::subscribers::{Subscriber, Subscribers};
+use super::channels::{Channel, Member, presence_json};
+use super::subscribers::Subscriber;
 use super::{AppState, ConnId, ConnRef, Frame};
 use crate::protocol::channel::{ChannelKind, ChannelType};
 use crate::protocol::frame;
 use crate::webhooks::Trigger;
-use std::collections::HashMap;
-use std::collections::hash_map::Entry;
 use std::sync::atomic::Ordering;
 use tokio::time::{Duration, Instant};
-
-/// A presence member as supplied by the subscriber (channel_data or sign-in).
-#[derive(Debug, Clone)]
-pub struct Member {
-    /// The id's string form, used as the key.
-    pub key: String,
-    /// The id as the client sent it (a JSON string or number).
-    pub id_json: String,
-    /// `user_info` as raw JSON, if any.
-    pub info_json: Option<String>,
-}
-
-#[derive(Debug)]
-pub(super) struct MemberEntry {
-    pub(super) id_json: String,
-    pub(super) info_json: Option<String>,
-    pub(super) sockets: usize,
-}
-
-/// The subscribers and members of one channel (on this node).
-#[derive(Debug, Default)]
-pub struct Channel {
-    /// In connection-id order (see [`Subscribers`]).
-    pub(super) subscribers: Subscribers,
-    pub(super) members: Members,
-    pub(super) last_count_sent: Option<Instant>,
-}
-
-/// The presence members of a channel by key. Holds no table until the first member joins, and
-/// lets it go when the last leaves: most channels are not presence channels, and each channel's
-/// entry in the registry would otherwise carry an empty table's 48 bytes.
-#[derive(Debug, Default)]
-#[expect(clippy::box_collection, reason = "8 bytes in every channel's entry instead of 48")]
-pub(super) struct Members(Option<Box<HashMap<String, MemberEntry>>>);
-
-impl Members {
-    /// The member with `key`.
-    pub(super) fn get(&self, key: &str) -> Option<&MemberEntry> {
-        self.0.as_ref()?.get(key)
-    }
-
-    /// Whether `key` is a member.
-    pub(super) fn contains_key(&self, key: &str) -> bool {
-        self.get(key).is_some()
-    }
-
-    /// How many distinct members.
-    pub(super) fn len(&self) -> usize {
-        self.0.as_ref().map_or(0, |m| m.len())
-    }
-
-    /// The members, in no particular order.
-    pub(super) fn iter(&self) -> impl Iterator<Item = (&String, &MemberEntry)> {
-        self.0.iter().flat_map(|m| m.iter())
-    }
-
-    /// The member keys, in no particular order.
-    pub(super) fn keys(&self) -> impl Iterator<Item = &String> {
-        self.iter().map(|(k, _)| k)
-    }
-}
-
-impl Channel {
-    /// Counts one more socket of member `m`; true when it is the member's first (a new member).
-    pub(super) fn add_member_socket(&mut self, m: &Member) -> bool {
-        match self.members.0.get_or_insert_default().entry(m.key.clone()) {
-            Entry::Occupied(mut e) => {
-                e.get_mut().sockets += 1;
-                false
-            }
-            Entry::Vacant(e) => {
-                e.insert(MemberEntry { id_json: m.id_json.clone(), info_json: m.info_json.clone(), sockets: 1 });
-                true
-            }
-        }
-    }
-
-    /// Counts one socket of member `key` gone; returns the member when that was its last socket.
-    pub(super) fn release_member_socket(&mut self, key: &str) -> Option<MemberEntry> {
-        let table = self.members.0.as_mut()?;
-        let entry = table.get_mut(key)?;
-        entry.sockets -= 1;
-        if entry.sockets > 0 {
-            return None;
-        }
-        let gone = table.remove(key);
-        if table.is_empty() {
-            self.members.0 = None;
-        }
-        gone
-    }
-}
 
 /// Why a subscription was refused after authorization.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -118,15 +26,6 @@ pub enum SubscribeError {
     },
 }
 
-/// Counts of one occupied channel.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChannelSummary {
-    /// Sockets subscribed.
-    pub subscription_count: usize,
-    /// Distinct presence members (0 for other channels).
-    pub user_count: usize,
-}
-
 /// Channels with more subscribers than this get `subscription_count` at most every 5 s.
 pub(super) const COUNT_THROTTLE_SUBSCRIBERS: usize = 100;
 pub(super) const COUNT_THROTTLE: Duration = Duration::from_secs(5);
@@ -137,11 +36,7 @@ impl AppState {
     pub fn subscribe(&self, conn: &ConnRef, channel: &str, member: Option<Member>) -> Result<(), SubscribeError> {
         let ty = ChannelType::of(channel);
         {
-            // The name is copied only for a channel's first subscriber.
-            let mut ch = match self.channels.get_mut(channel) {
-                Some(ch) => ch,
-                None => self.channels.entry(channel.to_string()).or_default(),
-            };
+            let mut ch = self.channels.get_or_make(channel);
             if ch.subscribers.contains_key(&conn.id) {
                 return Err(SubscribeError::AlreadySubscribed(channel.to_string()));
             }
@@ -191,7 +86,7 @@ impl AppState {
     /// The refusal of a subscribe to a full presence channel; forgets the channel if `empty`.
     pub(super) fn refuse_full(&self, channel: &str, empty: bool) -> SubscribeError {
         if empty {
-            self.channels.remove_if(channel, |_, c| c.subscribers.is_empty());
+            self.channels.forget_if_empty(channel);
         }
         SubscribeError::MembersLimit { channel: channel.to_string(), max: self.config.max_presence_members }
     }
@@ -222,7 +117,7 @@ impl AppState {
         }
         drop(ch);
         if empty {
-            self.channels.remove_if(channel, |_, c| c.subscribers.is_empty());
+            self.channels.forget_if_empty(channel);
         }
         true
     }
@@ -279,67 +174,13 @@ impl AppState {
         let f = Frame::from(frame::subscription_count(channel, ch.subscribers.len()));
         self.fan_out(ch, &f, None);
     }
-
-    /// Counts for one channel, or `None` when nobody is subscribed.
-    pub fn channel_summary(&self, channel: &str) -> Option<ChannelSummary> {
-        let ch = self.channels.get(channel)?;
-        Some(ChannelSummary { subscription_count: ch.subscribers.len(), user_count: ch.members.len() })
-    }
-
-    /// Every occupied channel whose name starts with `prefix`.
-    pub fn channels_with_prefix(&self, prefix: &str) -> Vec<(String, ChannelSummary)> {
-        self.channels
-            .iter()
-            .filter(|e| e.key().starts_with(prefix) && !e.subscribers.is_empty())
-            .map(|e| {
-                (
-                    e.key().clone(),
-                    ChannelSummary { subscription_count: e.subscribers.len(), user_count: e.members.len() },
-                )
-            })
-            .collect()
-    }
-
-    /// The distinct member ids (string form) of a presence channel.
-    pub fn member_ids(&self, channel: &str) -> Vec<String> {
-        self.channels.get(channel).map(|ch| ch.members.keys().cloned().collect()).unwrap_or_default()
-    }
-}
-
-/// `{"ids":[...],"hash":{...},"count":n}` for `subscription_succeeded`.
-pub(super) fn presence_json(ch: &Channel) -> String {
-    let size: usize = ch
-        .members
-        .iter()
-        .map(|(key, m)| m.id_json.len() + key.len() + m.info_json.as_ref().map_or(4, String::len) + 5)
-        .sum();
-    let mut out = String::with_capacity(48 + size);
-    out.push_str("{\"ids\":[");
-    for (i, (_, m)) in ch.members.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(&m.id_json);
-    }
-    out.push_str("],\"hash\":{");
-    for (i, (key, m)) in ch.members.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        frame::push_json_str(&mut out, key);
-        out.push(':');
-        out.push_str(m.info_json.as_deref().unwrap_or("null"));
-    }
-    out.push_str("},\"count\":");
-    out.push_str(&ch.members.len().to_string());
-    out.push('}');
-    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::AppConfig;
+    use crate::hub::ChannelSummary;
     use crate::hub::{Drained, Outbox, OutboxLimits};
     use std::sync::Arc;
 
@@ -382,7 +223,7 @@ mod tests {
         assert_eq!(take(&c1)[0]["event"], "pusher_internal:member_added");
         assert_eq!(take(&c2)[0]["event"], "pusher_internal:member_added");
         assert_eq!(take(&c3)[0]["event"], "pusher_internal:subscription_succeeded");
-        assert_eq!(a.channel_summary("presence-r"), Some(ChannelSummary { subscription_count: 3, user_count: 2 }));
+        assert_eq!(a.channels().summary("presence-r"), Some(ChannelSummary { subscription_count: 3, user_count: 2 }));
         // u1 leaves one socket: nothing; leaves the last: member_removed.
         assert!(a.unsubscribe(1, "presence-r"));
         assert!(take(&c3).is_empty());
@@ -390,25 +231,7 @@ mod tests {
         assert_eq!(take(&c3)[0]["event"], "pusher_internal:member_removed");
         assert!(!a.unsubscribe(2, "presence-r"));
         assert!(a.unsubscribe(3, "presence-r"));
-        assert_eq!(a.channel_summary("presence-r"), None);
-    }
-
-    #[test]
-    fn the_members_table_is_let_go_with_the_last_member_and_made_again_for_the_next() {
-        let mut ch = Channel::default();
-        assert!(ch.members.0.is_none());
-        assert!(ch.add_member_socket(&member("u1")));
-        assert!(!ch.add_member_socket(&member("u1")));
-        assert!(ch.add_member_socket(&member("u2")));
-        assert_eq!((ch.members.len(), ch.members.get("u1").map(|m| m.sockets)), (2, Some(2)));
-        assert!(ch.release_member_socket("u1").is_none());
-        assert_eq!(ch.release_member_socket("u1").map(|m| m.id_json), Some("\"u1\"".into()));
-        assert!(ch.release_member_socket("u1").is_none());
-        assert!(ch.members.0.is_some());
-        assert!(ch.release_member_socket("u2").is_some());
-        assert!(ch.members.0.is_none() && ch.members.len() == 0 && !ch.members.contains_key("u2"));
-        assert!(ch.add_member_socket(&member("u3")));
-        assert_eq!(ch.members.keys().collect::<Vec<_>>(), vec!["u3"]);
+        assert_eq!(a.channels().summary("presence-r"), None);
     }
 
     #[test]
@@ -421,7 +244,7 @@ mod tests {
             Err(SubscribeError::AlreadySubscribed(_))
         ));
         assert!(matches!(a.subscribe(&c2, "presence-r", Some(member("u2"))), Err(SubscribeError::MembersLimit { .. })));
-        assert_eq!(a.channel_summary("presence-r").map(|s| s.user_count), Some(1));
+        assert_eq!(a.channels().summary("presence-r").map(|s| s.user_count), Some(1));
     }
 
     #[test]
