@@ -25,6 +25,7 @@ mod cluster;
 mod fd_limit;
 mod handshake;
 mod http_fallback;
+mod http_smuggling;
 mod jwt_auth;
 mod metrics;
 mod openapi;

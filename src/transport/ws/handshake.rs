@@ -32,6 +32,8 @@ const HEAD_START: usize = 4096;
 pub(super) enum HandshakeError {
     #[error("expected a WebSocket upgrade request")]
     NotUpgrade,
+    #[error("a WebSocket upgrade needs HTTP/1.1")]
+    NotHttp11,
     #[error("unsupported WebSocket version (13 is supported)")]
     Version,
     #[error("expected one valid Sec-WebSocket-Key")]
@@ -42,7 +44,7 @@ impl IntoResponse for HandshakeError {
     fn into_response(self) -> Response {
         let status = match self {
             HandshakeError::Version => StatusCode::UPGRADE_REQUIRED,
-            HandshakeError::NotUpgrade | HandshakeError::Key => StatusCode::BAD_REQUEST,
+            HandshakeError::NotUpgrade | HandshakeError::NotHttp11 | HandshakeError::Key => StatusCode::BAD_REQUEST,
         };
         let mut res = (status, axum::Json(serde_json::json!({"error": self.to_string()}))).into_response();
         if self == HandshakeError::Version {

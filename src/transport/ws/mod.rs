@@ -43,7 +43,7 @@ use std::sync::Arc;
 use tokio::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-use handshake::accept_key;
+use handshake::{HandshakeError, accept_key};
 use stream::serve_stream;
 use tcp::TcpState;
 
@@ -57,6 +57,10 @@ pub const ROUTE: &str = "/app/{key}";
 
 /// `GET /app/{key}`: validates the upgrade and hands the socket to a connection task.
 pub async fn upgrade(State(ctx): State<Context>, Path(key): Path<String>, mut req: Request) -> Response {
+    // RFC 6455 4.1: the upgrade is an HTTP/1.1 request (HTTP/1.0 has no `101`).
+    if req.version() != axum::http::Version::HTTP_11 {
+        return HandshakeError::NotHttp11.into_response();
+    }
     let accept = match accept_key(req.headers()) {
         Ok(accept) => accept,
         Err(refused) => return refused.into_response(),
