@@ -96,7 +96,7 @@ fn validate(app: &AppState, body: EventBody, single_channel: bool) -> Result<Eve
 
 fn parse_info(info: Option<&str>) -> Result<Vec<InfoAttr>, ApiError> {
     let mut out = Vec::new();
-    for attr in info.unwrap_or("").split(',').map(str::trim).filter(|a| !a.is_empty()) {
+    for attr in info.unwrap_or("").split(',').map(|a| a.trim_matches(' ')).filter(|a| !a.is_empty()) {
         out.push(match attr {
             "user_count" => InfoAttr::UserCount,
             "subscription_count" => InfoAttr::SubscriptionCount,

@@ -126,14 +126,18 @@ struct PublishForm {
     data: String,
 }
 
-async fn publish(
-    State(ctx): State<Context>,
-    Query(q): Query<TokenQuery>,
-    axum::Json(p): axum::Json<PublishForm>,
-) -> Response {
+async fn publish(State(ctx): State<Context>, Query(q): Query<TokenQuery>, body: axum::body::Bytes) -> Response {
+    // The token first: nothing about the body is told to a caller without it.
     if !authorized(&ctx, &q.token) {
         return denied();
     }
+    let p: PublishForm = match serde_json::from_slice(&body) {
+        Ok(p) => p,
+        Err(e) => {
+            let error = format!("expected a JSON object with app_id, channel, event and data: {e}");
+            return (StatusCode::BAD_REQUEST, axum::Json(json!({"error": error}))).into_response();
+        }
+    };
     let Some(app) = ctx.hub.app_by_id(&p.app_id) else {
         return (StatusCode::NOT_FOUND, axum::Json(json!({"error": "unknown app"}))).into_response();
     };

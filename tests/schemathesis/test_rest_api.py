@@ -40,7 +40,8 @@ class Sinew:
     def __init__(self):
         env = {k: v for k, v in os.environ.items() if not k.startswith("SINEW_")}
         env.update(SINEW_HOST="127.0.0.1", SINEW_PORT="0", SINEW_METRICS_ENABLED="false", SINEW_LOG="warn",
-                   SINEW_APP_ID=APP_ID, SINEW_APP_KEY=KEY, SINEW_APP_SECRET=SECRET)
+                   SINEW_APP_ID=APP_ID, SINEW_APP_KEY=KEY, SINEW_APP_SECRET=SECRET,
+                   SINEW_DEBUG_CONSOLE_TOKEN="st-console-token")
         self.proc = subprocess.Popen([BIN], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         deadline = time.time() + 15
         self.port = None
@@ -89,9 +90,11 @@ BASE = f"http://127.0.0.1:{SERVER.port}"
 schema = schemathesis.openapi.from_path(os.path.join(ROOT, "openapi", "openapi.yaml"))
 schema.config.update(base_url=BASE)
 # What the document promises about responses: never a 5xx, and status, content type, headers and
-# body as described. (Whether every schema-violating request is refused and every schema-valid one
-# accepted depends on rules the document states in prose, such as `info=user_count` needing a
-# `presence-` prefix; those are not checked here.)
+# body as described. With SINEW_SCHEMATHESIS_ALL_CHECKS=1 every check runs, including whether each
+# schema-violating request is refused and each schema-valid one accepted; what that run still
+# reports are rules the document states in prose because a schema cannot (`info=user_count` needs a
+# `presence-` `filter_by_prefix`, `info=cache` is for cache channels, user ids are bounded in bytes
+# not characters) and the WebSocket route, whose `Connection` header the HTTP client replaces.
 RESPONSE_CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -99,6 +102,9 @@ RESPONSE_CHECKS = [
     response_headers_conformance,
     response_schema_conformance,
 ]
+if os.environ.get("SINEW_SCHEMATHESIS_ALL_CHECKS"):
+    # Every check schemathesis has (a manual run: see the note above on prose rules).
+    RESPONSE_CHECKS = None
 EXAMPLES_PER_OPERATION = settings(
     max_examples=EXAMPLES,
     deadline=None,
@@ -110,14 +116,16 @@ EXAMPLES_PER_OPERATION = settings(
 @schema.parametrize()
 @EXAMPLES_PER_OPERATION
 def test_signed_requests_match_the_document(case):
-    case.call_and_validate(session=SIGNED, checks=RESPONSE_CHECKS)
+    # `ignored_auth` (credentials removed or corrupted must get 401) is the unsigned run's: this
+    # session signs every request again.
+    case.call_and_validate(session=SIGNED, checks=RESPONSE_CHECKS, excluded_checks=[ignored_auth])
 
 
 @schema.parametrize()
 @EXAMPLES_PER_OPERATION
 def test_unsigned_requests_match_the_document(case):
     # Also: a request whose credentials are missing or corrupted is refused (`ignored_auth`).
-    case.call_and_validate(session=UNSIGNED, checks=[*RESPONSE_CHECKS, ignored_auth])
+    case.call_and_validate(session=UNSIGNED, checks=None if RESPONSE_CHECKS is None else [*RESPONSE_CHECKS, ignored_auth])
 
 
 def test_the_server_is_still_up():
