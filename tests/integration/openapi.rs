@@ -83,3 +83,22 @@ async fn every_documented_route_is_served() {
     }
     s.stop().await;
 }
+
+/// The debug console's publish form checks the token before it reads the body: without the token
+/// every body gets the same 401; with it, a body that is not the form's JSON is a JSON 400.
+#[tokio::test]
+async fn debug_publish_checks_the_token_first_and_answers_bad_bodies_in_json() {
+    let s = TestServer::start(|c| c.debug_console_token = "console-token".into()).await;
+    let http = s.http();
+    for body in ["", "not json", r#"{"app_id":"1","channel":"c","event":"e","data":"d"}"#] {
+        let (status, res) = http.raw("POST", "/debug/publish?token=wrong", body).await;
+        assert_eq!(status, 401, "{body:?}: {res}");
+    }
+    let (status, res) = http.raw("POST", "/debug/publish?token=console-token", "not json").await;
+    assert_eq!(status, 400, "{res}");
+    assert!(res["error"].as_str().is_some_and(|e| e.starts_with("expected a JSON object")), "{res}");
+    let form = r#"{"app_id":"1","channel":"c","event":"e","data":"d"}"#;
+    let (status, res) = http.raw("POST", "/debug/publish?token=console-token", form).await;
+    assert_eq!((status, res["delivered"].as_u64()), (200, Some(0)), "{res}");
+    s.stop().await;
+}
