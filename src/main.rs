@@ -54,7 +54,7 @@ async fn main() -> anyhow::Result<()> {
         tracing::warn!(limit = n, "open-files limit is low: connections beyond about this many wait unaccepted");
     }
     let signals = shutdown_signals();
-    let dev_app = cli.config.is_none() && !std::env::vars().any(|(k, _)| k.starts_with("SINEW_APP_"));
+    let dev_app = cli.config.is_none() && !std::env::vars().any(|(k, v)| k.starts_with("SINEW_APP_") && !v.is_empty());
     let server = Server::bind(Context::new(config.clone()))
         .await
         .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;

@@ -114,7 +114,7 @@ pub async fn preflight(State(ctx): State<Context>, Path(app_id): Path<String>, h
     with_cors(res, origin, &app.config)
 }
 
-/// What both endpoints check before signing: app, origin, rate, form, live socket and token.
+/// What both endpoints check before signing: app, origin, rate, token, form and live socket.
 struct Checked {
     origin: Option<HeaderValue>,
     form: HashMap<String, String>,
@@ -172,6 +172,12 @@ fn check(ctx: &Context, auth: &AuthApps, app: &AppState, headers: &HeaderMap, bo
     if !take_slot(auth, cfg.auth_rate_limit_per_second) {
         return Err(refuse(StatusCode::TOO_MANY_REQUESTS, "too many authorization requests"));
     }
+    // The token before the form: no answer to a caller without a valid token depends on which
+    // sockets are live (an outsider could otherwise probe them). The rate window comes first, as
+    // it bounds the work of verifying.
+    let token = token(cfg, headers, origin.as_ref())
+        .ok_or_else(|| refuse(StatusCode::UNAUTHORIZED, &TokenError::Missing.to_string()))?;
+    let claims = auth.verifier.verify(&token).map_err(|e| refuse(StatusCode::UNAUTHORIZED, &e.to_string()))?;
     let form: HashMap<String, String> = form_urlencoded::parse(body).into_owned().collect();
     let socket_id = form.get("socket_id").cloned().unwrap_or_default();
     if !is_valid_socket_id(&socket_id) {
@@ -181,9 +187,6 @@ fn check(ctx: &Context, auth: &AuthApps, app: &AppState, headers: &HeaderMap, bo
     if !live {
         return Err(refuse(StatusCode::FORBIDDEN, "socket_id is not a live connection of this app"));
     }
-    let token = token(cfg, headers, origin.as_ref())
-        .ok_or_else(|| refuse(StatusCode::UNAUTHORIZED, &TokenError::Missing.to_string()))?;
-    let claims = auth.verifier.verify(&token).map_err(|e| refuse(StatusCode::UNAUTHORIZED, &e.to_string()))?;
     Ok(Checked { origin, form, socket_id, claims })
 }
 

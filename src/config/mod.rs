@@ -176,10 +176,19 @@ impl Config {
             }
             None => toml::Table::new(),
         };
-        env::apply_env(&mut table, vars)?;
+        let sources = env::apply_env(&mut table, vars)?;
         let config: Config =
             toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| ConfigError::Parse(e.to_string()))?;
-        config.validated()
+        config.validated().map_err(|e| match e {
+            // A value that came from a variable is reported under the variable's name.
+            ConfigError::Invalid { key, reason } => match sources.var_for(&key) {
+                Some(var) => {
+                    ConfigError::Env { var: var.to_string(), reason: format!("{reason} (config key `{key}`)") }
+                }
+                None => ConfigError::Invalid { key, reason },
+            },
+            other => other,
+        })
     }
 
     fn validated(mut self) -> Result<Config, ConfigError> {

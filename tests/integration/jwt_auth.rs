@@ -221,3 +221,33 @@ async fn configured_issuer_and_audience_are_required() {
     }
     s.stop().await;
 }
+
+/// Without a valid token, a live socket and a dead one get the same answer: nobody can probe which
+/// sockets are live. With a token, a dead socket is refused (403).
+#[tokio::test]
+async fn no_answer_reveals_live_sockets_before_the_token_is_verified() {
+    let s = server().await;
+    let c = s.client().await;
+    let dead = "999999.999999".to_string();
+    let mut answers = Vec::new();
+    for socket_id in [&c.socket_id, &dead] {
+        for headers in [vec![], vec![("authorization", "Bearer not-a-token".to_string())]] {
+            let res =
+                post(&s, "/apps/1/auth", &headers, &[("socket_id", socket_id), ("channel_name", "private-a")]).await;
+            answers.push((headers.len(), res.status().as_u16(), res.text().await.unwrap_or_default()));
+        }
+    }
+    assert_eq!(answers[0], answers[2], "no token: live and dead sockets answered alike");
+    assert_eq!(answers[1], answers[3], "a bad token: live and dead sockets answered alike");
+    assert_eq!((answers[0].1, answers[1].1), (401, 401));
+    let token = hs256(claims(&["private-a"]));
+    let res = post(
+        &s,
+        "/apps/1/auth",
+        &[("authorization", format!("Bearer {token}"))],
+        &[("socket_id", &dead), ("channel_name", "private-a")],
+    )
+    .await;
+    assert_eq!(res.status(), 403);
+    s.stop().await;
+}
