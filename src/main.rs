@@ -73,6 +73,22 @@ async fn main() -> anyhow::Result<()> {
 }
 fn print_banner(config: &Config, addr: std::net::SocketAddr, dev_app: bool) {
     println!("Sinew listening on {addr}");
+    let scheme = if config.tls_cert.is_empty() { "http" } else { "https" };
+    let urls = reachable(addr);
+    for url in &urls {
+        println!("  reachable at {scheme}://{url}");
+    }
+    if !config.debug_console_token.is_empty()
+        && let Some(url) = urls.first()
+    {
+        println!("  debug console at {scheme}://{url}/debug?token=<debug_console_token>");
+    }
+    if dev_app && !addr.ip().is_loopback() {
+        println!(
+            "  WARNING: the development app's secret is public and this address is not loopback: anyone who \
+             reaches it can publish and sign. Set real credentials (`sinew apps new`) or SINEW_HOST=127.0.0.1."
+        );
+    }
     for app in &config.apps {
         println!("  app id={} key={} client_events={}", app.id, app.key, app.client_events);
     }
@@ -94,6 +110,29 @@ fn print_banner(config: &Config, addr: std::net::SocketAddr, dev_app: bool) {
             addr.port()
         );
     }
+}
+
+/// Addresses a client can use for `addr`: itself, or for a wildcard address loopback and the
+/// machine's primary address (the one its default route leaves from; learnt without sending).
+fn reachable(addr: std::net::SocketAddr) -> Vec<std::net::SocketAddr> {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+    if !addr.ip().is_unspecified() {
+        return vec![addr];
+    }
+    let (loopback, probe, any): (IpAddr, &str, &str) = if addr.is_ipv4() {
+        (Ipv4Addr::LOCALHOST.into(), "192.0.2.1:80", "0.0.0.0:0")
+    } else {
+        (Ipv6Addr::LOCALHOST.into(), "[2001:db8::1]:80", "[::]:0")
+    };
+    let mut out = vec![SocketAddr::new(loopback, addr.port())];
+    let primary = UdpSocket::bind(any).and_then(|s| s.connect(probe).and_then(|()| s.local_addr()));
+    if let Ok(local) = primary
+        && !local.ip().is_loopback()
+        && !local.ip().is_unspecified()
+    {
+        out.push(SocketAddr::new(local.ip(), addr.port()));
+    }
+    out
 }
 
 /// Counts SIGTERM/SIGINT deliveries; registered before the server starts so an early signal is

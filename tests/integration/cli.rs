@@ -103,3 +103,44 @@ fn log_format_json_is_accepted() {
     let (code, _, _) = sinew(&["--log-format", "xml", "config", "check"], &[]);
     assert_ne!(code, 0);
 }
+
+/// The start-up banner of `sinew` serving with `env`: its stdout until the development app's SDK
+/// line (or the end of the banner), then the process is stopped.
+fn banner(env: &[(&str, &str)]) -> String {
+    use std::io::{BufRead, BufReader};
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sinew"));
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("SINEW_")) {
+        cmd.env_remove(k);
+    }
+    cmd.env("SINEW_PORT", "0").env("SINEW_METRICS_ENABLED", "false").env("SINEW_LOG", "warn");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let mut out = String::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines().map_while(Result::ok) {
+        out.push_str(&line);
+        out.push('\n');
+        if line.contains("server SDK") || line.contains("client_events=") && !out.contains("development app") {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    out
+}
+
+#[test]
+fn the_banner_prints_reachable_urls_the_console_and_a_public_secret_warning() {
+    let out = banner(&[("SINEW_HOST", "0.0.0.0"), ("SINEW_DEBUG_CONSOLE_TOKEN", "t0ken")]);
+    assert!(out.contains("reachable at http://127.0.0.1:"), "{out}");
+    assert!(out.contains("/debug?token=<debug_console_token>") && !out.contains("t0ken"), "{out}");
+    assert!(out.contains("WARNING: the development app's secret is public"), "{out}");
+    // On loopback, or with real credentials, no warning.
+    let out = banner(&[("SINEW_HOST", "127.0.0.1")]);
+    assert!(out.contains("reachable at http://127.0.0.1:") && !out.contains("WARNING"), "{out}");
+    assert!(!out.contains("debug console"), "{out}");
+    let creds = [("SINEW_HOST", "0.0.0.0"), ("SINEW_APP_ID", "7"), ("SINEW_APP_KEY", "k7"), ("SINEW_APP_SECRET", "s7")];
+    let out = banner(&creds);
+    assert!(!out.contains("WARNING"), "{out}");
+}
