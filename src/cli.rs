@@ -91,8 +91,10 @@ const REDACTED: &str = "<redacted>";
 /// The configuration as TOML with every secret replaced.
 pub fn print_config(config: &Config) -> String {
     let mut c = config.clone();
-    if !c.debug_console_token.is_empty() {
-        c.debug_console_token = REDACTED.into();
+    for s in [&mut c.debug_console_token, &mut c.redis_sentinel_password] {
+        if !s.is_empty() {
+            *s = REDACTED.into();
+        }
     }
     redact_url_credentials(&mut c.redis_url);
     for app in &mut c.apps {

@@ -42,7 +42,13 @@ pub(super) async fn run_publisher(link: Arc<Link>, mut rx: mpsc::Receiver<Outgoi
                 }
             }
         }
-        let mut conn = link.conn.clone();
+        let mut conn = match link.conn() {
+            Ok(conn) => conn,
+            Err(e) => {
+                publish_failed(&link, &mut failing, publishes, &e.to_string());
+                continue;
+            }
+        };
         match timeout(OP_TIMEOUT, pipe.query_async::<()>(&mut conn)).await {
             Ok(Ok(())) => {
                 link.stats.published.fetch_add(publishes, Ordering::Relaxed);
@@ -74,8 +80,19 @@ pub(super) async fn run_reader(link: Arc<Link>, inbound: mpsc::Sender<Inbound>) 
     let bus = link.keys.bus();
     let mut backoff = Duration::from_millis(100);
     let mut lost = false;
+    let mut moved = link.master_moved();
     loop {
-        match timeout(OP_TIMEOUT, link.client.get_async_pubsub()).await {
+        moved.mark_unchanged();
+        let client = match link.client() {
+            Ok(client) => client,
+            Err(e) => {
+                bus_failed(&link, &mut lost, &e.to_string());
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+                continue;
+            }
+        };
+        match timeout(OP_TIMEOUT, client.get_async_pubsub()).await {
             Ok(Ok(mut pubsub)) => match timeout(OP_TIMEOUT, pubsub.subscribe(&bus)).await {
                 Ok(Ok(())) => {
                     if lost {
@@ -85,7 +102,12 @@ pub(super) async fn run_reader(link: Arc<Link>, inbound: mpsc::Sender<Inbound>) 
                     link.set_bus_up(true);
                     backoff = Duration::from_millis(100);
                     let mut messages = pubsub.on_message();
-                    while let Some(msg) = messages.next().await {
+                    // Until the subscription drops, or the master moved (the old one may live on
+                    // as a replica and stay silent).
+                    while let Some(msg) = tokio::select! {
+                        msg = messages.next() => msg,
+                        _ = moved.changed() => None,
+                    } {
                         match BusMessage::decode(msg.get_payload_bytes()) {
                             // Node 0 marks messages published by the state scripts: for every node.
                             Ok(m) if m.node() == link.node() => {}

@@ -4,12 +4,20 @@
 //!
 //! The handle ([`super::RedisAdapter`]) and every task hold an `Arc` of one [`Link`]; the tasks never
 //! see the handle.
+//!
+//! Behind Sentinels the master can move: [`Link::follow_master`] (run every second by
+//! [`follow_sentinels`]) asks them where it is and, when it moved, connects there and tells the
+//! bus reader (`master_moved`) to subscribe again.
 
 use super::keys::Keys;
+use crate::config::{SentinelSettings, Topology};
 use redis::Value;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use std::sync::Arc;
+use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
+use redis::{ConnectionAddr, TlsMode};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+use tokio::sync::watch;
 use tokio::time::{Duration, timeout};
 
 /// How long one Redis round trip may take before it counts as failed.
@@ -18,8 +26,8 @@ pub(super) const OP_TIMEOUT: Duration = Duration::from_secs(2);
 /// Settings of the Redis adapter.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// `redis://` or `rediss://` URL.
-    pub url: String,
+    /// Where Redis is.
+    pub topology: Topology,
     /// Prefix of every key and of the bus channel.
     pub prefix: String,
     /// A node silent for this long is swept by the others.
@@ -65,35 +73,99 @@ pub(super) struct Link {
     node: u32,
     pub(super) keys: Keys,
     pub(super) settings: Settings,
-    /// Makes the bus subscriber's dedicated connections.
-    pub(super) client: redis::Client,
-    /// The shared connection for commands, re-made whenever it drops.
-    pub(super) conn: ConnectionManager,
+    /// The server commands go to (the master, behind Sentinels), and the shared connection to it,
+    /// re-made whenever it drops. `None` until the Sentinels have named a master.
+    master: RwLock<Option<Master>>,
+    /// Asks the Sentinels where the master is (`None` for a standalone server).
+    sentinels: Option<tokio::sync::Mutex<SentinelClient>>,
+    /// Bumped whenever the master moved.
+    master_moved: watch::Sender<u64>,
     pub(super) stats: Arc<AdapterStats>,
     bus_up: AtomicBool,
     store_up: AtomicBool,
 }
 
-impl Link {
-    /// Prepares the link for node `node` without connecting yet. Must run inside a Tokio runtime.
-    pub(super) fn new(settings: Settings, node: u32) -> Result<Self, ClusterError> {
-        let client = redis::Client::open(settings.url.as_str())?;
+/// The server commands go to.
+#[derive(Clone)]
+struct Master {
+    /// Makes the bus subscriber's dedicated connections.
+    client: redis::Client,
+    /// The shared connection for commands.
+    conn: ConnectionManager,
+}
+
+impl Master {
+    fn new(client: redis::Client) -> Result<Master, ClusterError> {
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(1)))
             .set_response_timeout(Some(OP_TIMEOUT))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(500));
         let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
+        Ok(Master { client, conn })
+    }
+}
+
+impl Link {
+    /// Prepares the link for node `node` without connecting yet. Must run inside a Tokio runtime.
+    pub(super) fn new(settings: Settings, node: u32) -> Result<Self, ClusterError> {
+        let (master, sentinels) = match &settings.topology {
+            Topology::Standalone(url) => (Some(Master::new(redis::Client::open(url.as_str())?)?), None),
+            Topology::Sentinel(s) => (None, Some(tokio::sync::Mutex::new(sentinel_client(s)?))),
+        };
         Ok(Link {
             node,
             keys: Keys::new(settings.prefix.clone()),
             settings,
-            client,
-            conn,
+            master: RwLock::new(master),
+            sentinels,
+            master_moved: watch::Sender::new(0),
             stats: Arc::new(AdapterStats::default()),
             bus_up: AtomicBool::new(false),
             store_up: AtomicBool::new(false),
         })
+    }
+
+    fn current(&self) -> Result<Master, ClusterError> {
+        self.master
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .ok_or_else(|| ClusterError::Unavailable("no Sentinel has named the Redis master yet".into()))
+    }
+
+    /// The shared connection for commands.
+    pub(super) fn conn(&self) -> Result<ConnectionManager, ClusterError> {
+        self.current().map(|m| m.conn)
+    }
+
+    /// A client of the server commands go to, for a dedicated (subscriber) connection.
+    pub(super) fn client(&self) -> Result<redis::Client, ClusterError> {
+        self.current().map(|m| m.client)
+    }
+
+    /// Changes whenever the master moved (behind Sentinels).
+    pub(super) fn master_moved(&self) -> watch::Receiver<u64> {
+        self.master_moved.subscribe()
+    }
+
+    /// Behind Sentinels: asks them for the master and, when it is not the one in use, connects
+    /// there. True when the master moved. A standalone server never moves.
+    pub(super) async fn follow_master(&self) -> Result<bool, ClusterError> {
+        let Some(sentinels) = &self.sentinels else { return Ok(false) };
+        let client = timeout(OP_TIMEOUT, async { sentinels.lock().await.async_get_client().await })
+            .await
+            .map_err(|_| ClusterError::Unavailable("the Sentinels did not answer in time".into()))??;
+        let addr = client.get_connection_info().addr().to_string();
+        let same = self.current().is_ok_and(|m| m.client.get_connection_info().addr().to_string() == addr);
+        if same {
+            return Ok(false);
+        }
+        let master = Master::new(client)?;
+        *self.master.write().unwrap_or_else(PoisonError::into_inner) = Some(master);
+        self.master_moved.send_modify(|n| *n += 1);
+        tracing::info!(master = %addr, "following the Redis master the Sentinels name");
+        Ok(true)
     }
 
     /// This node's id.
@@ -123,7 +195,7 @@ impl Link {
 
     /// Runs a pipeline of reads (or simple writes) on the shared connection, counting failures.
     pub(super) async fn query(&self, pipe: &redis::Pipeline) -> Result<Vec<Value>, ClusterError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn()?;
         match timeout(OP_TIMEOUT, pipe.query_async::<Vec<Value>>(&mut conn)).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {
@@ -135,6 +207,61 @@ impl Link {
                 Err(ClusterError::Unavailable("Redis did not answer in time".into()))
             }
         }
+    }
+}
+
+/// A client that asks the Sentinels for the current master.
+fn sentinel_client(s: &SentinelSettings) -> redis::RedisResult<SentinelClient> {
+    let addrs = s.sentinels.iter().map(|(host, port)| {
+        if s.tls {
+            ConnectionAddr::TcpTls { host: host.clone(), port: *port, insecure: false, tls_params: None }
+        } else {
+            ConnectionAddr::Tcp(host.clone(), *port)
+        }
+    });
+    let mut b = SentinelClientBuilder::new(addrs, &s.master, SentinelServerType::Master)?
+        .set_client_to_redis_db(s.db);
+    if s.tls {
+        b = b.set_client_to_redis_tls_mode(TlsMode::Secure).set_client_to_sentinel_tls_mode(TlsMode::Secure);
+    }
+    if let Some(u) = &s.username {
+        b = b.set_client_to_redis_username(u);
+    }
+    if let Some(p) = &s.password {
+        b = b.set_client_to_redis_password(p);
+    }
+    if let Some(p) = &s.sentinel_password {
+        b = b.set_client_to_sentinel_password(p);
+    }
+    b.build()
+}
+
+/// How often the Sentinels are asked where the master is.
+const SENTINEL_POLL: Duration = Duration::from_secs(1);
+
+/// Behind Sentinels: keeps the link on the master they name, asking every [`SENTINEL_POLL`]
+/// (also what finds the master at start). Returns at once for a standalone server.
+pub(super) async fn follow_sentinels(link: Arc<Link>) {
+    if link.sentinels.is_none() {
+        return;
+    }
+    let mut failing = false;
+    loop {
+        match link.follow_master().await {
+            Ok(_) if failing => {
+                tracing::info!("the Sentinels answer again");
+                failing = false;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                link.stats.errors.fetch_add(1, Ordering::Relaxed);
+                if !failing {
+                    tracing::error!(error = %e, "cannot ask the Sentinels for the Redis master; retrying");
+                    failing = true;
+                }
+            }
+        }
+        tokio::time::sleep(SENTINEL_POLL).await;
     }
 }
 

@@ -27,8 +27,15 @@ impl Adapter {
         if config.adapter != "redis" {
             return Adapter::Local;
         }
+        let topology = match config.redis_topology() {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot set up the Redis adapter; running alone");
+                return Adapter::Local;
+            }
+        };
         let settings = Settings {
-            url: config.redis_url.clone(),
+            topology,
             prefix: config.redis_prefix.clone(),
             node_timeout: Duration::from_secs(config.cluster_node_timeout_seconds),
             handover: Duration::from_secs(config.cluster_handover_seconds),

@@ -99,6 +99,7 @@ impl RedisAdapter {
         tokio::spawn(node_state::run(self.link.clone(), receivers.ops, inbound.clone()));
         tokio::spawn(bus_tasks::run_publisher(self.link.clone(), receivers.outgoing));
         tokio::spawn(bus_tasks::run_reader(self.link.clone(), inbound));
+        tokio::spawn(super::link::follow_sentinels(self.link.clone()));
         Some(inbound_rx)
     }
 

@@ -9,9 +9,11 @@
 
 mod app;
 mod env;
+mod topology;
 mod webhooks;
 
 pub use app::AppConfig;
+pub use topology::{SentinelSettings, Topology};
 pub use webhooks::{WEBHOOK_EVENTS, WebhookSettings, WebhookTarget};
 
 use serde::{Deserialize, Serialize};
@@ -116,8 +118,16 @@ pub struct Config {
     pub http_session_timeout: u64,
     /// `local` (one node, the default) or `redis` (many nodes sharing one Redis).
     pub adapter: String,
-    /// Redis URL for `adapter = "redis"` (`redis://[user:pass@]host:port[/db]`, `rediss://` for TLS).
+    /// Redis URL for `adapter = "redis"` (`redis://[user:pass@]host:port[/db]`, `rediss://` for TLS,
+    /// `redis+sentinel://[user:pass@]host:port,.../master[/db]` behind Sentinels).
     pub redis_url: String,
+    /// Sentinel addresses (`host:port`), when not in `redis_url`; `redis_url` then gives the master's
+    /// user, password, database and TLS.
+    pub redis_sentinels: Vec<String>,
+    /// The name the Sentinels monitor the master under (with `redis_sentinels`).
+    pub redis_master_name: String,
+    /// The Sentinels' own password, when they require one.
+    pub redis_sentinel_password: String,
     /// Prefix of every Redis key and pub/sub channel, so several clusters can share one Redis.
     pub redis_prefix: String,
     /// Seconds after which a node that stopped heartbeating is considered dead and its members removed.
@@ -157,6 +167,9 @@ impl Default for Config {
             http_session_timeout: 5,
             adapter: "local".into(),
             redis_url: "redis://127.0.0.1:6379".into(),
+            redis_sentinels: Vec::new(),
+            redis_master_name: String::new(),
+            redis_sentinel_password: String::new(),
             redis_prefix: "sinew".into(),
             cluster_node_timeout_seconds: 20,
             cluster_handover_seconds: 5,
@@ -189,6 +202,16 @@ impl Config {
             },
             other => other,
         })
+    }
+
+    /// Where the cluster's Redis is, from `redis_url` and the Sentinel settings.
+    pub fn redis_topology(&self) -> Result<Topology, String> {
+        Topology::from_settings(
+            &self.redis_url,
+            &self.redis_sentinels,
+            &self.redis_master_name,
+            &self.redis_sentinel_password,
+        )
     }
 
     fn validated(mut self) -> Result<Config, ConfigError> {
@@ -244,8 +267,11 @@ impl Config {
         if !matches!(self.adapter.as_str(), "local" | "redis") {
             return Err(invalid("adapter".into(), "must be `local` or `redis`"));
         }
-        if self.adapter == "redis" && redis::Client::open(self.redis_url.as_str()).is_err() {
-            return Err(invalid("redis_url".into(), "is not a valid redis:// or rediss:// URL"));
+        if self.adapter == "redis"
+            && let Err(e) = self.redis_topology()
+        {
+            let key = if self.redis_sentinels.is_empty() { "redis_url" } else { "redis_sentinels" };
+            return Err(invalid(key.into(), &e));
         }
         if self.redis_prefix.is_empty() || !self.redis_prefix.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(invalid("redis_prefix".into(), "must be non-empty printable ASCII without spaces"));

@@ -190,7 +190,10 @@ impl NodeState {
 
     /// Runs a pipeline of scripts, loading them first if Redis lost its script cache.
     async fn run(&self, pipe: &redis::Pipeline) -> Result<Vec<Value>, ()> {
-        let mut conn = self.link.conn.clone();
+        let Ok(mut conn) = self.link.conn() else {
+            self.link.stats.errors.fetch_add(1, Ordering::Relaxed);
+            return Err(());
+        };
         for attempt in 0..2 {
             let values = match timeout(OP_TIMEOUT, pipe.query_async::<Vec<Value>>(&mut conn)).await {
                 Ok(Ok(v)) => v,

@@ -44,7 +44,10 @@ impl NodeState {
         pipe.cmd("HGETALL").arg(keys.node_subs(node));
         pipe.cmd("HGETALL").arg(keys.node_members(node));
         pipe.cmd("DEL").arg(keys.swept(node));
-        let mut conn = self.link.conn.clone();
+        let Ok(mut conn) = self.link.conn() else {
+            self.link.stats.errors.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
         let Ok(Ok(current)) = timeout(OP_TIMEOUT, pipe.query_async::<Vec<Value>>(&mut conn)).await else {
             self.link.stats.errors.fetch_add(1, Ordering::Relaxed);
             return;

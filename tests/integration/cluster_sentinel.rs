@@ -1,0 +1,184 @@
+//! A cluster on a Sentinel-managed Redis: a master, a replica and three Sentinels of the test's
+//! own (real `redis-server` processes on free ports, killed on drop). Two Sinew nodes find the
+//! master through the Sentinels; when the master dies and the Sentinels promote the replica, the
+//! nodes follow it without a restart: events cross nodes again and presence is still counted.
+
+use crate::common::{Client, TestServer};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const MASTER: &str = "sinew-test-master";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The processes of one test's Redis deployment; every one is killed on drop.
+struct Deployment {
+    dir: PathBuf,
+    master: (u16, Option<Child>),
+    replica: (u16, Child),
+    sentinels: Vec<(u16, Child)>,
+}
+
+impl Drop for Deployment {
+    fn drop(&mut self) {
+        let mut children: Vec<&mut Child> = vec![&mut self.replica.1];
+        children.extend(self.master.1.as_mut());
+        children.extend(self.sentinels.iter_mut().map(|(_, c)| c));
+        for c in children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn redis_server(args: &[&str]) -> Child {
+    Command::new("redis-server").args(args).stdout(Stdio::null()).spawn().expect("redis-server on PATH")
+}
+
+async fn query<T: redis::FromRedisValue>(port: u16, cmd: &redis::Cmd) -> redis::RedisResult<T> {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}"))?;
+    let mut conn = tokio::time::timeout(Duration::from_secs(1), client.get_multiplexed_async_connection())
+        .await
+        .map_err(|_| redis::RedisError::from((redis::ErrorKind::Io, "timeout")))??;
+    cmd.query_async(&mut conn).await
+}
+
+async fn wait_until(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+impl Deployment {
+    /// A master with one replica, then three Sentinels watching it, each knowing the replica and
+    /// the other Sentinels before this returns.
+    async fn start() -> Deployment {
+        let dir = std::env::temp_dir().join(format!("sinew-sentinel-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let base = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"];
+        let (m, r) = (free_port(), free_port());
+        let master = redis_server(&[&["--port", &m.to_string()][..], &base].concat());
+        let replica =
+            redis_server(&[&["--port", &r.to_string(), "--replicaof", "127.0.0.1", &m.to_string()][..], &base].concat());
+        let mut d = Deployment { dir, master: (m, Some(master)), replica: (r, replica), sentinels: Vec::new() };
+        wait_until("the replica's link to the master", async || {
+            let info: String = query(r, redis::cmd("INFO").arg("replication")).await.unwrap_or_default();
+            info.contains("master_link_status:up")
+        })
+        .await;
+        for _ in 0..3 {
+            let port = free_port();
+            let conf = d.dir.join(format!("sentinel-{port}.conf"));
+            std::fs::write(
+                &conf,
+                format!(
+                    "port {port}\nbind 127.0.0.1\nsentinel monitor {MASTER} 127.0.0.1 {m} 2\n\
+                     sentinel down-after-milliseconds {MASTER} 1000\nsentinel failover-timeout {MASTER} 5000\n"
+                ),
+            )
+            .unwrap();
+            let child = redis_server(&[conf.to_str().unwrap(), "--sentinel"]);
+            d.sentinels.push((port, child));
+        }
+        for &(port, _) in &d.sentinels {
+            wait_until("each Sentinel to know the replica and the others", async || {
+                let replicas: Vec<redis::Value> =
+                    query(port, redis::cmd("SENTINEL").arg("replicas").arg(MASTER)).await.unwrap_or_default();
+                let others: Vec<redis::Value> =
+                    query(port, redis::cmd("SENTINEL").arg("sentinels").arg(MASTER)).await.unwrap_or_default();
+                replicas.len() == 1 && others.len() == 2
+            })
+            .await;
+        }
+        d
+    }
+
+    fn url(&self) -> String {
+        let hosts: Vec<String> = self.sentinels.iter().map(|(p, _)| format!("127.0.0.1:{p}")).collect();
+        format!("redis+sentinel://{}/{MASTER}", hosts.join(","))
+    }
+
+    /// The master's port as the first Sentinel reports it.
+    async fn master_port(&self) -> Option<u16> {
+        let addr: Vec<String> =
+            query(self.sentinels[0].0, redis::cmd("SENTINEL").arg("get-master-addr-by-name").arg(MASTER)).await.ok()?;
+        addr.get(1)?.parse().ok()
+    }
+
+    fn kill_master(&mut self) {
+        if let Some(mut c) = self.master.1.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+async fn node(url: &str, prefix: &str) -> TestServer {
+    let (url, prefix) = (url.to_string(), prefix.to_string());
+    let s = TestServer::start(move |c| {
+        c.adapter = "redis".into();
+        c.redis_url = url;
+        c.redis_prefix = prefix;
+        c.cluster_node_timeout_seconds = 5;
+    })
+    .await;
+    wait_until("the node to reach the master", async || s.ctx.is_ready()).await;
+    s
+}
+
+/// Publishes on `from` until `to` receives one of the events (the bus may need a moment after a
+/// failover); returns how many publishes it took.
+async fn publish_until_received(from: &TestServer, to: &mut Client, channel: &str) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for n in 1.. {
+        let (status, _) = from.http().trigger(channel, "tick", &n.to_string()).await;
+        if status == 200
+            && let crate::common::Next::Event(ev) = to.next_within(Duration::from_millis(300)).await
+            && ev["event"] == "tick"
+        {
+            return n;
+        }
+        assert!(Instant::now() < deadline, "no event crossed the nodes (last REST status {status})");
+    }
+    unreachable!()
+}
+
+#[tokio::test]
+async fn nodes_follow_a_sentinel_failover_without_a_restart() {
+    let mut redis = Deployment::start().await;
+    let prefix = format!("sinew-sentinel-{}", rand::random::<u64>());
+    let (a, b) = (node(&redis.url(), &prefix).await, node(&redis.url(), &prefix).await);
+    let mut watcher = b.client().await;
+    watcher.subscribe("sentinel-news").await;
+    let mut member = a.client().await;
+    member.subscribe_presence("presence-sentinel", r#"{"user_id":"ada"}"#).await;
+    assert_eq!(publish_until_received(&a, &mut watcher, "sentinel-news").await, 1);
+    let users = |s: &TestServer| {
+        let http = s.http();
+        async move { http.get("/channels/presence-sentinel", &[("info", "user_count")]).await.1["user_count"].clone() }
+    };
+    assert_eq!(users(&b).await, 1);
+
+    let old = redis.master_port().await;
+    redis.kill_master();
+    let replica = redis.replica.0;
+    wait_until("the Sentinels to promote the replica", async || redis.master_port().await == Some(replica)).await;
+    assert_ne!(old, Some(replica));
+
+    // Both directions work again, and the presence member is still counted cluster-wide.
+    publish_until_received(&a, &mut watcher, "sentinel-news").await;
+    let mut back = a.client().await;
+    back.subscribe("sentinel-back").await;
+    publish_until_received(&b, &mut back, "sentinel-back").await;
+    wait_until("the member to be counted on the new master", async || users(&b).await == 1).await;
+    let ev = member.next_within(Duration::from_millis(100)).await;
+    assert!(!matches!(&ev, crate::common::Next::Closed(_)), "the member's socket stayed open: {ev:?}");
+    a.stop().await;
+    b.stop().await;
+}
