@@ -219,8 +219,7 @@ fn sentinel_client(s: &SentinelSettings) -> redis::RedisResult<SentinelClient> {
             ConnectionAddr::Tcp(host.clone(), *port)
         }
     });
-    let mut b = SentinelClientBuilder::new(addrs, &s.master, SentinelServerType::Master)?
-        .set_client_to_redis_db(s.db);
+    let mut b = SentinelClientBuilder::new(addrs, &s.master, SentinelServerType::Master)?.set_client_to_redis_db(s.db);
     if s.tls {
         b = b.set_client_to_redis_tls_mode(TlsMode::Secure).set_client_to_sentinel_tls_mode(TlsMode::Secure);
     }

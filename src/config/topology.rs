@@ -177,16 +177,14 @@ mod tests {
             "",
             "sp",
         ));
-        assert_eq!(
-            s.sentinels,
-            vec![("10.0.0.1".into(), 26379), ("10.0.0.2".into(), 26380), ("::1".into(), 26381)]
-        );
+        assert_eq!(s.sentinels, vec![("10.0.0.1".into(), 26379), ("10.0.0.2".into(), 26380), ("::1".into(), 26381)]);
         assert_eq!((s.master.as_str(), s.db, s.tls), ("main", 3, false));
         assert_eq!((s.username.as_deref(), s.password.as_deref()), (Some("app"), Some("s@cret")));
         assert_eq!(s.sentinel_password.as_deref(), Some("sp"));
         let s = sentinel(Topology::from_settings("rediss+sentinel://:pw@h/m", &[], "", ""));
         assert_eq!((s.tls, s.username, s.password.as_deref(), s.db), (true, None, Some("pw"), 0));
-        for bad in ["redis+sentinel://h1,h2", "redis+sentinel://h/", "redis+sentinel://h:x/m", "redis+sentinel://h/m/x"] {
+        for bad in ["redis+sentinel://h1,h2", "redis+sentinel://h/", "redis+sentinel://h:x/m", "redis+sentinel://h/m/x"]
+        {
             assert!(Topology::from_settings(bad, &[], "", "").is_err(), "{bad}");
         }
     }

@@ -21,7 +21,7 @@ mod channels;
 mod cli;
 mod client_events;
 mod cluster;
-mod cluster_sentinel;
+mod cluster_topologies;
 #[cfg(target_os = "linux")]
 mod fd_limit;
 mod handshake;

@@ -1,9 +1,13 @@
-//! A cluster on a Sentinel-managed Redis: a master, a replica and three Sentinels of the test's
-//! own (real `redis-server` processes on free ports, killed on drop). Two Sinew nodes find the
-//! master through the Sentinels; when the master dies and the Sentinels promote the replica, the
-//! nodes follow it without a restart: events cross nodes again and presence is still counted.
+//! A cluster on the Redis deployments teams run, each a real `redis-server` of the test's own on
+//! free ports (killed on drop):
+//! - Sentinel: a master, a replica and three Sentinels. Two Sinew nodes find the master through the
+//!   Sentinels; when the master dies and the Sentinels promote the replica, the nodes follow it
+//!   without a restart: events cross nodes again and presence is still counted.
+//! - TLS with an ACL user: a TLS-only server whose default user is off; two Sinew processes connect
+//!   as the ACL user over `rediss://`, verifying the server's certificate against a test CA.
 
-use crate::common::{Client, TestServer};
+use crate::common::{APP_ID, Client, KEY, Rest, SECRET, TestServer};
+use crate::process_support::SinewProcess;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -64,8 +68,9 @@ impl Deployment {
         let base = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"];
         let (m, r) = (free_port(), free_port());
         let master = redis_server(&[&["--port", &m.to_string()][..], &base].concat());
-        let replica =
-            redis_server(&[&["--port", &r.to_string(), "--replicaof", "127.0.0.1", &m.to_string()][..], &base].concat());
+        let replica = redis_server(
+            &[&["--port", &r.to_string(), "--replicaof", "127.0.0.1", &m.to_string()][..], &base].concat(),
+        );
         let mut d = Deployment { dir, master: (m, Some(master)), replica: (r, replica), sentinels: Vec::new() };
         wait_until("the replica's link to the master", async || {
             let info: String = query(r, redis::cmd("INFO").arg("replication")).await.unwrap_or_default();
@@ -181,4 +186,150 @@ async fn nodes_follow_a_sentinel_failover_without_a_restart() {
     assert!(!matches!(&ev, crate::common::Next::Closed(_)), "the member's socket stayed open: {ev:?}");
     a.stop().await;
     b.stop().await;
+}
+
+/// A test CA and a certificate for 127.0.0.1 signed by it, made with openssl in `dir`.
+fn make_certs(dir: &std::path::Path) {
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl").args(args).current_dir(dir).output().expect("run openssl");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=Sinew Test CA",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "redis.key",
+        "-out",
+        "redis.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "redis.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+        "-out",
+        "redis.pem",
+    ]);
+}
+
+/// Kills the child and removes the directory on drop.
+struct TlsRedis {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Drop for TlsRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test]
+async fn nodes_reach_redis_over_tls_as_an_acl_user() {
+    let dir = std::env::temp_dir().join(format!("sinew-redis-tls-{}", rand::random::<u64>()));
+    std::fs::create_dir_all(&dir).unwrap();
+    make_certs(&dir);
+    let port = free_port();
+    let path = |f: &str| dir.join(f).to_str().unwrap().to_string();
+    let child = redis_server(&[
+        "--port",
+        "0",
+        "--tls-port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--tls-cert-file",
+        &path("redis.pem"),
+        "--tls-key-file",
+        &path("redis.key"),
+        "--tls-ca-cert-file",
+        &path("ca.pem"),
+        "--tls-auth-clients",
+        "no",
+        "--user",
+        "default",
+        "off",
+        "--user",
+        "sinew",
+        "on",
+        ">s3cret",
+        "~*",
+        "&*",
+        "+@all",
+    ]);
+    let ca = path("ca.pem");
+    let redis = TlsRedis { child, dir };
+    let url = format!("rediss://sinew:s3cret@127.0.0.1:{port}");
+    let prefix = format!("sinew-tls-{}", rand::random::<u64>());
+    let env = [
+        ("SINEW_ADAPTER", "redis"),
+        ("SINEW_REDIS_URL", url.as_str()),
+        ("SINEW_REDIS_PREFIX", prefix.as_str()),
+        ("SSL_CERT_FILE", ca.as_str()),
+    ];
+    let (a, b) = (SinewProcess::spawn(&env).await, SinewProcess::spawn(&env).await);
+    for node in [&a, &b] {
+        let ready = format!("http://{}/ready", node.addr);
+        wait_until("the node to connect to Redis over TLS", async || {
+            reqwest::get(&ready).await.is_ok_and(|r| r.status() == 200)
+        })
+        .await;
+    }
+    let mut watcher = Client::connect(b.addr, KEY).await;
+    watcher.subscribe("tls-news").await;
+    let rest =
+        Rest { base: format!("http://{}", a.addr), app_id: APP_ID.into(), key: KEY.into(), secret: SECRET.into() };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        assert_eq!(rest.trigger("tls-news", "tick", "1").await.0, 200);
+        if let crate::common::Next::Event(ev) = watcher.next_within(Duration::from_millis(300)).await
+            && ev["event"] == "tick"
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no event crossed the nodes; log of a:\n{}", a.log());
+    }
+    // A wrong password is refused by Redis: the node says so and is not ready.
+    let bad = format!("rediss://sinew:wrong@127.0.0.1:{port}");
+    let env = [("SINEW_ADAPTER", "redis"), ("SINEW_REDIS_URL", bad.as_str()), ("SSL_CERT_FILE", ca.as_str())];
+    let c = SinewProcess::spawn(&env).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let res = reqwest::get(format!("http://{}/ready", c.addr)).await.unwrap();
+    assert_eq!(res.status(), 503);
+    drop(redis);
 }
