@@ -75,6 +75,24 @@ pub enum ChannelNameError {
     /// The name has a character outside `A-Za-z0-9_-=@,.;`.
     #[error("channel name has a character outside A-Za-z0-9_-=@,.;")]
     BadCharacter,
+    /// A `#server-to-user-{id}` name whose id is not a valid user id.
+    #[error("{0}")]
+    UserId(UserIdError),
+}
+
+/// Why a user id was refused. One rule wherever a user id appears: `pusher:signin`, presence
+/// `channel_data`, `#server-to-user-{id}` and `terminate_connections`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UserIdError {
+    /// The id is the empty string.
+    #[error("user id is empty")]
+    Empty,
+    /// The id is longer than the configured maximum.
+    #[error("user id is longer than {0} bytes")]
+    TooLong(usize),
+    /// The id has whitespace or a control character.
+    #[error("user id has whitespace or a control character")]
+    BadCharacter,
 }
 
 /// True for the characters channel names (and user ids) may use.
@@ -94,23 +112,23 @@ pub fn validate_name(name: &str, max_len: usize, allow_user_channel: bool) -> Re
     if let Some(id) = name.strip_prefix(USER_CHANNEL_PREFIX)
         && allow_user_channel
     {
-        return validate_user_id(id, max_len);
+        return validate_user_id(id, max_len).map_err(ChannelNameError::UserId);
     }
     if name.bytes().all(is_name_char) { Ok(()) } else { Err(ChannelNameError::BadCharacter) }
 }
 
-/// Validates a signed-in user id (as used in `#server-to-user-{id}` and `terminate_connections`):
-/// non-empty, at most `max_len` bytes, printable, no whitespace. Identity providers use ids like
-/// `auth0|abc`, so the channel-name character set is not required here.
-pub fn validate_user_id(id: &str, max_len: usize) -> Result<(), ChannelNameError> {
+/// Validates a user id (see [`UserIdError`]): non-empty, at most `max_len` bytes, no whitespace or
+/// control characters. Identity providers use ids like `auth0|abc`, so the channel-name character
+/// set is not required here.
+pub fn validate_user_id(id: &str, max_len: usize) -> Result<(), UserIdError> {
     if id.is_empty() {
-        return Err(ChannelNameError::Empty);
+        return Err(UserIdError::Empty);
     }
     if id.len() > max_len {
-        return Err(ChannelNameError::TooLong(max_len));
+        return Err(UserIdError::TooLong(max_len));
     }
     if id.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        return Err(ChannelNameError::BadCharacter);
+        return Err(UserIdError::BadCharacter);
     }
     Ok(())
 }
@@ -163,6 +181,9 @@ mod tests {
         assert_eq!(validate_name("#server-to-user-", 200, true), Err(ChannelNameError::Empty));
         assert_eq!(validate_name("#other", 200, true), Err(ChannelNameError::BadCharacter));
         assert_eq!(validate_name("#server-to-user-auth0|abc", 200, true), Ok(()));
-        assert_eq!(validate_name("#server-to-user-a b", 200, true), Err(ChannelNameError::BadCharacter));
+        assert_eq!(
+            validate_name("#server-to-user-a b", 200, true),
+            Err(ChannelNameError::UserId(UserIdError::BadCharacter))
+        );
     }
 }

@@ -115,3 +115,25 @@ async fn watchlist_reports_online_and_offline() {
     assert_eq!(data(&alice.recv().await), json!({"events":[{"name":"offline","user_ids":["bob"]}]}));
     s.stop().await;
 }
+
+/// One rule for user ids wherever they appear: an id with whitespace is refused by sign-in (4009),
+/// by a presence subscription (403, the socket stays open) and by terminate_connections (400), each
+/// with the same reason.
+#[tokio::test]
+async fn one_user_id_rule_for_sign_in_presence_and_terminate() {
+    let s = TestServer::default().await;
+    let reason = "user id has whitespace or a control character";
+    let mut c = s.client().await;
+    let data = r#"{"user_id":"a b"}"#;
+    let auth = crate::common::auth_presence(&c.socket_id, "presence-ids", data);
+    c.send(json!({"event":"pusher:subscribe","data":{"auth":auth,"channel":"presence-ids","channel_data":data}})).await;
+    let refused = c.recv_event("pusher:subscription_error").await;
+    assert_eq!(refused["data"]["status"], 403, "{refused}");
+    assert!(refused.to_string().contains(reason), "{refused}");
+    let (status, body) = s.http().post("/users/a%20b/terminate_connections", json!({})).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"].as_str().unwrap_or_default().contains(reason), "{body}");
+    let refused = c.sign_in(r#"{"id":"a b"}"#).await;
+    assert!(refused.to_string().contains(reason), "{refused}");
+    s.stop().await;
+}

@@ -87,8 +87,8 @@ impl Connection {
         let key = frame::user_id_key(id_raw)
             .filter(|k| !k.is_empty())
             .ok_or_else(|| ("user_id must be a non-empty string or a number".to_string(), 403))?;
-        if key.len() > cfg.max_user_id_length {
-            return Err((format!("user_id is longer than {} characters", cfg.max_user_id_length), 403));
+        if let Err(e) = channel::validate_user_id(&key, cfg.max_user_id_length) {
+            return Err((format!("user_id is not a valid user id: {e}"), 403));
         }
         let info = parsed.user_info.map(|r| r.get().to_string());
         if info.as_ref().is_some_and(|i| i.len() > cfg.max_presence_user_info_bytes) {
