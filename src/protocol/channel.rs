@@ -178,7 +178,7 @@ mod tests {
         assert_eq!(validate_name("é", 200, false), Err(ChannelNameError::BadCharacter));
         assert_eq!(validate_name("#server-to-user-1", 200, false), Err(ChannelNameError::BadCharacter));
         assert_eq!(validate_name("#server-to-user-1", 200, true), Ok(()));
-        assert_eq!(validate_name("#server-to-user-", 200, true), Err(ChannelNameError::Empty));
+        assert_eq!(validate_name("#server-to-user-", 200, true), Err(ChannelNameError::UserId(UserIdError::Empty)));
         assert_eq!(validate_name("#other", 200, true), Err(ChannelNameError::BadCharacter));
         assert_eq!(validate_name("#server-to-user-auth0|abc", 200, true), Ok(()));
         assert_eq!(
