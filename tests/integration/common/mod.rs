@@ -1,5 +1,7 @@
 //! Test harness: a Sinew server on port 0 in this process, a raw Pusher WebSocket client, and a
-//! signed REST client.
+//! signed REST client. `certs`: a test CA and a TLS client trusting it.
+
+pub mod certs;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
