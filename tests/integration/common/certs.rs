@@ -26,8 +26,7 @@ impl Certs {
     /// A test CA and a server pair for each of `names`. Ed25519 keys make every key file the same
     /// length.
     pub fn with_pairs(names: &[&str]) -> Certs {
-        let dir =
-            std::env::temp_dir().join(format!("sinew-tls-test-{}-{}", std::process::id(), rand::random::<u32>()));
+        let dir = std::env::temp_dir().join(format!("sinew-tls-test-{}-{}", std::process::id(), rand::random::<u32>()));
         std::fs::create_dir_all(&dir).unwrap();
         let certs = Certs { dir };
         certs.openssl(&["genpkey", "-algorithm", "ed25519", "-out", "ca.key"]);
