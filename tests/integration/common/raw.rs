@@ -316,12 +316,15 @@ impl Raw {
         }
     }
 
-    /// Reads up to the close frame and checks that nothing follows it; returns the close payload.
+    /// Reads up to the close frame and checks that nothing follows it and that the server then
+    /// ends the stream cleanly (RFC 6455 section 7.1.1: the server closes the TCP connection
+    /// first; through TLS, with close_notify); returns the close payload.
     pub async fn close(&mut self) -> Vec<u8> {
         loop {
             match self.frame().await {
                 Some((0x88, p)) => {
                     assert_eq!(self.frame().await, None, "nothing is sent after a close frame");
+                    assert_eq!(self.end, Some(End::Clean), "the server ends the stream cleanly after its close");
                     return p;
                 }
                 Some((0x81 | 0x8A, _)) => continue,
