@@ -7,7 +7,7 @@
 use crate::common::KEY;
 use crate::common::raw::{
     Raw, SAMPLE_ACCEPT, SAMPLE_KEY, Served, Transport, WAIT, header, masked, on_both_transports, request, text,
-    upgrade_headers,
+    upgrade_headers, with_mask,
 };
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -199,6 +199,8 @@ async fn broken_streams_are_closed_with_their_code(t: Transport) {
         ("text not UTF-8 across fragments", bad_utf8_split, 1007),
         ("declared 2^40 bytes", long_len, 1009),
         ("length with the top bit set", top_bit, 1002),
+        ("2 bytes in a 16-bit length", with_mask(vec![0x81, 0x80 | 126, 0, 2], b"{}"), 1002),
+        ("2 bytes in a 64-bit length", with_mask(vec![0x81, 0x80 | 127, 0, 0, 0, 0, 0, 0, 0, 2], b"{}"), 1002),
         ("fragments too big together", fragments_too_big, 1009),
     ];
     for (name, bytes, code) in cases {
