@@ -143,6 +143,16 @@ async fn handshake_requires_version_13_and_a_valid_key(t: Transport) {
     }
     let (head, _) = s.connect(&request("Connection: keep-alive\r\nUpgrade: websocket\r\n"), &[]).await;
     assert!(head.starts_with("HTTP/1.1 400"), "{head}");
+    // An HTTP/1.1 request with one Host (RFC 6455 section 4.2.1, items 1 and 2).
+    let path = format!("/app/{KEY}?protocol=7");
+    for (name, req) in [
+        ("HTTP/1.0", format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n{}\r\n", upgrade_headers())),
+        ("no Host", format!("GET {path} HTTP/1.1\r\n{}\r\n", upgrade_headers())),
+        ("two Hosts", format!("GET {path} HTTP/1.1\r\nHost: a\r\nHost: b\r\n{}\r\n", upgrade_headers())),
+    ] {
+        let (head, _) = s.connect(&req, &[]).await;
+        assert!(head.starts_with("HTTP/1.1 400") || head.starts_with("HTTP/1.0 400"), "{name}: {head}");
+    }
     s.stop().await;
 }
 
