@@ -35,6 +35,8 @@ async fn handshake_accept_key_and_connection_token_lists(t: Transport) {
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     assert_eq!(header(&head, "sec-websocket-accept"), Some(SAMPLE_ACCEPT));
     assert_eq!(raw.event().await["event"], "pusher:connection_established");
+    // Closed by the client, so that stopping the server does not wait for it to answer a close.
+    drop(raw);
     s.stop().await;
 }
 
@@ -55,6 +57,8 @@ async fn oversized_heads_and_too_many_fields_get_431(t: Transport) {
     let (head, mut raw) = s.connect(&request(&format!("{cookie}{fields}{}", upgrade_headers())), &[]).await;
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     assert_eq!(raw.event().await["event"], "pusher:connection_established");
+    // Closed by the client, so that stopping the server does not wait for it to answer a close.
+    drop(raw);
     // The second request of a kept-alive connection, through the HTTP server.
     let (head, mut raw) = s.connect("GET /nowhere HTTP/1.1\r\nHost: localhost\r\n\r\n", &[]).await;
     assert!(head.starts_with("HTTP/1.1 404"), "{head}");
@@ -76,11 +80,13 @@ async fn upgrades_are_answered_however_the_request_arrives(t: Transport) {
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     assert_eq!(header(&head, "sec-websocket-accept"), Some(SAMPLE_ACCEPT));
     assert_eq!(raw.event().await["event"], "pusher:connection_established");
+    drop(raw);
     // A head longer than what is read before choosing a server.
     let cookie = format!("Cookie: session={}\r\n", "x".repeat(6000));
     let (head, mut raw) = s.connect(&request(&format!("{cookie}{}", upgrade_headers())), &[]).await;
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     assert_eq!(raw.event().await["event"], "pusher:connection_established");
+    drop(raw);
     // An upgrade after a plain request on the same connection.
     let (head, mut raw) = s.connect("GET /nowhere HTTP/1.1\r\nHost: localhost\r\n\r\n", &[]).await;
     assert!(head.starts_with("HTTP/1.1 404"), "{head}");
@@ -88,6 +94,7 @@ async fn upgrades_are_answered_however_the_request_arrives(t: Transport) {
     let (head, mut raw) = Raw::open(raw.stream, &request(&upgrade_headers()), &[]).await;
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     assert_eq!(raw.event().await["event"], "pusher:connection_established");
+    drop(raw);
     // With a trailing slash, and under the path prefix.
     for path in [format!("/app/{KEY}/"), format!("/realtime/app/{KEY}")] {
         let req = format!("GET {path}?protocol=7 HTTP/1.1\r\nHost: localhost\r\n{}\r\n", upgrade_headers());
@@ -103,6 +110,8 @@ async fn upgrades_are_answered_however_the_request_arrives(t: Transport) {
     assert_eq!(refused["event"], "pusher:error");
     assert_eq!(refused["data"]["code"], 4001);
     assert_eq!(raw.close_code().await, 4001);
+    // Closed by the client, so that stopping the server does not wait for it to answer a close.
+    drop(raw);
     s.stop().await;
 }
 
@@ -174,6 +183,8 @@ async fn frames_sent_with_the_upgrade_request_are_handled(t: Transport) {
     }
     assert_eq!(events, vec![json!("pusher:connection_established"), json!("pusher:pong")]);
     assert_eq!(pong.as_deref(), Some(&b"early"[..]));
+    // Closed by the client, so that stopping the server does not wait for it to answer a close.
+    drop(raw);
     s.stop().await;
 }
 
@@ -226,6 +237,8 @@ async fn broken_streams_are_closed_with_their_code(t: Transport) {
     bytes.extend(masked(0x80, &msg[cut..]));
     raw.send(&bytes).await;
     assert_eq!(raw.event().await["event"], "pusher:pong");
+    // Closed by the client, so that stopping the server does not wait for it to answer a close.
+    drop(raw);
     s.stop().await;
 }
 
@@ -258,6 +271,8 @@ async fn pings_are_echoed_even_inside_fragmented_messages(t: Transport) {
     assert_eq!(raw.frame().await, Some((0x8A, payload)));
     assert_eq!(raw.frame().await, Some((0x8A, Vec::new())));
     assert_eq!(raw.event().await["event"], "pusher:pong");
+    // Closed by the client, so that stopping the server does not wait for it to answer a close.
+    drop(raw);
     s.stop().await;
 }
 
