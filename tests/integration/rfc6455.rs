@@ -13,7 +13,7 @@
 //! | 4.2.2 | no subprotocol is named unless one is chosen (`Sec-WebSocket-Protocol` offered) | no `Sec-WebSocket-Protocol` in the 101 | `handshake_answers_browser_requests` |
 //! | 4.2.1 | header names and the `Upgrade` and `Connection` values are case-insensitive; `Connection` is a token list (`keep-alive, Upgrade`, as Firefox sends) | 101 for each form browsers and proxies send | `handshake_answers_browser_requests`, `wire::handshake_accept_key_and_connection_token_lists` |
 //! | 4.2.1 (1) | a `GET` | another method: 405 | `handshake_refusals_name_what_is_wrong` |
-//! | 4.2.1 (1) | HTTP/1.1 or higher | HTTP/1.0: 400 (fixed: was 101) | `handshake_refusals_name_what_is_wrong` |
+//! | 4.2.1 (1) | HTTP/1.1 or higher | HTTP/1.0: 400 (fixed on main by e74b7fd: was 101) | `handshake_refusals_name_what_is_wrong` |
 //! | 4.2.1 (2) | a `Host` header | missing or repeated: 400 (fixed: was 101) | `handshake_refusals_name_what_is_wrong` |
 //! | 4.2.1 (3) | `Upgrade` containing `websocket` | missing or another protocol: 400 | `handshake_refusals_name_what_is_wrong` |
 //! | 4.2.1 (4) | `Connection` containing the token `Upgrade` | missing, `keep-alive` only, or `Upgraded`: 400 | `handshake_refusals_name_what_is_wrong`, `wire::handshake_requires_version_13_and_a_valid_key` |
