@@ -32,6 +32,7 @@ mod metrics;
 mod openapi;
 mod rest;
 mod rest_http1;
+mod rfc6455;
 mod shutdown_drain;
 mod tls;
 mod users;

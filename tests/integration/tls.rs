@@ -3,137 +3,24 @@
 //! and `wss://` connections held to the same framing and liveness rules as plain TCP.
 //! Certificates come from a test CA made with openssl for this run.
 
+use crate::common::certs::{Certs, client_config, tls_connect};
 use crate::common::{APP_ID, KEY, Rest, SECRET, now};
 use crate::process_support::{PATIENCE, SinewProcess};
 use futures_util::{SinkExt, StreamExt};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName};
+use rustls_pki_types::CertificateDer;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
-use tokio_rustls::rustls::{ClientConfig, RootCertStore, client::Resumption};
+use tokio_rustls::rustls::ClientConfig;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 
 const FAILED: &str = "TLS certificate reload failed";
-
-struct Certs {
-    dir: PathBuf,
-}
-
-impl Certs {
-    /// A test CA and three server pairs `a`, `b`, `c` for 127.0.0.1. Ed25519 keys make every key
-    /// file the same length.
-    fn new() -> Certs {
-        let dir =
-            std::env::temp_dir().join(format!("sinew-tls-reload-{}-{}", std::process::id(), rand::random::<u32>()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let certs = Certs { dir };
-        certs.openssl(&["genpkey", "-algorithm", "ed25519", "-out", "ca.key"]);
-        certs.openssl(&[
-            "req",
-            "-x509",
-            "-new",
-            "-key",
-            "ca.key",
-            "-subj",
-            "/CN=Sinew Test CA",
-            "-days",
-            "2",
-            "-out",
-            "ca.pem",
-        ]);
-        std::fs::write(certs.path("san.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").unwrap();
-        for (name, serial) in [("a", "1001"), ("b", "1002"), ("c", "1003")] {
-            let (key, csr, pem) = (format!("{name}.key"), format!("{name}.csr"), format!("{name}.pem"));
-            certs.openssl(&["genpkey", "-algorithm", "ed25519", "-out", &key]);
-            certs.openssl(&["req", "-new", "-key", &key, "-subj", "/CN=127.0.0.1", "-out", &csr]);
-            certs.openssl(&[
-                "x509",
-                "-req",
-                "-in",
-                &csr,
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-set_serial",
-                serial,
-                "-days",
-                "2",
-                "-extfile",
-                "san.ext",
-                "-out",
-                &pem,
-            ]);
-        }
-        certs
-    }
-
-    fn openssl(&self, args: &[&str]) {
-        let out =
-            std::process::Command::new("openssl").args(args).current_dir(&self.dir).output().expect("run openssl");
-        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
-    }
-
-    fn read(&self, name: &str) -> Vec<u8> {
-        std::fs::read(self.path(name)).unwrap()
-    }
-
-    fn der(&self, name: &str) -> CertificateDer<'static> {
-        CertificateDer::from_pem_slice(&self.read(name)).unwrap()
-    }
-
-    /// Replaces `target` with the content of `source` in one rename, keeping `target`'s
-    /// modification time when `keep_mtime` is set.
-    fn replace(&self, target: &str, source: &str, keep_mtime: bool) {
-        let tmp = self.path(&format!("{target}.tmp"));
-        std::fs::write(&tmp, self.read(source)).unwrap();
-        if keep_mtime {
-            let old = std::fs::metadata(self.path(target)).unwrap().modified().unwrap();
-            std::fs::File::options().write(true).open(&tmp).unwrap().set_modified(old).unwrap();
-        }
-        std::fs::rename(&tmp, self.path(target)).unwrap();
-    }
-}
-
-impl Drop for Certs {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn client_config(ca: &Path) -> Arc<ClientConfig> {
-    let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(ca).unwrap() {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
-    let mut config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    // Every handshake is a full one, so the server always presents its current certificate.
-    config.resumption = Resumption::disabled();
-    Arc::new(config)
-}
-
-async fn tls_connect(addr: SocketAddr, config: &Arc<ClientConfig>) -> TlsStream<TcpStream> {
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let name = ServerName::IpAddress(addr.ip().into());
-    TlsConnector::from(config.clone()).connect(name, tcp).await.expect("TLS handshake with the test CA")
-}
 
 /// The end-entity certificate a new handshake gets.
 async fn presented(addr: SocketAddr, config: &Arc<ClientConfig>) -> CertificateDer<'static> {
@@ -265,7 +152,7 @@ async fn a_bad_pair_at_start_up_is_refused() {
 /// and a message over the size limit closes with 1009.
 #[tokio::test]
 async fn wss_connections_follow_the_plain_tcp_rules() {
-    let certs = Certs::new();
+    let certs = Certs::with_pairs(&["a"]);
     let (cert, key) = (certs.path("a.pem"), certs.path("a.key"));
     let sinew = SinewProcess::spawn(&[
         ("SINEW_TLS_CERT", cert.to_str().unwrap()),
@@ -362,7 +249,7 @@ fn upgrade_request(extra: &str) -> String {
 /// its close code (1002) and then the TLS close_notify; a head over the bound gets 431.
 #[tokio::test]
 async fn wss_handshakes_and_framing_errors_match_plain_tcp() {
-    let certs = Certs::new();
+    let certs = Certs::with_pairs(&["a"]);
     let (cert, key) = (certs.path("a.pem"), certs.path("a.key"));
     let sinew =
         SinewProcess::spawn(&[("SINEW_TLS_CERT", cert.to_str().unwrap()), ("SINEW_TLS_KEY", key.to_str().unwrap())])

@@ -192,9 +192,17 @@ fn parse_header(buf: &[u8]) -> Result<Option<(u8, u64, usize)>, WireError> {
     if b1 & 0x80 == 0 {
         return Err(WireError::Protocol("client frame not masked"));
     }
+    // RFC 6455 section 5.2: a length in the fewest bytes, so 126 and 127 announce a length that
+    // needs them.
     let (len, ext) = match b1 & 0x7F {
         126 => match rest {
-            [a, b, ..] => (u64::from(u16::from_be_bytes([*a, *b])), 2),
+            [a, b, ..] => {
+                let len = u16::from_be_bytes([*a, *b]);
+                if len < 126 {
+                    return Err(WireError::Protocol("payload length not in the fewest bytes"));
+                }
+                (u64::from(len), 2)
+            }
             _ => return Ok(None),
         },
         127 => match rest.get(..8) {
@@ -204,6 +212,9 @@ fn parse_header(buf: &[u8]) -> Result<Option<(u8, u64, usize)>, WireError> {
                 let len = u64::from_be_bytes(a);
                 if len >> 63 != 0 {
                     return Err(WireError::Protocol("payload length with the top bit set"));
+                }
+                if len <= 0xFFFF {
+                    return Err(WireError::Protocol("payload length not in the fewest bytes"));
                 }
                 (len, 8)
             }
@@ -425,7 +436,12 @@ mod tests {
             (long_header(0x81, 1 << 63), WireError::Protocol("payload length with the top bit set")),
             (long_header(0x81, u64::MAX), WireError::Protocol("payload length with the top bit set")),
             (long_header(0x81, 1 << 40), WireError::TooBig),
-            (long_header(0x82, 1001), WireError::TooBig),
+            (long_header(0x82, 70_000), WireError::TooBig),
+            // Lengths not in the fewest bytes (section 5.2).
+            (long_header(0x81, 5), WireError::Protocol("payload length not in the fewest bytes")),
+            (long_header(0x81, 0xFFFF), WireError::Protocol("payload length not in the fewest bytes")),
+            (vec![0x81, 0x80 | 126, 0, 125, 1, 2, 3, 4], WireError::Protocol("payload length not in the fewest bytes")),
+            (vec![0x89, 0x80 | 126, 0, 5, 1, 2, 3, 4], WireError::Protocol("payload length not in the fewest bytes")),
         ];
         for (bytes, want) in cases {
             let mut d = Decoder::new(bytes.clone());
@@ -448,9 +464,9 @@ mod tests {
 
     #[test]
     fn a_declared_length_reserves_nothing() {
-        let mut d = Decoder::new(long_header(0x81, 60_000));
+        let mut d = Decoder::new(long_header(0x81, 100_000));
         d.buf.shrink_to_fit();
-        assert_eq!(decode_all(&mut d, 64 * 1024), vec![]);
+        assert_eq!(decode_all(&mut d, 128 * 1024), vec![]);
         assert!(d.buf.capacity() < 100, "{}", d.buf.capacity());
         // The payload still decodes once it arrives.
         let mut d = Decoder::default();

@@ -38,13 +38,17 @@ pub(super) enum HandshakeError {
     Version,
     #[error("expected one valid Sec-WebSocket-Key")]
     Key,
+    #[error("expected one Host header")]
+    Host,
 }
 
 impl IntoResponse for HandshakeError {
     fn into_response(self) -> Response {
         let status = match self {
             HandshakeError::Version => StatusCode::UPGRADE_REQUIRED,
-            HandshakeError::NotUpgrade | HandshakeError::NotHttp11 | HandshakeError::Key => StatusCode::BAD_REQUEST,
+            HandshakeError::NotUpgrade | HandshakeError::NotHttp11 | HandshakeError::Key | HandshakeError::Host => {
+                StatusCode::BAD_REQUEST
+            }
         };
         let mut res = (status, axum::Json(serde_json::json!({"error": self.to_string()}))).into_response();
         if self == HandshakeError::Version {
@@ -73,8 +77,8 @@ impl Headers for [httparse::Header<'_>] {
     }
 }
 
-/// Checks the upgrade request (RFC 6455 section 4.2.1) and returns the `Sec-WebSocket-Accept`
-/// value.
+/// Checks the upgrade request's headers (RFC 6455 section 4.2.1; the method and HTTP version are
+/// the caller's to check) and returns the `Sec-WebSocket-Accept` value.
 pub(super) fn accept_key<H: Headers + ?Sized>(headers: &H) -> Result<String, HandshakeError> {
     let has_token = |name: &str, token: &str| {
         headers
@@ -84,6 +88,10 @@ pub(super) fn accept_key<H: Headers + ?Sized>(headers: &H) -> Result<String, Han
     };
     if !has_token("connection", "upgrade") || !has_token("upgrade", "websocket") {
         return Err(HandshakeError::NotUpgrade);
+    }
+    let mut hosts = headers.values("host");
+    if !matches!((hosts.next(), hosts.next()), (Some(_), None)) {
+        return Err(HandshakeError::Host);
     }
     let mut versions = headers.values("sec-websocket-version");
     let (Some(version), None) = (versions.next(), versions.next()) else {

@@ -82,9 +82,15 @@ pub(super) async fn serve_stream(
                 } else {
                     out.clear();
                 }
-                if close.is_some() && written && input != Input::PeerClosed {
-                    let decoder = (input == Input::Open).then_some(&mut decoder);
-                    linger_stream(&mut reader, &mut writer, decoder, max).await;
+                if close.is_some() && written {
+                    if input == Input::PeerClosed {
+                        // The close handshake is complete: end the server's side (for TLS, its
+                        // close_notify) rather than drop the stream with none.
+                        let _ = timeout(WRITE_TIMEOUT, writer.shutdown()).await;
+                    } else {
+                        let decoder = (input == Input::Open).then_some(&mut decoder);
+                        linger_stream(&mut reader, &mut writer, decoder, max).await;
+                    }
                 }
                 if close.is_some() || !written {
                     break;

@@ -1,5 +1,9 @@
 //! Test harness: a Sinew server on port 0 in this process, a raw Pusher WebSocket client, and a
-//! signed REST client.
+//! signed REST client. `certs`: a test CA and TLS client; `raw`: a raw-byte WebSocket client over
+//! plain TCP or TLS.
+
+pub mod certs;
+pub mod raw;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
