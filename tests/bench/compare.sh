@@ -7,6 +7,8 @@
 #                                          # the least a server can do per delivery
 #   ROUNDS=3 tests/bench/compare.sh        # everything three times over; the summary shows each
 #                                          # figure's median and range
+#   VARIANTS="base=/tmp/old/sinew new=target/release/sinew" SERVERS="base new" ROUNDS=3 \
+#     tests/bench/compare.sh               # two builds of Sinew in alternating runs (before/after)
 #
 # Each server runs alone, pinned to core 0 (`taskset -c 0`), on a fresh port, restarted for every
 # scenario, with the same app credentials; sinew-bench runs pinned to core 1. Results are appended
@@ -69,15 +71,20 @@ scenario_args() {
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
+# Starts the Sinew binary $1 on port $2, logging to $3.
+start_sinew() {
+  SINEW_HOST=127.0.0.1 SINEW_PORT="$2" SINEW_LOG=warn SINEW_METRICS_ENABLED=false \
+  SINEW_APP_ID="$APP_ID" SINEW_APP_KEY="$APP_KEY" SINEW_APP_SECRET="$APP_SECRET" SINEW_APP_CLIENT_EVENTS=true \
+  SINEW_APP_MAX_CLIENT_EVENTS_PER_SECOND=100 \
+    taskset -c "$SERVER_CORE" "$1" >>"$3" 2>&1 &
+}
+
 # Starts server $1 on port $2 in the background; sets SERVER_PID.
 start_server() {
   local name="$1" port="$2" log="$OUT/$1.log"
   case "$name" in
     sinew)
-      SINEW_HOST=127.0.0.1 SINEW_PORT="$port" SINEW_LOG=warn \
-      SINEW_APP_ID="$APP_ID" SINEW_APP_KEY="$APP_KEY" SINEW_APP_SECRET="$APP_SECRET" SINEW_APP_CLIENT_EVENTS=true \
-      SINEW_APP_MAX_CLIENT_EVENTS_PER_SECOND=100 \
-        taskset -c "$SERVER_CORE" "$ROOT/target/release/sinew" >>"$log" 2>&1 &
+      start_sinew "$ROOT/target/release/sinew" "$port" "$log"
       ;;
     soketi)
       SOKETI_HOST=127.0.0.1 SOKETI_PORT="$port" SOKETI_DEBUG=false SOKETI_METRICS_ENABLED=false \
@@ -99,6 +106,13 @@ start_server() {
         SOCKUDO_DEFAULT_APP_MAX_BACKEND_EVENTS_PER_SECOND=1000000 SOCKUDO_DEFAULT_APP_MAX_CLIENT_EVENTS_PER_SECOND=100 \
         SOCKUDO_DEFAULT_APP_MAX_READ_REQUESTS_PER_SECOND=1000000 RUST_LOG=warn \
         exec taskset -c "$SERVER_CORE" "$PEERS/sockudo/bin/sockudo") >>"$log" 2>&1 &
+      ;;
+    *)
+      # A build of Sinew named in VARIANTS ("name=path ...").
+      local bin=""
+      for v in ${VARIANTS:-}; do [ "${v%%=*}" = "$name" ] && bin="${v#*=}"; done
+      [ -n "$bin" ] || { echo "unknown server $name (not in VARIANTS)" >&2; return 1; }
+      start_sinew "$bin" "$port" "$log"
       ;;
   esac
   SERVER_PID=$!

@@ -72,7 +72,10 @@ def main(path):
         results.setdefault((server, scenario), []).append(r["figures"])
         if not r["ok"]:
             failed.append(f"{server}/{scenario}: {'; '.join(r['failures'])}")
-    servers = [s for s in ("sinew", "soketi", "sockudo", "floor") if any(k[0] == s for k in results)]
+    known = ("sinew", "soketi", "sockudo", "floor")
+    servers = [s for s in known if any(k[0] == s for k in results)]
+    # Builds named in compare.sh's VARIANTS, in the order first run.
+    servers += list(dict.fromkeys(k[0] for k in results if k[0] not in known))
     peers = [s for s in servers if s in ("soketi", "sockudo")]
     ratio_col = bool(peers) and "sinew" in servers
     floor_cols = "floor" in servers and "sinew" in servers
