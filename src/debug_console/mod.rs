@@ -2,6 +2,10 @@
 //! connections, subscriptions, presence members, REST publishes, client events and webhook
 //! outcomes, with a form to publish a test event. Fed by server-sent events; no build step.
 
+mod rest;
+
+pub use rest::report_refusal;
+
 use crate::hub::{Frame, preview};
 use crate::protocol::{channel, frame};
 use crate::state::Context;

@@ -1,5 +1,6 @@
 //! The live event feed behind the debug console: a broadcast channel that costs one branch when
-//! nobody watches.
+//! nobody watches. Every event is built by a closure that runs only while a console is open, so an
+//! unwatched server neither allocates nor formats anything for it.
 
 use serde_json::Value;
 use tokio::sync::broadcast;
@@ -20,13 +21,21 @@ impl Default for DebugFeed {
 }
 
 impl DebugFeed {
+    /// True while at least one console is open (one atomic load).
+    pub fn watching(&self) -> bool {
+        self.tx.receiver_count() > 0
+    }
+
     /// Sends an event built by `event` (only built when a console is watching). The app id and a
-    /// timestamp are added.
+    /// timestamp (milliseconds) are added.
     pub fn emit(&self, app_id: &str, event: impl FnOnce() -> Value) {
-        if self.tx.receiver_count() == 0 {
+        if !self.watching() {
             return;
         }
-        let mut v = event();
+        self.send(app_id, event());
+    }
+
+    fn send(&self, app_id: &str, mut v: Value) {
         if let Value::Object(m) = &mut v {
             m.insert("app_id".into(), Value::String(app_id.to_string()));
             m.insert("time_ms".into(), Value::from(crate::webhooks::now_ms()));
@@ -40,6 +49,17 @@ impl DebugFeed {
     }
 }
 
+/// Webhook deliveries reach the console through this (the webhooks layer knows no hub types).
+impl crate::webhooks::Watcher for DebugFeed {
+    fn watching(&self) -> bool {
+        DebugFeed::watching(self)
+    }
+
+    fn report(&self, app_id: &str, event: Value) {
+        self.send(app_id, event);
+    }
+}
+
 /// Cuts `s` to at most `max` bytes on a character boundary (for payload previews).
 pub fn preview(s: &str, max: usize) -> String {
     if s.len() <= max {
@@ -50,4 +70,37 @@ pub fn preview(s: &str, max: usize) -> String {
         end -= 1;
     }
     format!("{}…", &s[..end])
+}
+
+/// A JSON text (such as a presence member's `user_info`) as a value for the console; text that
+/// does not parse is shown as a string.
+pub fn json_or_text(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|_| Value::String(preview(text, 1000)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn builds_nothing_while_nobody_watches() {
+        let feed = DebugFeed::default();
+        let mut built = false;
+        feed.emit("1", || {
+            built = true;
+            json!({})
+        });
+        assert!(!built && !feed.watching());
+    }
+
+    #[test]
+    fn adds_the_app_and_a_millisecond_time() {
+        let feed = DebugFeed::default();
+        let mut rx = feed.subscribe();
+        feed.emit("7", || json!({"type": "x"}));
+        let v: Value = serde_json::from_str(&rx.try_recv().unwrap_or_default()).unwrap_or_default();
+        assert_eq!(v["app_id"], "7");
+        assert!(v["time_ms"].as_u64().is_some_and(|t| t > 1_600_000_000_000));
+    }
 }
