@@ -59,12 +59,22 @@
       case 'member_added':
         return 'user ' + ev.user_id + (ev.user_info != null ? ' ' + cut(JSON.stringify(ev.user_info), 200) : '');
       case 'skipped': return ev.count + ' events skipped (the console fell behind)';
-      default: return cut(JSON.stringify(rest(ev)), 300);
+      default:
+        var o = rest(ev);
+        Object.keys(o).forEach(function (k) {
+          if (o[k] == null || ['channel', 'channels', 'event', 'socket_id'].indexOf(k) >= 0) delete o[k];
+        });
+        return Object.keys(o).length ? cut(JSON.stringify(o), 300) : '';
     }
   }
   function full(rec) {
     var o = Object.assign({}, rec.ev);
-    if (rec.attempts) o.attempts = rec.attempts.map(rest);
+    if (rec.attempts) {
+      o.attempts = rec.attempts.map(function (a) {
+        return { attempt: a.attempt, time_ms: a.time_ms, status: a.status, error: a.error, outcome: a.outcome,
+          next_retry_in_ms: a.next_retry_in_ms };
+      });
+    }
     return JSON.stringify(o, null, 2);
   }
 
@@ -109,7 +119,7 @@
     var tr = rec.tr || document.createElement('tr');
     tr.className = 'event event-' + ev.type + (failed(ev) ? ' failure' : '');
     tr.textContent = '';
-    [cell('time', clock(ev.time_ms || Date.now())), cell('app', ev.app_id), cell('type', ev.type),
+    [cell('time', clock(rec.time)), cell('app', ev.app_id), cell('type', ev.type),
       cell('channel', channelOf(ev)), cell('name', eventOf(ev)), cell('socket', ev.socket_id), cell('summary', summary(rec))]
       .forEach(function (td) { tr.appendChild(td); });
     rec.tr = tr;
@@ -176,6 +186,7 @@
     insert({ ev: ev });
   }
   function insert(rec) {
+    rec.time = rec.ev.time_ms || Date.now();
     render(rec);
     rec.tr.addEventListener('click', function () { toggle(rec); });
     log.insertBefore(rec.tr, log.firstChild);
