@@ -21,7 +21,7 @@ mod users;
 pub use cache::{Cache, CachedEvent};
 pub use channels::{ChannelSummary, Channels, Member};
 pub use connections::Connections;
-pub use debug_feed::{DebugFeed, json_or_text, preview};
+pub use debug_feed::{Console, DebugFeed, json_or_text, preview};
 pub use frame::Frame;
 pub use outbox::{
     Checked, CloseRequest, DirectSink, Drained, Liveness, OVERFLOW_CLOSE_CODE, Outbox, OutboxLimits, Pumped, clock,
