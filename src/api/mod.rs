@@ -94,7 +94,11 @@ async fn count_call(
         },
     );
     let started = tokio::time::Instant::now();
+    let watched = ctx.debug.watching().then(|| (req.method().clone(), req.uri().clone()));
     let res = next.run(req).await;
     ctx.metrics.http_call(&endpoint, res.status().as_u16(), started.elapsed().as_secs_f64());
-    res
+    match watched {
+        Some(request) if res.status().as_u16() >= 400 => crate::debug_console::report_refusal(&ctx, request, res).await,
+        _ => res,
+    }
 }

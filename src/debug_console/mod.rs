@@ -1,6 +1,13 @@
 //! The opt-in debug console: a page at `/debug` (admin token required) showing, per app and live,
-//! connections, subscriptions, presence members, REST publishes, client events and webhook
-//! outcomes, with a form to publish a test event. Fed by server-sent events; no build step.
+//! connections and their close codes, subscriptions and refused subscriptions, channels occupied
+//! and vacated, presence members with their `user_info`, REST publishes and refused REST calls,
+//! client events and webhook deliveries (one row per batch, updated by each attempt); with
+//! search, filters, pause and clear, and a form to publish a test event. Fed by server-sent
+//! events; no build step. Nothing is built for it while no console is open.
+
+mod rest;
+
+pub use rest::report_refusal;
 
 use crate::hub::{Frame, preview};
 use crate::protocol::{channel, frame};
@@ -17,8 +24,8 @@ use serde_json::{Value, json};
 use std::convert::Infallible;
 use std::sync::atomic::Ordering;
 
-/// The page (plain HTML and a small script).
-const PAGE: &str = include_str!("console.html");
+/// The page: plain HTML and its script, no build step.
+const PAGE: &str = concat!(include_str!("console.html"), include_str!("console.js"), "</script>\n</body>\n</html>\n");
 
 /// Console routes (`GET`, except the publish form), listed for the OpenAPI check.
 pub const ROUTES: &[(&str, &str)] =

@@ -21,7 +21,7 @@ mod users;
 pub use cache::{Cache, CachedEvent};
 pub use channels::{ChannelSummary, Channels, Member};
 pub use connections::Connections;
-pub use debug_feed::{DebugFeed, preview};
+pub use debug_feed::{Console, DebugFeed, json_or_text, preview};
 pub use frame::Frame;
 pub use outbox::{
     Checked, CloseRequest, DirectSink, Drained, Liveness, OVERFLOW_CLOSE_CODE, Outbox, OutboxLimits, Pumped, clock,
@@ -166,6 +166,7 @@ impl Hub {
         // A random node id keeps socket ids unique across nodes and restarts.
         let node_id = rand::random::<u32>() % 1_000_000_000 + 1;
         let adapter = Adapter::from_config(config, node_id);
+        webhooks.watch(Arc::new(debug.clone()));
         let mut by_key = HashMap::new();
         let mut by_id = HashMap::new();
         for app in &config.apps {

@@ -49,15 +49,20 @@ impl AppState {
                 }
                 if ch.subscribers.is_empty() {
                     self.emit(|| Trigger::Occupied { channel: channel.to_string() });
+                    self.debug(|| serde_json::json!({"type": "channel_occupied", "channel": channel}));
                 }
                 if ch.add_member_socket(m) {
                     let added = Frame::from(frame::member_added(channel, &m.id_json, m.info_json.as_deref()));
                     self.fan_out(&ch, &added, Some(conn.id));
                     self.emit(|| Trigger::MemberAdded { channel: channel.to_string(), user_id: m.key.clone() });
-                    self.debug(|| serde_json::json!({"type": "member_added", "channel": channel, "user_id": m.key}));
+                    self.debug(|| {
+                        let info = m.info_json.as_deref().map(super::json_or_text);
+                        serde_json::json!({"type": "member_added", "channel": channel, "user_id": m.key, "user_info": info})
+                    });
                 }
             } else if ch.subscribers.is_empty() {
                 self.emit(|| Trigger::Occupied { channel: channel.to_string() });
+                self.debug(|| serde_json::json!({"type": "channel_occupied", "channel": channel}));
             }
             ch.subscribers.insert(
                 conn.id,
@@ -111,6 +116,7 @@ impl AppState {
         let empty = ch.subscribers.is_empty();
         if empty {
             self.emit(|| Trigger::Vacated { channel: channel.to_string() });
+            self.debug(|| serde_json::json!({"type": "channel_vacated", "channel": channel}));
         }
         if !empty && self.config.subscription_count && ChannelType::of(channel).kind != ChannelKind::Presence {
             self.send_count(channel, &mut ch);

@@ -2,7 +2,7 @@
 //! routes each event to the delivery queue of every matching endpoint.
 
 use super::delivery::{self, Target};
-use super::{DeadLetter, Reported, Task, Trigger, WebhookStats};
+use super::{DeadLetter, Reported, Task, Trigger, Watch, WebhookStats};
 use crate::config::{Config, WebhookSettings};
 use futures_util::StreamExt;
 use serde_json::Value;
@@ -35,6 +35,7 @@ pub struct Pending {
     routes: HashMap<Arc<str>, Vec<Route>>,
     dead: DeadLetter,
     stats: Arc<WebhookStats>,
+    watch: Watch,
 }
 
 impl Pending {
@@ -43,6 +44,7 @@ impl Pending {
         rx: mpsc::Receiver<Reported>,
         dead: DeadLetter,
         stats: Arc<WebhookStats>,
+        watch: Watch,
     ) -> Self {
         let mut targets = Vec::new();
         let mut routes: HashMap<Arc<str>, Vec<Route>> = HashMap::new();
@@ -67,7 +69,7 @@ impl Pending {
                 });
             }
         }
-        Pending { rx, settings: config.webhooks.clone(), targets, routes, dead, stats }
+        Pending { rx, settings: config.webhooks.clone(), targets, routes, dead, stats, watch }
     }
 
     /// Spawns the dispatcher and one delivery task per endpoint.
@@ -89,6 +91,7 @@ impl Pending {
                     dead: self.dead.clone(),
                     stats: self.stats.clone(),
                     hard_stop: hard_stop.clone(),
+                    watch: self.watch.clone(),
                 };
                 tokio::spawn(run.run(rx))
             })

@@ -17,7 +17,7 @@ use crate::config::{AppConfig, Config};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -132,6 +132,18 @@ pub struct WebhookStats {
     pub lost: AtomicU64,
 }
 
+/// Someone watching delivery attempts (the debug console's feed). Reports are built only while
+/// [`Watcher::watching`] is true.
+pub trait Watcher: Send + Sync {
+    /// True while someone watches.
+    fn watching(&self) -> bool;
+    /// Takes one report about `app_id`'s deliveries.
+    fn report(&self, app_id: &str, event: Value);
+}
+
+/// The watcher, once one is set ([`Webhooks::watch`]); shared with the delivery tasks.
+pub(crate) type Watch = Arc<OnceLock<Arc<dyn Watcher>>>;
+
 /// A trigger as reported to the dispatcher: app, trigger, and whether the leave delay and its
 /// cancellation were already applied (cluster-wide) so it goes out as is.
 type Reported = (Arc<str>, Trigger, bool);
@@ -181,12 +193,14 @@ pub struct Webhooks {
     pending: Mutex<Option<dispatch::Pending>>,
     running: Mutex<Option<dispatch::Handle>>,
     dead: Option<DeadLetter>,
+    watch: Watch,
 }
 
 impl Webhooks {
     /// Sets up emitters for every app with endpoints. Nothing runs until [`Webhooks::start`].
     pub fn new(config: &Config) -> Self {
         let stats = Arc::new(WebhookStats::default());
+        let watch = Watch::default();
         let apps: Vec<&AppConfig> = config.apps.iter().filter(|a| !a.webhooks.is_empty()).collect();
         if apps.is_empty() {
             return Webhooks {
@@ -195,6 +209,7 @@ impl Webhooks {
                 pending: Mutex::new(None),
                 running: Mutex::new(None),
                 dead: None,
+                watch,
             };
         }
         let dead = DeadLetter::new(&config.webhooks.dead_letter_file, stats.clone());
@@ -206,8 +221,9 @@ impl Webhooks {
                 (a.id.clone(), e)
             })
             .collect();
-        let pending = dispatch::Pending::new(config, rx, dead.clone(), stats.clone());
-        Webhooks { emitters, stats, pending: Mutex::new(Some(pending)), running: Mutex::new(None), dead: Some(dead) }
+        let pending = dispatch::Pending::new(config, rx, dead.clone(), stats.clone(), watch.clone());
+        let (pending, running) = (Mutex::new(Some(pending)), Mutex::new(None));
+        Webhooks { emitters, stats, pending, running, dead: Some(dead), watch }
     }
 
     /// The emitter of an app, if it has endpoints.
@@ -218,6 +234,11 @@ impl Webhooks {
     /// Outcome counters.
     pub fn stats(&self) -> &Arc<WebhookStats> {
         &self.stats
+    }
+
+    /// Reports every delivery attempt to `watcher` from now on (set once; later calls are ignored).
+    pub fn watch(&self, watcher: Arc<dyn Watcher>) {
+        let _ = self.watch.set(watcher);
     }
 
     /// Starts the dispatcher and delivery tasks (once).

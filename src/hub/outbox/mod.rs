@@ -234,6 +234,11 @@ impl Outbox {
         self.lock().close.is_some()
     }
 
+    /// The close requested so far, if any (for the debug console's disconnection rows).
+    pub fn close_request(&self) -> Option<CloseRequest> {
+        self.lock().close.as_deref().cloned()
+    }
+
     /// Moves every queued frame into `batch` (without waiting); a pending close comes last.
     pub fn drain(&self, batch: &mut Vec<Frame>) -> Option<Drained> {
         Self::drain_locked(&mut self.lock(), batch)

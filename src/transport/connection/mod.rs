@@ -202,6 +202,7 @@ impl Connection {
     }
 
     fn subscription_error(&self, channel: &str, message: &str, status: u16) {
+        self.app.debug(|| serde_json::json!({"type": "subscription_refused", "channel": channel, "socket_id": self.socket_id(), "status": status, "reason": message}));
         self.send(frame::subscription_error(channel, message, status));
         self.error(None, message);
     }
@@ -244,7 +245,11 @@ impl Drop for Connection {
         if let Some(user) = &self.user {
             self.app.users().sign_out(self.conn.id, &user.id, &user.watchlist);
         }
-        self.app.debug(|| serde_json::json!({"type": "connection_closed", "socket_id": self.socket_id()}));
+        self.app.debug(|| {
+            let close = self.conn.outbox.close_request();
+            let (code, reason) = close.map_or((None, "no close frame (connection lost)".into()), |c| (Some(c.code), c.reason));
+            serde_json::json!({"type": "connection_closed", "socket_id": self.socket_id(), "code": code, "reason": reason})
+        });
         self.app.connections().set_live(&self.conn, false);
         self.app.connections().release();
         self.app.stats().connections_closed.fetch_add(1, Ordering::Relaxed);
