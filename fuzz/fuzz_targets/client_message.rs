@@ -7,7 +7,8 @@
 //! subscribe or sign-in is replaced by a correct signature (the fuzzer cannot forge HMACs), so
 //! private, encrypted, presence and user channels, `channel_data` and `user_data` are reached.
 //!
-//! Checked: no panic; every frame the server queues in answer is JSON text.
+//! Checked: no panic; every frame the server queues in answer, and every debug console event, is
+//! JSON text.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -39,6 +40,8 @@ encryption_master_key_base64 = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
 struct World {
     rt: tokio::runtime::Runtime,
     ctx: Context,
+    /// A debug console watching, so the debug events are built too.
+    console: std::sync::Mutex<tokio::sync::broadcast::Receiver<String>>,
 }
 
 fn world() -> &'static World {
@@ -50,7 +53,8 @@ fn world() -> &'static World {
             let _guard = rt.enter();
             Context::new(config)
         };
-        World { rt, ctx }
+        let console = std::sync::Mutex::new(ctx.debug.subscribe());
+        World { rt, ctx, console }
     })
 }
 
@@ -80,6 +84,10 @@ fuzz_target!(|data: &[u8]| {
             for f in queued.drain(..) {
                 check_frame(&f);
             }
+        }
+        let mut console = w.console.lock().unwrap();
+        while let Ok(event) = console.try_recv() {
+            assert!(serde_json::from_str::<Value>(&event).is_ok(), "debug event is not JSON: {event:?}");
         }
     }
 });
