@@ -28,9 +28,9 @@ fuzz_target!(|data: &[u8]| {
     let Ok(config) = Config::parse(file, vars) else { return };
     let mut ids = std::collections::HashSet::new();
     assert!(config.apps.iter().all(|a| ids.insert(a.id.clone())), "duplicate app ids accepted");
-    if let Ok(text) = toml::to_string(&config) {
-        if let Err(e) = Config::parse(&text, Vec::new()) {
-            panic!("a loaded config does not load again: {e}\n{text}");
-        }
+    if let Ok(text) = toml::to_string(&config)
+        && let Err(e) = Config::parse(&text, Vec::new())
+    {
+        panic!("a loaded config does not load again: {e}\n{text}");
     }
 });
