@@ -197,7 +197,9 @@ fn take_slot(auth: &AuthApp, per_second: u32) -> bool {
 
 /// The token from the configured header (`Bearer` prefix optional) or cookie. The cookie is only
 /// read without an `Origin`, from the same origin, or from an origin listed by name (never `*`).
-fn token(cfg: &AppConfig, headers: &HeaderMap, origin: Option<&HeaderValue>) -> Option<String> {
+/// (Public for the fuzz targets.)
+#[doc(hidden)]
+pub fn token(cfg: &AppConfig, headers: &HeaderMap, origin: Option<&HeaderValue>) -> Option<String> {
     let from_header = headers.get(cfg.jwt_header.as_str()).and_then(|v| v.to_str().ok()).map(|v| {
         let v = v.trim();
         v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")).unwrap_or(v).trim().to_string()

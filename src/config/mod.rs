@@ -181,14 +181,18 @@ impl Default for Config {
 impl Config {
     /// Loads the file (if any), applies overrides from `vars`, and validates the result.
     pub fn load(path: Option<&Path>, vars: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
-        let mut table = match path {
-            Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .map_err(|source| ConfigError::Read { path: p.display().to_string(), source })?;
-                text.parse::<toml::Table>().map_err(|e| ConfigError::Parse(e.to_string()))?
-            }
-            None => toml::Table::new(),
+        let text = match path {
+            Some(p) => std::fs::read_to_string(p)
+                .map_err(|source| ConfigError::Read { path: p.display().to_string(), source })?,
+            None => String::new(),
         };
+        Config::parse(&text, vars)
+    }
+
+    /// Parses the text of a config file (empty: no file), applies overrides from `vars`, and
+    /// validates the result: [`Config::load`] without the file read.
+    pub fn parse(text: &str, vars: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
+        let mut table = text.parse::<toml::Table>().map_err(|e| ConfigError::Parse(e.to_string()))?;
         let sources = env::apply_env(&mut table, vars)?;
         let config: Config =
             toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| ConfigError::Parse(e.to_string()))?;

@@ -465,4 +465,45 @@ mod tests {
         assert_eq!(user_id_key(&r("null")), None);
         assert_eq!(user_id_key(&r("{}")), None);
     }
+
+    /// Escape-then-parse for any string: what Sinew writes into frames reads back as the same text.
+    mod round_trip {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Any text, with control characters, quotes, backslashes and non-ASCII made common.
+        fn text() -> impl Strategy<Value = String> {
+            prop_oneof![any::<String>(), "[\\x00-\\x1f\"\\\\a\\x7fé€😀\u{2028}]{0,40}"]
+        }
+
+        proptest! {
+            #[test]
+            fn escaped_strings_parse_back(s in text()) {
+                let j = json_str(&s);
+                prop_assert_eq!(serde_json::from_str::<String>(&j).ok(), Some(s.clone()));
+                let mut a = String::from("prefix");
+                push_json_str_ascii(&mut a, &s);
+                prop_assert!(a.is_ascii(), "{}", a);
+                prop_assert_eq!(serde_json::from_str::<String>(&a["prefix".len()..]).ok(), Some(s));
+            }
+
+            #[test]
+            fn frames_carry_any_text(event in text(), channel in text(), data in text(), id in text()) {
+                let v = parse(&channel_event(&event, &channel, &data));
+                prop_assert_eq!(v, json!({"event": event, "channel": channel, "data": data}));
+                let v = parse(&connection_established(&id, 7));
+                let inner = parse(v["data"].as_str().unwrap_or(""));
+                prop_assert_eq!(inner, json!({"socket_id": id, "activity_timeout": 7}));
+                let v = parse(&error(Some(4009), &data));
+                prop_assert_eq!(&v["data"]["message"], &json!(data));
+                let v = parse(&signin_success(&data));
+                prop_assert_eq!(parse(v["data"].as_str().unwrap_or("")), json!({"user_data": data}));
+                let v = parse(&subscription_error(&channel, &event, 403));
+                prop_assert_eq!(&v["data"]["error"], &json!(event));
+                let v = parse(&watchlist_event(&event, &[&id, &data]));
+                let inner = parse(v["data"].as_str().unwrap_or(""));
+                prop_assert_eq!(inner, json!({"events": [{"name": event, "user_ids": [id, data]}]}));
+            }
+        }
+    }
 }

@@ -164,4 +164,40 @@ mod tests {
         );
         assert_eq!(sign(SECRET, s.as_bytes()), "da454824c97ba181a32ccc17a72625ba02771f50b50e1e7430e47a1f3f457e6c");
     }
+
+    /// Sign-then-verify for any secret and message.
+    mod round_trip {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn signatures_verify_and_tampering_fails(
+                secret in any::<String>(),
+                key in "[^:]*",
+                message in prop::collection::vec(any::<u8>(), 0..300),
+                flip in 0usize..64,
+            ) {
+                let sig = sign(&secret, &message);
+                prop_assert_eq!(sig.len(), 64);
+                prop_assert!(verify_hex(&secret, &message, &sig));
+                let auth = format!("{key}:{sig}");
+                prop_assert!(verify_auth(&key, &secret, &message, &auth));
+                // One hex digit changed, another secret, another message, another key: refused.
+                let mut bad = sig.clone().into_bytes();
+                bad[flip] = if bad[flip] == b'0' { b'1' } else { b'0' };
+                let bad = String::from_utf8(bad).unwrap_or_default();
+                prop_assert!(!verify_hex(&secret, &message, &bad));
+                let other_secret = format!("{secret}x");
+                prop_assert!(!verify_hex(&other_secret, &message, &sig));
+                let mut other = message.clone();
+                other.push(0);
+                prop_assert!(!verify_hex(&secret, &other, &sig));
+                let other_key = format!("{key}x");
+                prop_assert!(!verify_auth(&other_key, &secret, &message, &auth));
+                // Upper-case hex is the same signature.
+                prop_assert!(verify_hex(&secret, &message, &sig.to_ascii_uppercase()));
+            }
+        }
+    }
 }

@@ -496,4 +496,124 @@ mod tests {
         let pong = encode(OP_PONG, b"xyz");
         assert_eq!(pong, vec![0x8A, 3, b'x', b'y', b'z']);
     }
+
+    /// Round trips: what the server's encoders write, masked as a client would send it, decodes
+    /// to the same message, whole or cut into fragments with control frames between them, and
+    /// whatever the chunks the bytes arrive in.
+    mod round_trip {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// A server frame (as `encode` builds it) as a client sends it: the mask bit set, the key
+        /// after the length, the payload masked with it.
+        fn masked(frame: &[u8], key: [u8; 4]) -> Vec<u8> {
+            let head = match frame[1] {
+                126 => 4,
+                127 => 10,
+                _ => 2,
+            };
+            let mut out = frame[..head].to_vec();
+            out[1] |= 0x80;
+            out.extend_from_slice(&key);
+            out.extend(frame[head..].iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+            out
+        }
+
+        /// Feeds `bytes` in chunks of the given sizes (cycled) and decodes all, up to the first error.
+        fn decode_chunked(bytes: &[u8], sizes: &[usize], max: usize) -> Vec<Result<Incoming, WireError>> {
+            let mut d = Decoder::default();
+            let mut got = Vec::new();
+            let mut at = 0;
+            let mut i = 0;
+            while at < bytes.len() {
+                let n = sizes.get(i % sizes.len().max(1)).copied().unwrap_or(bytes.len()).max(1);
+                let end = (at + n).min(bytes.len());
+                d.buf.extend_from_slice(&bytes[at..end]);
+                at = end;
+                i += 1;
+                got.extend(decode_all(&mut d, max));
+                if matches!(got.last(), Some(Err(_))) {
+                    break;
+                }
+            }
+            got
+        }
+
+        fn text() -> impl Strategy<Value = String> {
+            prop_oneof![
+                8 => any::<String>(),
+                1 => "[a-zé€😀]{100,400}",
+                // Lengths around the 16-bit and 64-bit length forms.
+                1 => (65_530usize..65_540).prop_map(|n| "x".repeat(n)),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(64))]
+
+            #[test]
+            fn text_messages(
+                s in text(),
+                cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..4),
+                pings in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..126), 0..4),
+                sizes in prop::collection::vec(1usize..300, 1..8),
+                key in any::<[u8; 4]>(),
+            ) {
+                // Fragments cut at any byte, not only between characters.
+                let mut cuts: Vec<usize> = cuts.iter().map(|c| c.index(s.len() + 1)).collect();
+                cuts.sort_unstable();
+                cuts.dedup();
+                let mut bounds = vec![0];
+                bounds.extend(cuts.into_iter().filter(|&c| c > 0 && c < s.len()));
+                bounds.push(s.len());
+                let mut bytes = Vec::new();
+                let mut want = Vec::new();
+                let n = bounds.len() - 1;
+                for (i, w) in bounds.windows(2).enumerate() {
+                    let mut f = masked(&encode(OP_TEXT, &s.as_bytes()[w[0]..w[1]]), key);
+                    if i > 0 {
+                        f[0] &= 0xF0; // a continuation
+                    }
+                    if i + 1 < n {
+                        f[0] &= 0x7F; // not the last
+                    }
+                    bytes.extend(f);
+                    // A ping between this fragment and the next one.
+                    if let Some(p) = pings.get(i).filter(|_| i + 1 < n) {
+                        bytes.extend(masked(&encode(OP_PING, p), key));
+                        want.push(Ok(Incoming::Ping(p.clone())));
+                    }
+                }
+                want.push(Ok(Incoming::Text(s.clone())));
+                prop_assert_eq!(decode_chunked(&bytes, &sizes, s.len()), want);
+                // One byte under the size limit is refused.
+                if !s.is_empty() {
+                    let got = decode_chunked(&bytes, &sizes, s.len() - 1);
+                    prop_assert_eq!(got.last(), Some(&Err(WireError::TooBig)));
+                }
+            }
+
+            #[test]
+            fn control_and_binary_frames(
+                ping in prop::collection::vec(any::<u8>(), 0..126),
+                code in prop::sample::select(vec![1000u16, 1001, 1002, 1003, 1007, 1008, 1011, 1014, 3000, 4000, 4100, 4999]),
+                reason in ".{0,130}",
+                binary in prop::collection::vec(any::<u8>(), 0..70_000),
+                sizes in prop::collection::vec(1usize..5000, 1..4),
+                key in any::<[u8; 4]>(),
+            ) {
+                let mut bytes = masked(&encode(OP_PING, &ping), key);
+                bytes.extend(masked(&encode(OP_PONG, &ping), key));
+                bytes.extend(masked(&encode(OP_BINARY, &binary), key));
+                bytes.extend(masked(&close_frame(code, &reason), key));
+                let want = vec![
+                    Ok(Incoming::Ping(ping)),
+                    Ok(Incoming::Pong),
+                    Ok(Incoming::Binary),
+                    Ok(Incoming::Close(Some(code))),
+                ];
+                prop_assert_eq!(decode_chunked(&bytes, &sizes, 70_000), want);
+            }
+        }
+    }
 }

@@ -154,19 +154,42 @@ async fn send(
     if !valid_segment(&server) || !valid_segment(&conn) || !sessions.contains(&key, &session) {
         return plain(&headers, StatusCode::NOT_FOUND, "Session not found");
     }
-    if body.is_empty() {
-        return plain(&headers, StatusCode::BAD_REQUEST, "Payload expected.");
-    }
-    let Ok(messages) = serde_json::from_slice::<Vec<String>>(&body) else {
-        return plain(&headers, StatusCode::BAD_REQUEST, "Broken JSON encoding.");
+    let messages = match parse_send_body(&body, ctx.config.max_message_bytes) {
+        Ok(messages) => messages,
+        Err(SendBodyError::Empty) => return plain(&headers, StatusCode::BAD_REQUEST, "Payload expected."),
+        Err(SendBodyError::Broken) => return plain(&headers, StatusCode::BAD_REQUEST, "Broken JSON encoding."),
+        Err(SendBodyError::TooBig) => {
+            // pusher-js ignores xhr_send answers: close the session, as a WebSocket gets 1009.
+            sessions.close(&key, &session, 1009, "Message too big").await;
+            return plain(&headers, StatusCode::PAYLOAD_TOO_LARGE, "Message too big.");
+        }
     };
-    if messages.iter().any(|m| m.len() > ctx.config.max_message_bytes) {
-        // pusher-js ignores xhr_send answers: close the session, as a WebSocket gets 1009.
-        sessions.close(&key, &session, 1009, "Message too big").await;
-        return plain(&headers, StatusCode::PAYLOAD_TOO_LARGE, "Message too big.");
-    }
     if !sessions.send(&key, &session, messages).await {
         return plain(&headers, StatusCode::NOT_FOUND, "Session not found");
     }
     plain(&headers, StatusCode::NO_CONTENT, "")
+}
+
+/// Why an `xhr_send` body was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendBodyError {
+    /// No body (400).
+    Empty,
+    /// Not a JSON array of strings (400).
+    Broken,
+    /// A message longer than `max_message_bytes` (413, and the session closes with 1009).
+    TooBig,
+}
+
+/// Reads an `xhr_send` body: a JSON array of Pusher messages, each a JSON string no longer than
+/// `max_message_bytes` (public for the fuzz targets).
+pub fn parse_send_body(body: &[u8], max_message_bytes: usize) -> Result<Vec<String>, SendBodyError> {
+    if body.is_empty() {
+        return Err(SendBodyError::Empty);
+    }
+    let messages = serde_json::from_slice::<Vec<String>>(body).map_err(|_| SendBodyError::Broken)?;
+    if messages.iter().any(|m| m.len() > max_message_bytes) {
+        return Err(SendBodyError::TooBig);
+    }
+    Ok(messages)
 }
