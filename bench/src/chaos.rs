@@ -339,3 +339,18 @@ pub async fn chaos_count(env: Arc<Env>, o: ChaosOpts) -> Report {
     // Losses are what this counts, not failures of the run: the driver judges them.
     report
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn losses_close_in_sequence_make_one_range() {
+        // Seqs 5..=7 and 9 (a gap of one: the other node's publish in between) are one range;
+        // 20 starts another.
+        let lost = [(5, 11_000), (6, 11_050), (7, 11_100), (9, 11_200), (20, 15_000)];
+        let r = ranges(&lost, 1_000);
+        assert_eq!(r, vec![json!([10.0, 10.2, 4]), json!([14.0, 14.0, 1])]);
+        assert!(ranges(&[], 0).is_empty());
+    }
+}

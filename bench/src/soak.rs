@@ -361,3 +361,16 @@ pub async fn soak(env: Arc<Env>, o: SoakOpts) -> Report {
     }
     report
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seq_is_read_from_the_event_data_string() {
+        let text = r#"{"event":"soak","channel":"soak-1","data":"{\"seq\":42,\"pad\":\"xx\"}"}"#;
+        assert_eq!(seq_of(text), Some(42));
+        assert_eq!(seq_of(r#"{"event":"soak","data":"{}"}"#), None);
+        assert_eq!(seq_of("not json"), None);
+    }
+}
