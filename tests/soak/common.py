@@ -22,6 +22,16 @@ def log(msg):
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
+def run(main):
+    """Runs a driver's main; an interrupt (SIGINT/SIGTERM) ends it with status 130 after the
+    `Procs` blocks it was in have stopped everything they started."""
+    try:
+        main()
+    except KeyboardInterrupt as e:
+        log(f"interrupted ({e}): every process and namespace started was cleaned up")
+        raise SystemExit(130)
+
+
 def build():
     """Builds the release binaries unless SOAK_NO_BUILD is set."""
     if os.environ.get("SOAK_NO_BUILD"):

@@ -120,4 +120,4 @@ def write_md(name, r):
 
 
 if __name__ == "__main__":
-    main()
+    common.run(main)

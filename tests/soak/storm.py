@@ -124,4 +124,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    common.run(main)
