@@ -97,7 +97,16 @@ pub enum Incoming {
 impl Conn {
     /// Opens a connection (from `source` if given) and waits for `connection_established`.
     pub async fn open(t: &Target, source: Option<IpAddr>) -> anyhow::Result<Conn> {
+        Conn::open_with(t, source, None).await
+    }
+
+    /// [`Conn::open`] with the socket's receive buffer set to `recv_buffer` bytes (the kernel
+    /// then holds little of what a client that stops reading is sent).
+    pub async fn open_with(t: &Target, source: Option<IpAddr>, recv_buffer: Option<u32>) -> anyhow::Result<Conn> {
         let sock = if t.addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+        if let Some(size) = recv_buffer {
+            sock.set_recv_buffer_size(size).context("SO_RCVBUF")?;
+        }
         if let Some(ip) = source {
             sock.bind(SocketAddr::new(ip, 0)).with_context(|| format!("bind {ip}"))?;
         }

@@ -4,6 +4,7 @@
 //! every event arrives once and in order, and reports latency, rates and, given `--server-pid`, the
 //! server's CPU time and resident memory from `/proc`. Output: a readable table, plus JSON with `--json`.
 
+mod chaos;
 mod client;
 mod fanout;
 mod framing;
@@ -13,6 +14,8 @@ mod pool;
 mod presence;
 mod report;
 mod rest;
+mod soak;
+mod storm;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -70,6 +73,13 @@ enum Scenario {
     ClientEvents(pairs::PairOpts),
     /// Members joining and leaving a presence channel while others watch.
     PresenceChurn(presence::ChurnOpts),
+    /// A long run of connection churn, subscriptions, presence and publishes (tests/soak/).
+    Soak(soak::SoakOpts),
+    /// Subscribers on every node of a cluster, numbered REST publishes through each, and a count
+    /// of every event sent and received while something breaks (tests/soak/chaos.py).
+    ChaosCount(chaos::ChaosOpts),
+    /// Subscribers that stop reading while events are published to them, and a few that read.
+    Storm(storm::StormOpts),
 }
 
 /// Settings shared by every scenario.
@@ -88,6 +98,9 @@ impl Scenario {
             Scenario::Throughput(o) => o.channels * o.per_channel,
             Scenario::ClientEvents(o) => o.pairs * 2,
             Scenario::PresenceChurn(o) => o.watchers + o.churners,
+            Scenario::Soak(o) => o.listeners + o.churners,
+            Scenario::ChaosCount(o) => o.nodes.len() * o.subscribers_per_node,
+            Scenario::Storm(o) => o.slow + o.readers,
         }
     }
 }
@@ -118,6 +131,9 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Throughput(o) => fanout::throughput(env, o).await,
         Scenario::ClientEvents(o) => pairs::client_events(env, o).await,
         Scenario::PresenceChurn(o) => presence::presence_churn(env, o).await,
+        Scenario::Soak(o) => soak::soak(env, o).await,
+        Scenario::ChaosCount(o) => chaos::chaos_count(env, o).await,
+        Scenario::Storm(o) => storm::storm(env, o).await,
     };
     if !cli.label.is_empty() {
         report.param("label", cli.label.as_str());
