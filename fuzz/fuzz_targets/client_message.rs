@@ -41,7 +41,7 @@ struct World {
     rt: tokio::runtime::Runtime,
     ctx: Context,
     /// A debug console watching, so the debug events are built too.
-    console: std::sync::Mutex<tokio::sync::broadcast::Receiver<String>>,
+    console: std::sync::Mutex<sinew::hub::Console>,
 }
 
 fn world() -> &'static World {

@@ -37,6 +37,11 @@ impl Console {
     pub async fn recv(&mut self) -> Result<String, broadcast::error::RecvError> {
         self.rx.recv().await
     }
+
+    /// The next event if one is waiting, without waiting.
+    pub fn try_recv(&mut self) -> Result<String, broadcast::error::TryRecvError> {
+        self.rx.try_recv()
+    }
 }
 
 impl Drop for Console {
