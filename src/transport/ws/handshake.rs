@@ -14,6 +14,7 @@ use crate::transport::write_all;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use std::io;
+use std::mem::MaybeUninit;
 use std::sync::atomic::Ordering;
 use tokio::io::AsyncRead;
 use tokio::net::TcpStream;
@@ -116,8 +117,19 @@ pub(super) fn accept_key<H: Headers + ?Sized>(headers: &H) -> Result<String, Han
 /// Whether `head` needs more bytes to be a complete request head (not yet [`HEAD_LIMIT`] bytes,
 /// and what arrived parses as the start of one).
 fn head_wants_more(head: &[u8]) -> bool {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    head.len() < HEAD_LIMIT && matches!(httparse::Request::new(&mut headers).parse(head), Ok(httparse::Status::Partial))
+    let mut headers = no_headers();
+    head.len() < HEAD_LIMIT
+        && matches!(
+            httparse::Request::new(&mut []).parse_with_uninit_headers(head, &mut headers),
+            Ok(httparse::Status::Partial)
+        )
+}
+
+/// Room for a head's header fields, left uninitialised: the parser writes only those it finds, so
+/// a head does not pay for zeroing 100 entries it does not have (measured: about 300 instructions
+/// per parse, twice per connection).
+fn no_headers<'b>() -> [MaybeUninit<httparse::Header<'b>>; MAX_HEADERS] {
+    [const { MaybeUninit::uninit() }; MAX_HEADERS]
 }
 
 /// Reads the first request head of a plain TCP connection: until it is complete, [`HEAD_LIMIT`]
@@ -165,9 +177,11 @@ pub struct DirectUpgrade {
 /// Anything else is left to the HTTP server: other routes, invalid upgrades (answered there with
 /// their error status), percent-escaped keys, incomplete heads and heads over the bounds (431).
 pub fn direct_upgrade(head: &[u8], path_prefix: &str) -> Option<DirectUpgrade> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    let httparse::Status::Complete(head_len) = req.parse(head).ok()? else { return None };
+    let mut headers = no_headers();
+    let mut req = httparse::Request::new(&mut []);
+    let httparse::Status::Complete(head_len) = req.parse_with_uninit_headers(head, &mut headers).ok()? else {
+        return None;
+    };
     if req.method != Some("GET") || req.version != Some(1) {
         return None;
     }
