@@ -6,6 +6,7 @@ pub mod auth_endpoint;
 mod channels;
 mod error;
 mod events;
+mod refusals;
 mod users;
 
 pub use error::ApiError;
@@ -98,7 +99,7 @@ async fn count_call(
     let res = next.run(req).await;
     ctx.metrics.http_call(&endpoint, res.status().as_u16(), started.elapsed().as_secs_f64());
     match watched {
-        Some(request) if res.status().as_u16() >= 400 => crate::debug_console::report_refusal(&ctx, request, res).await,
+        Some(request) if res.status().as_u16() >= 400 => refusals::report_refusal(&ctx, request, res).await,
         _ => res,
     }
 }

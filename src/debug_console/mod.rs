@@ -5,10 +5,6 @@
 //! search, filters, pause and clear, and a form to publish a test event. Fed by server-sent
 //! events; no build step. Nothing is built for it while no console is open.
 
-mod rest;
-
-pub use rest::report_refusal;
-
 use crate::hub::{Frame, preview};
 use crate::protocol::{channel, frame};
 use crate::state::Context;

@@ -1,5 +1,6 @@
-//! REST calls the server refused, for the console: method, path, status and the reason given to
-//! the caller. The query (which holds `auth_signature`) is never shown, nor anything of the secret.
+//! REST calls the server refused, reported to the debug console's feed: method, path, status and
+//! the reason given to the caller. The query (which holds `auth_signature`) is never shown, nor
+//! anything of the secret.
 
 use crate::state::Context;
 use axum::body::Body;
@@ -47,7 +48,7 @@ fn app_of(ctx: &Context, uri: &Uri) -> String {
     if let Some(rest) = uri.path().strip_prefix("/apps/") {
         return rest.split('/').next().unwrap_or_default().to_string();
     }
-    crate::api::auth::query_param(uri, "auth_key")
+    super::auth::query_param(uri, "auth_key")
         .and_then(|key| ctx.hub.app_by_key(&key))
         .map(|app| app.config.id.clone())
         .unwrap_or_default()
