@@ -112,6 +112,9 @@ impl Link {
         let (master, sentinels) = match &settings.topology {
             Topology::Standalone(url) => (Some(Master::new(redis::Client::open(url.as_str())?)?), None),
             Topology::Sentinel(s) => (None, Some(tokio::sync::Mutex::new(sentinel_client(s)?))),
+            Topology::Cluster(_) => {
+                return Err(ClusterError::Unavailable("Redis Cluster is not supported by this build yet".into()));
+            }
         };
         Ok(Link {
             node,

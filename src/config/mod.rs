@@ -121,6 +121,9 @@ pub struct Config {
     /// Redis URL for `adapter = "redis"` (`redis://[user:pass@]host:port[/db]`, `rediss://` for TLS,
     /// `redis+sentinel://[user:pass@]host:port,.../master[/db]` behind Sentinels).
     pub redis_url: String,
+    /// `redis_url` lists the seed nodes of a Redis Cluster (comma-separated): cluster state then
+    /// lives in one hash slot and channel traffic uses sharded pub/sub.
+    pub redis_cluster: bool,
     /// Sentinel addresses (`host:port`), when not in `redis_url`; `redis_url` then gives the master's
     /// user, password, database and TLS.
     pub redis_sentinels: Vec<String>,
@@ -167,6 +170,7 @@ impl Default for Config {
             http_session_timeout: 5,
             adapter: "local".into(),
             redis_url: "redis://127.0.0.1:6379".into(),
+            redis_cluster: false,
             redis_sentinels: Vec::new(),
             redis_master_name: String::new(),
             redis_sentinel_password: String::new(),
@@ -212,6 +216,7 @@ impl Config {
     pub fn redis_topology(&self) -> Result<Topology, String> {
         Topology::from_settings(
             &self.redis_url,
+            self.redis_cluster,
             &self.redis_sentinels,
             &self.redis_master_name,
             &self.redis_sentinel_password,

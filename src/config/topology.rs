@@ -1,6 +1,7 @@
-//! Where the cluster's Redis is: one server (`redis://`, `rediss://`), or the master that a set of
+//! Where the cluster's Redis is: one server (`redis://`, `rediss://`), the master that a set of
 //! Sentinels names (`redis+sentinel://`, `rediss+sentinel://`, or `redis_sentinels` with
-//! `redis_master_name`), followed through failovers.
+//! `redis_master_name`), followed through failovers, or a Redis Cluster (`redis_cluster = true`,
+//! `redis_url` then a comma-separated list of seed nodes).
 //!
 //! The Sentinel URL: `redis+sentinel://[user[:password]@]host[:port][,host[:port]...]/master[/db]`
 //! (port 26379 when left out). The user and password are the master's (Redis ACLs); Sentinels that
@@ -19,6 +20,8 @@ pub enum Topology {
     Standalone(String),
     /// The master named by Sentinels.
     Sentinel(SentinelSettings),
+    /// A Redis Cluster, found from these seed node URLs.
+    Cluster(Vec<String>),
 }
 
 /// How to find and reach the master through Sentinels.
@@ -46,10 +49,14 @@ impl Topology {
     /// TLS; its host is not used).
     pub fn from_settings(
         url: &str,
+        cluster: bool,
         sentinels: &[String],
         master: &str,
         sentinel_password: &str,
     ) -> Result<Topology, String> {
+        if cluster {
+            return parse_cluster_seeds(url, sentinels);
+        }
         let sentinel_password = (!sentinel_password.is_empty()).then(|| sentinel_password.to_string());
         if let Some((tls, rest)) = sentinel_scheme(url) {
             if !sentinels.is_empty() {
@@ -76,6 +83,44 @@ impl Topology {
             sentinel_password,
         }))
     }
+}
+
+/// The seed nodes of a Redis Cluster: `redis://a:7000,redis://b:7001` (a seed without a scheme
+/// takes the first one's scheme and credentials).
+fn parse_cluster_seeds(url: &str, sentinels: &[String]) -> Result<Topology, String> {
+    if !sentinels.is_empty() || sentinel_scheme(url).is_some() {
+        return Err("a Redis Cluster has no Sentinels: use redis_cluster or the Sentinel settings, not both".into());
+    }
+    let mut seeds: Vec<String> = Vec::new();
+    for seed in url.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let seed = match (seed.contains("://"), seeds.first()) {
+            (false, Some(first)) => with_host_of(first, seed)?,
+            (false, None) => format!("redis://{seed}"),
+            (true, _) => seed.to_string(),
+        };
+        seed.as_str()
+            .into_connection_info()
+            .map_err(|e| format!("`{seed}` is not a valid redis:// or rediss:// URL: {e}"))?;
+        seeds.push(seed);
+    }
+    if seeds.is_empty() {
+        return Err("a Redis Cluster needs at least one seed node URL".into());
+    }
+    Ok(Topology::Cluster(seeds))
+}
+
+/// `first` (a URL) with its host and port replaced by `addr` (`host:port`).
+fn with_host_of(first: &str, addr: &str) -> Result<String, String> {
+    let (scheme, rest) = first.split_once("://").ok_or_else(|| format!("`{first}` has no scheme"))?;
+    let (userinfo, hostpart) = match rest.rsplit_once('@') {
+        Some((u, h)) => (Some(u), h),
+        None => (None, rest),
+    };
+    let path = hostpart.find('/').map_or("", |i| &hostpart[i..]);
+    Ok(match userinfo {
+        Some(u) => format!("{scheme}://{u}@{addr}{path}"),
+        None => format!("{scheme}://{addr}{path}"),
+    })
 }
 
 /// `Some((tls, rest))` for a Sentinel URL.
@@ -155,6 +200,18 @@ fn percent_decode(s: &str) -> String {
 mod tests {
     use super::*;
 
+    #[test]
+    fn cluster_seeds() {
+        let t = Topology::from_settings("redis://127.0.0.1:7000, redis://127.0.0.1:7001", true, &[], "", "");
+        assert_eq!(t, Ok(Topology::Cluster(vec!["redis://127.0.0.1:7000".into(), "redis://127.0.0.1:7001".into()])));
+        let t = Topology::from_settings("rediss://u:p@h1:7000/0,h2:7001", true, &[], "", "");
+        assert_eq!(t, Ok(Topology::Cluster(vec!["rediss://u:p@h1:7000/0".into(), "rediss://u:p@h2:7001/0".into()])));
+        assert!(Topology::from_settings("", true, &[], "", "").is_err());
+        assert!(Topology::from_settings("redis+sentinel://h/m", true, &[], "", "").is_err());
+        assert!(Topology::from_settings("redis://h", true, &["s:1".into()], "m", "").is_err());
+        assert!(Topology::from_settings("redis://h:notaport", true, &[], "", "").is_err());
+    }
+
     fn sentinel(t: Result<Topology, String>) -> SentinelSettings {
         match t {
             Ok(Topology::Sentinel(s)) => s,
@@ -164,15 +221,16 @@ mod tests {
 
     #[test]
     fn standalone_urls_stay_as_they_are() {
-        let t = Topology::from_settings("redis://u:p@127.0.0.1:6380/2", &[], "", "");
+        let t = Topology::from_settings("redis://u:p@127.0.0.1:6380/2", false, &[], "", "");
         assert_eq!(t, Ok(Topology::Standalone("redis://u:p@127.0.0.1:6380/2".into())));
-        assert!(Topology::from_settings("http://x", &[], "", "").is_err());
+        assert!(Topology::from_settings("http://x", false, &[], "", "").is_err());
     }
 
     #[test]
     fn sentinel_urls() {
         let s = sentinel(Topology::from_settings(
             "redis+sentinel://app:s%40cret@10.0.0.1,10.0.0.2:26380,[::1]:26381/main/3",
+            false,
             &[],
             "",
             "sp",
@@ -181,22 +239,22 @@ mod tests {
         assert_eq!((s.master.as_str(), s.db, s.tls), ("main", 3, false));
         assert_eq!((s.username.as_deref(), s.password.as_deref()), (Some("app"), Some("s@cret")));
         assert_eq!(s.sentinel_password.as_deref(), Some("sp"));
-        let s = sentinel(Topology::from_settings("rediss+sentinel://:pw@h/m", &[], "", ""));
+        let s = sentinel(Topology::from_settings("rediss+sentinel://:pw@h/m", false, &[], "", ""));
         assert_eq!((s.tls, s.username, s.password.as_deref(), s.db), (true, None, Some("pw"), 0));
         for bad in ["redis+sentinel://h1,h2", "redis+sentinel://h/", "redis+sentinel://h:x/m", "redis+sentinel://h/m/x"]
         {
-            assert!(Topology::from_settings(bad, &[], "", "").is_err(), "{bad}");
+            assert!(Topology::from_settings(bad, false, &[], "", "").is_err(), "{bad}");
         }
     }
 
     #[test]
     fn sentinels_listed_apart() {
         let list = ["127.0.0.1:5000".to_string(), "127.0.0.1".to_string()];
-        let s = sentinel(Topology::from_settings("rediss://user:pw@ignored:1/4", &list, "mymaster", ""));
+        let s = sentinel(Topology::from_settings("rediss://user:pw@ignored:1/4", false, &list, "mymaster", ""));
         assert_eq!(s.sentinels, vec![("127.0.0.1".into(), 5000), ("127.0.0.1".into(), 26379)]);
         assert_eq!((s.master.as_str(), s.tls, s.db), ("mymaster", true, 4));
         assert_eq!((s.username.as_deref(), s.password.as_deref()), (Some("user"), Some("pw")));
-        assert!(Topology::from_settings("redis://x", &list, "", "").is_err(), "a master name is needed");
-        assert!(Topology::from_settings("redis+sentinel://h/m", &list, "m", "").is_err(), "not both");
+        assert!(Topology::from_settings("redis://x", false, &list, "", "").is_err(), "a master name is needed");
+        assert!(Topology::from_settings("redis+sentinel://h/m", false, &list, "m", "").is_err(), "not both");
     }
 }
