@@ -8,16 +8,22 @@
 //! Behind Sentinels the master can move: [`Link::follow_master`] (run every second by
 //! [`follow_sentinels`]) asks them where it is and, when it moved, connects there and tells the
 //! bus reader (`master_moved`) to subscribe again.
+//!
+//! On a Redis Cluster, [`Conn::Cluster`] routes each command to the shard that owns its keys (the
+//! state keys all share one hash tag, see [`super::keys`]) and follows failovers and slot moves
+//! itself; the bus reader makes its own connection ([`Link::cluster_subscriber`]).
 
 use super::keys::Keys;
 use crate::config::{SentinelSettings, Topology};
 use redis::Value;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{ConnectionAddr, TlsMode};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
-use tokio::sync::watch;
+use tokio::sync::{OnceCell, watch};
 use tokio::time::{Duration, timeout};
 
 /// How long one Redis round trip may take before it counts as failed.
@@ -78,11 +84,67 @@ pub(super) struct Link {
     master: RwLock<Option<Master>>,
     /// Asks the Sentinels where the master is (`None` for a standalone server).
     sentinels: Option<tokio::sync::Mutex<SentinelClient>>,
+    /// A Redis Cluster's seed nodes and the shared connection to it, made on first use.
+    cluster: Option<ClusterLink>,
     /// Bumped whenever the master moved.
     master_moved: watch::Sender<u64>,
     pub(super) stats: Arc<AdapterStats>,
     bus_up: AtomicBool,
     store_up: AtomicBool,
+}
+
+/// A connection for commands: to one server (the master), or to a Redis Cluster.
+#[derive(Clone)]
+pub(super) enum Conn {
+    /// One server.
+    Single(ConnectionManager),
+    /// A Redis Cluster: each command (and each pipeline, whose keys must share a slot) goes to the
+    /// shard owning its keys.
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> redis::RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// A Redis Cluster: where to find it, and the shared connection.
+struct ClusterLink {
+    seeds: Vec<String>,
+    conn: OnceCell<ClusterConnection>,
+}
+
+impl ClusterLink {
+    fn builder(&self) -> ClusterClientBuilder {
+        ClusterClientBuilder::new(self.seeds.clone())
+            .connection_timeout(Duration::from_secs(1))
+            .response_timeout(OP_TIMEOUT)
+            .retries(3)
+            .max_retry_wait(500)
+    }
 }
 
 /// The server commands go to.
@@ -109,19 +171,23 @@ impl Master {
 impl Link {
     /// Prepares the link for node `node` without connecting yet. Must run inside a Tokio runtime.
     pub(super) fn new(settings: Settings, node: u32) -> Result<Self, ClusterError> {
-        let (master, sentinels) = match &settings.topology {
-            Topology::Standalone(url) => (Some(Master::new(redis::Client::open(url.as_str())?)?), None),
-            Topology::Sentinel(s) => (None, Some(tokio::sync::Mutex::new(sentinel_client(s)?))),
-            Topology::Cluster(_) => {
-                return Err(ClusterError::Unavailable("Redis Cluster is not supported by this build yet".into()));
+        let (master, sentinels, cluster) = match &settings.topology {
+            Topology::Standalone(url) => (Some(Master::new(redis::Client::open(url.as_str())?)?), None, None),
+            Topology::Sentinel(s) => (None, Some(tokio::sync::Mutex::new(sentinel_client(s)?)), None),
+            Topology::Cluster(seeds) => {
+                let cluster = ClusterLink { seeds: seeds.clone(), conn: OnceCell::new() };
+                // Checks the seed URLs now rather than on first use.
+                cluster.builder().build()?;
+                (None, None, Some(cluster))
             }
         };
         Ok(Link {
             node,
-            keys: Keys::new(settings.prefix.clone()),
+            keys: Keys::new(settings.prefix.clone(), cluster.is_some()),
             settings,
             master: RwLock::new(master),
             sentinels,
+            cluster,
             master_moved: watch::Sender::new(0),
             stats: Arc::new(AdapterStats::default()),
             bus_up: AtomicBool::new(false),
@@ -138,13 +204,45 @@ impl Link {
     }
 
     /// The shared connection for commands.
-    pub(super) fn conn(&self) -> Result<ConnectionManager, ClusterError> {
-        self.current().map(|m| m.conn)
+    pub(super) async fn conn(&self) -> Result<Conn, ClusterError> {
+        let Some(cluster) = &self.cluster else {
+            return self.current().map(|m| Conn::Single(m.conn));
+        };
+        let conn = cluster
+            .conn
+            .get_or_try_init(|| async {
+                match timeout(OP_TIMEOUT, cluster.builder().build()?.get_async_connection()).await {
+                    Ok(conn) => Ok(conn?),
+                    Err(_) => Err(ClusterError::Unavailable("the Redis Cluster did not answer in time".into())),
+                }
+            })
+            .await?;
+        Ok(Conn::Cluster(conn.clone()))
     }
 
-    /// A client of the server commands go to, for a dedicated (subscriber) connection.
+    /// True on a Redis Cluster: channel traffic then uses sharded pub/sub.
+    pub(super) fn is_cluster(&self) -> bool {
+        self.cluster.is_some()
+    }
+
+    /// A client of the server commands go to, for a dedicated (subscriber) connection (not on a
+    /// Redis Cluster: see [`Link::cluster_subscriber`]).
     pub(super) fn client(&self) -> Result<redis::Client, ClusterError> {
         self.current().map(|m| m.client)
+    }
+
+    /// On a Redis Cluster: a connection of its own for the bus reader, which hands every pub/sub
+    /// message (and the news of a lost connection) to `pushes`.
+    pub(super) async fn cluster_subscriber(
+        &self,
+        pushes: tokio::sync::mpsc::UnboundedSender<redis::PushInfo>,
+    ) -> Result<ClusterConnection, ClusterError> {
+        let cluster = self.cluster.as_ref().ok_or_else(|| ClusterError::Unavailable("not a Redis Cluster".into()))?;
+        let client = cluster.builder().use_protocol(redis::ProtocolVersion::RESP3).push_sender(pushes).build()?;
+        match timeout(OP_TIMEOUT, client.get_async_connection()).await {
+            Ok(conn) => Ok(conn?),
+            Err(_) => Err(ClusterError::Unavailable("the Redis Cluster did not answer in time".into())),
+        }
     }
 
     /// Changes whenever the master moved (behind Sentinels).
@@ -198,7 +296,7 @@ impl Link {
 
     /// Runs a pipeline of reads (or simple writes) on the shared connection, counting failures.
     pub(super) async fn query(&self, pipe: &redis::Pipeline) -> Result<Vec<Value>, ClusterError> {
-        let mut conn = self.conn()?;
+        let mut conn = self.conn().await?;
         match timeout(OP_TIMEOUT, pipe.query_async::<Vec<Value>>(&mut conn)).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {

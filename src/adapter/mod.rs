@@ -22,7 +22,8 @@
 //! Lua scripts and the key layout. The tasks get an `Arc` of the link, never the handle.
 
 mod bus;
-mod bus_tasks;
+mod bus_publisher;
+mod bus_reader;
 mod keys;
 mod link;
 mod local_or_redis;
@@ -30,6 +31,7 @@ mod node_state;
 mod queries;
 mod redis;
 mod scripts;
+mod subscription;
 
 pub use bus::BusMessage;
 pub use link::{AdapterStats, ClusterError, Settings};

@@ -1,9 +1,10 @@
 //! The Redis adapter's handle: what the hub calls to record subscriptions, publish to the other
 //! nodes and hand over on a graceful stop. It queues work for the background tasks it starts (the
-//! node-state task in [`super::node_state`], the bus publisher and reader in [`super::bus_tasks`]);
-//! the cluster-wide reads are in [`super::queries`].
+//! node-state task in [`super::node_state`], the bus publisher in [`super::bus_publisher`] and
+//! the reader in [`super::bus_reader`]); the cluster-wide reads are in [`super::queries`].
 
-use super::bus_tasks::{self, Outgoing};
+use super::bus_publisher::{self, Outgoing};
+use super::bus_reader::{self, Interest};
 use super::link::{AdapterStats, ClusterError, Link, OP_TIMEOUT, Settings, as_count};
 use super::node_state::{self, Op};
 use super::{BusMessage, Inbound, SubOutcome, SubRequest};
@@ -23,6 +24,7 @@ const LISTED_WAIT: Duration = Duration::from_secs(1);
 struct Receivers {
     ops: mpsc::UnboundedReceiver<Op>,
     outgoing: mpsc::Receiver<Outgoing>,
+    interest: mpsc::UnboundedReceiver<Interest>,
 }
 
 /// Cluster state and messaging over Redis. Cheap to share behind an `Arc`.
@@ -31,6 +33,8 @@ pub struct RedisAdapter {
     pub(super) link: Arc<Link>,
     ops: mpsc::UnboundedSender<Op>,
     outgoing: mpsc::Sender<Outgoing>,
+    /// Tells the bus reader which channel topics this node's subscribers need.
+    interest: mpsc::UnboundedSender<Interest>,
     receivers: Mutex<Option<Receivers>>,
     /// Presence joins waiting for their [`BusMessage::Listed`], by token.
     listed: Mutex<HashMap<u64, oneshot::Sender<()>>>,
@@ -55,12 +59,14 @@ impl RedisAdapter {
         let link = Arc::new(Link::new(settings, node)?);
         let (ops, ops_rx) = mpsc::unbounded_channel();
         let (outgoing, outgoing_rx) = mpsc::channel(OUTGOING_QUEUE);
+        let (interest, interest_rx) = mpsc::unbounded_channel();
         Ok(Arc::new(RedisAdapter {
             stats: link.stats.clone(),
             link,
             ops,
             outgoing,
-            receivers: Mutex::new(Some(Receivers { ops: ops_rx, outgoing: outgoing_rx })),
+            interest,
+            receivers: Mutex::new(Some(Receivers { ops: ops_rx, outgoing: outgoing_rx, interest: interest_rx })),
             listed: Mutex::new(HashMap::new()),
             next_listed: AtomicU64::new(1),
         }))
@@ -97,8 +103,8 @@ impl RedisAdapter {
         let receivers = self.receivers.lock().unwrap_or_else(|p| p.into_inner()).take()?;
         let (inbound, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
         tokio::spawn(node_state::run(self.link.clone(), receivers.ops, inbound.clone()));
-        tokio::spawn(bus_tasks::run_publisher(self.link.clone(), receivers.outgoing));
-        tokio::spawn(bus_tasks::run_reader(self.link.clone(), inbound));
+        tokio::spawn(bus_publisher::run_publisher(self.link.clone(), receivers.outgoing));
+        tokio::spawn(bus_reader::run_reader(self.link.clone(), inbound, receivers.interest));
         tokio::spawn(super::link::follow_sentinels(self.link.clone()));
         Some(inbound_rx)
     }
@@ -114,7 +120,25 @@ impl RedisAdapter {
     /// came on the bus before the list was read: the bus and the script's answer travel on
     /// different connections, so such an event can arrive after the answer, and the caller (which
     /// drops the events its list already reflects) would otherwise pass it on as news.
-    pub async fn subscribe(&self, mut req: SubRequest) -> SubOutcome {
+    ///
+    /// It also returns only once this node listens to the channel's topic (see
+    /// [`super::bus_reader`]), so the subscriber misses nothing published after its
+    /// `subscription_succeeded`.
+    pub async fn subscribe(&self, req: SubRequest) -> SubOutcome {
+        let topic = self.link.keys.channel_topic(&req.app, &req.channel);
+        let (want, listening) = oneshot::channel();
+        let _ = self.interest.send(Interest::Want(topic.clone(), want));
+        let (outcome, listening) = tokio::join!(self.record(req), timeout(OP_TIMEOUT * 2, listening));
+        if outcome == SubOutcome::Full {
+            // The hub drops the subscriber again.
+            let _ = self.interest.send(Interest::Drop(topic));
+        } else if !matches!(listening, Ok(Ok(true))) && self.link.bus_is_up() {
+            tracing::warn!(channel = %topic, "could not subscribe to a channel's bus topic; the subscription is retried");
+        }
+        outcome
+    }
+
+    async fn record(&self, mut req: SubRequest) -> SubOutcome {
         let listed = (req.want_members && self.link.bus_is_up()).then(|| {
             let token = self.next_listed.fetch_add(1, Ordering::Relaxed);
             let (tx, rx) = oneshot::channel();
@@ -153,6 +177,7 @@ impl RedisAdapter {
 
     /// Records an unsubscribe cluster-wide (in order after this node's earlier changes).
     pub fn unsubscribe(&self, req: SubRequest) {
+        let _ = self.interest.send(Interest::Drop(self.link.keys.channel_topic(&req.app, &req.channel)));
         let _ = self.ops.send(Op::Sub { req, reply: None });
     }
 
@@ -171,8 +196,42 @@ impl RedisAdapter {
     }
 
     /// Queues a message for the other nodes. Messages keep their order.
+    ///
+    /// An event goes to the topic of each of its channels (one message per channel, sent in one
+    /// pipeline), a client event to its channel's topic: only nodes with a subscriber on the
+    /// channel receive them. Everything else goes to the bus every node listens to.
     pub fn publish(&self, msg: &BusMessage) {
-        self.enqueue(Outgoing::Publish(msg.encode()));
+        let keys = &self.link.keys;
+        match msg {
+            BusMessage::Event { node, app, channels, event, data, except } if channels.len() > 1 => {
+                for channel in channels {
+                    let one = BusMessage::Event {
+                        node: *node,
+                        app: app.clone(),
+                        channels: vec![channel.clone()],
+                        event: event.clone(),
+                        data: data.clone(),
+                        except: except.clone(),
+                    };
+                    self.enqueue(Outgoing::Publish {
+                        topic: keys.channel_topic(app, channel),
+                        payload: one.encode(),
+                        sharded: true,
+                    });
+                }
+            }
+            BusMessage::Event { app, channels, .. } => {
+                if let Some(channel) = channels.first() {
+                    let topic = keys.channel_topic(app, channel);
+                    self.enqueue(Outgoing::Publish { topic, payload: msg.encode(), sharded: true });
+                }
+            }
+            BusMessage::Frame { app, channel, .. } => {
+                let topic = keys.channel_topic(app, channel);
+                self.enqueue(Outgoing::Publish { topic, payload: msg.encode(), sharded: true });
+            }
+            _ => self.enqueue(Outgoing::Publish { topic: keys.bus(), payload: msg.encode(), sharded: false }),
+        }
     }
 
     /// Stores the last event of a cache channel (`{"event":..,"data":..}`) for `ttl_seconds`.

@@ -190,7 +190,7 @@ impl NodeState {
 
     /// Runs a pipeline of scripts, loading them first if Redis lost its script cache.
     async fn run(&self, pipe: &redis::Pipeline) -> Result<Vec<Value>, ()> {
-        let Ok(mut conn) = self.link.conn() else {
+        let Ok(mut conn) = self.link.conn().await else {
             self.link.stats.errors.fetch_add(1, Ordering::Relaxed);
             return Err(());
         };
@@ -217,13 +217,14 @@ impl NodeState {
                 return Ok(values);
             }
             if attempt == 0 {
-                let mut load = redis::pipe();
+                // One command each, not a pipeline: on a Redis Cluster `SCRIPT LOAD` goes to every
+                // node.
                 for source in Scripts::sources() {
-                    load.cmd("SCRIPT").arg("LOAD").arg(source).ignore();
-                }
-                if !matches!(timeout(OP_TIMEOUT, load.query_async::<()>(&mut conn)).await, Ok(Ok(()))) {
-                    self.link.stats.errors.fetch_add(1, Ordering::Relaxed);
-                    return Err(());
+                    let load = redis::cmd("SCRIPT").arg("LOAD").arg(source).clone();
+                    if !matches!(timeout(OP_TIMEOUT, load.query_async::<Value>(&mut conn)).await, Ok(Ok(_))) {
+                        self.link.stats.errors.fetch_add(1, Ordering::Relaxed);
+                        return Err(());
+                    }
                 }
             }
         }

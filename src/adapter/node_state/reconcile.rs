@@ -44,7 +44,7 @@ impl NodeState {
         pipe.cmd("HGETALL").arg(keys.node_subs(node));
         pipe.cmd("HGETALL").arg(keys.node_members(node));
         pipe.cmd("DEL").arg(keys.swept(node));
-        let Ok(mut conn) = self.link.conn() else {
+        let Ok(mut conn) = self.link.conn().await else {
             self.link.stats.errors.fetch_add(1, Ordering::Relaxed);
             return;
         };
