@@ -1,10 +1,13 @@
 //! Scale-out: how nodes of one cluster share state and messages.
 //!
 //! With `adapter = "local"` (the default) there is no adapter: one node's registry answers everything.
-//! With `adapter = "redis"`, [`RedisAdapter`] keeps the cluster-wide part of the state in Redis and
-//! carries messages between nodes over one Redis pub/sub channel:
+//! With `adapter = "redis"`, [`RedisAdapter`] keeps the cluster-wide part of the state in Redis (one
+//! server, the master Sentinels name, or a Redis Cluster) and carries messages between nodes over
+//! Redis pub/sub:
 //!
-//! - every REST event is one `PUBLISH` naming all of its channels, whatever the number of subscribers;
+//! - a REST event is one message per channel, on that channel's topic, which only the nodes with a
+//!   subscriber on the channel listen to (interest routing; sharded pub/sub on a Redis Cluster);
+//!   member events, counts and `terminate` go on the bus topic every node listens to;
 //! - subscription counts and presence members live in Redis hashes, changed by one Lua script per
 //!   subscribe or unsubscribe, which also decides the cluster-wide transitions (first subscriber,
 //!   last subscriber, first and last socket of a presence user);
@@ -15,11 +18,13 @@
 //! decide are handed over as [`Inbound`] values, which the hub consumes.
 //!
 //! Where things are: `redis.rs` is the handle the hub holds; `link.rs` what the handle and its
-//! background tasks share (settings, connection, key names from `keys.rs`, counters, up/down flags,
-//! helpers reading replies); `node_state/` the task writing this node's state (`write.rs`,
-//! `heartbeat.rs` with sweeping and handover, `reconcile.rs`); `bus_tasks.rs` the bus publisher and
-//! reader; `bus.rs` the messages on the bus; `queries.rs` the cluster-wide reads; `scripts.rs` the
-//! Lua scripts and the key layout. The tasks get an `Arc` of the link, never the handle.
+//! background tasks share (settings, connection, key and topic names from `keys.rs`, counters,
+//! up/down flags, helpers reading replies); `node_state/` the task writing this node's state
+//! (`write.rs`, `heartbeat.rs` with sweeping and handover, `reconcile.rs`); `bus_publisher.rs` and
+//! `bus_reader.rs` (with this node's interest in channel topics) the bus tasks, `subscription.rs`
+//! the reader's connection; `bus.rs` the messages on the bus; `queries.rs` the cluster-wide reads;
+//! `scripts.rs` the Lua scripts and the key layout. The tasks get an `Arc` of the link, never the
+//! handle.
 
 mod bus;
 mod bus_publisher;
