@@ -1,7 +1,8 @@
 //! The bus publisher: sends this node's messages to Redis in pipelines, with the writes of cache
 //! channels' last events, in the order they were queued. A message goes to its topic (a channel's,
 //! or the bus every node listens to); on a Redis Cluster a pipeline may only touch one slot, so a
-//! batch becomes one pipeline per slot, sent together, and channel topics use `SPUBLISH`.
+//! batch becomes one pipeline per slot, sent together, and channel topics use `SPUBLISH`. With
+//! NATS as the channel bus, channel messages go to NATS and the rest to Redis.
 
 use super::link::{Link, OP_TIMEOUT};
 use futures_util::future::join_all;
@@ -54,6 +55,29 @@ pub(super) async fn run_publisher(link: Arc<Link>, mut rx: mpsc::Receiver<Outgoi
     loop {
         if rx.recv_many(&mut batch, 256).await == 0 {
             return;
+        }
+        if let Some(nats) = &link.nats {
+            // Channel messages to NATS, in order; the rest stays in the batch for Redis.
+            let mut rest = Vec::with_capacity(batch.len());
+            for item in batch.drain(..) {
+                match item {
+                    Outgoing::Publish { topic, payload, sharded: true } => match nats.publish(topic, payload).await {
+                        Ok(()) => {
+                            link.stats.published.fetch_add(1, Ordering::Relaxed);
+                            if failing {
+                                tracing::info!("cluster bus publishing works again");
+                                failing = false;
+                            }
+                        }
+                        Err(e) => publish_failed(&link, &mut failing, 1, &e),
+                    },
+                    other => rest.push(other),
+                }
+            }
+            batch = rest;
+            if batch.is_empty() {
+                continue;
+            }
         }
         // One pipeline, or one per slot on a Redis Cluster (each keeps the queue's order).
         let mut pipes: Vec<(redis::Pipeline, u64)> = Vec::new();

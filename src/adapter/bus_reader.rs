@@ -12,6 +12,7 @@
 use super::Inbound;
 use super::bus::BusMessage;
 use super::link::Link;
+use super::nats::NatsTopics;
 use super::subscription::Subscription;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -42,9 +43,24 @@ pub(super) async fn run_reader(
     let mut lost = false;
     let mut moved = link.master_moved();
     let mut batch = Vec::with_capacity(INTEREST_BATCH);
+    // With NATS as the channel bus, the channel subjects live there, across Redis reconnects.
+    let mut nats = match &link.nats {
+        None => None,
+        Some(n) => loop {
+            match n.client().await {
+                Ok(client) => break Some(NatsTopics::new(client)),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot set up the NATS client; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        },
+    };
+    let no_topics = HashMap::new();
     loop {
         moved.mark_unchanged();
-        match connect(&link, &bus, &topics).await {
+        let on_redis = if nats.is_some() { &no_topics } else { &topics };
+        match connect(&link, &bus, on_redis).await {
             Ok(mut sub) => {
                 if lost {
                     link.stats.reconnects.fetch_add(1, Ordering::Relaxed);
@@ -61,9 +77,14 @@ pub(super) async fn run_reader(
                             if n == 0 {
                                 return;
                             }
-                            if let Err(e) = apply(&mut topics, batch.drain(..), Some(&mut sub)).await {
+                            if let Err(e) = apply(&mut topics, batch.drain(..), Some(&mut sub), nats.as_mut()).await {
                                 tracing::warn!(error = %e, "cluster bus subscribe failed");
                                 break;
+                            }
+                        }
+                        Some(payload) = next_from(&mut nats) => {
+                            if !deliver(&link, &inbound, &payload).await {
+                                return;
                             }
                         }
                         payload = sub.next() => match payload {
@@ -100,7 +121,12 @@ pub(super) async fn run_reader(
                     if n == 0 {
                         return;
                     }
-                    let _ = apply(&mut topics, batch.drain(..), None).await;
+                    let _ = apply(&mut topics, batch.drain(..), None, nats.as_mut()).await;
+                }
+                Some(payload) = next_from(&mut nats) => {
+                    if !deliver(&link, &inbound, &payload).await {
+                        return;
+                    }
                 }
                 _ = tokio::time::sleep_until(until) => break,
             }
@@ -123,13 +149,23 @@ async fn connect(link: &Link, bus: &str, topics: &HashMap<String, usize>) -> Res
     }
 }
 
-/// Counts the interest changes and (with a subscription) subscribes to the topics newly wanted and
-/// unsubscribes from those no longer wanted, then answers the `Want`s.
+/// The next message on a NATS channel subject; never ready without NATS or subjects.
+async fn next_from(nats: &mut Option<NatsTopics>) -> Option<Vec<u8>> {
+    match nats {
+        Some(n) if !n.is_empty() => n.next().await,
+        _ => std::future::pending().await,
+    }
+}
+
+/// Counts the interest changes and subscribes to the topics newly wanted and unsubscribes from
+/// those no longer wanted (on NATS when it carries channel traffic, else on the Redis subscription
+/// if there is one), then answers the `Want`s.
 async fn apply(
     topics: &mut HashMap<String, usize>,
     changes: impl Iterator<Item = Interest>,
     sub: Option<&mut Subscription>,
-) -> redis::RedisResult<()> {
+    nats: Option<&mut NatsTopics>,
+) -> Result<(), String> {
     let mut added = Vec::new();
     let mut removed = Vec::new();
     let mut answers = Vec::new();
@@ -158,6 +194,19 @@ async fn apply(
     // and wanted again keeps it.
     added.retain(|t| topics.contains_key(t));
     removed.retain(|t| !topics.contains_key(t));
+    if let Some(nats) = nats {
+        let result = nats.add(&added).await;
+        nats.remove(&removed);
+        for a in answers {
+            let _ = a.send(result.is_ok());
+        }
+        // NATS subscribes again by itself after a reconnect; a failure here is not the Redis
+        // subscription's.
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "NATS subscribe failed; the client subscribes again once connected");
+        }
+        return Ok(());
+    }
     let Some(sub) = sub else {
         for a in answers {
             let _ = a.send(false);
@@ -169,8 +218,8 @@ async fn apply(
     for a in answers {
         let _ = a.send(ok);
     }
-    result?;
-    sub.remove(&removed).await
+    result.map_err(|e| e.to_string())?;
+    sub.remove(&removed).await.map_err(|e| e.to_string())
 }
 
 /// Hands a message from another node to the hub; false once the hub stopped listening.

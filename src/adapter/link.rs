@@ -14,6 +14,7 @@
 //! itself; the bus reader makes its own connection ([`Link::cluster_subscriber`]).
 
 use super::keys::Keys;
+use super::nats::{NatsLink, channel_subject};
 use crate::config::{SentinelSettings, Topology};
 use redis::Value;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
@@ -43,6 +44,8 @@ pub struct Settings {
     /// The webhook leave delay: a departure's webhook waits this long and is dropped if the
     /// member or channel came back anywhere in the cluster meanwhile.
     pub leave_delay: Duration,
+    /// NATS server URL(s) when channel traffic goes over NATS (`adapter = "nats"`).
+    pub nats: Option<String>,
 }
 
 /// Why a cluster-wide answer could not be given.
@@ -86,6 +89,8 @@ pub(super) struct Link {
     sentinels: Option<tokio::sync::Mutex<SentinelClient>>,
     /// A Redis Cluster's seed nodes and the shared connection to it, made on first use.
     cluster: Option<ClusterLink>,
+    /// NATS, when channel traffic goes there.
+    pub(super) nats: Option<NatsLink>,
     /// Bumped whenever the master moved.
     master_moved: watch::Sender<u64>,
     pub(super) stats: Arc<AdapterStats>,
@@ -183,6 +188,7 @@ impl Link {
         };
         Ok(Link {
             node,
+            nats: settings.nats.clone().map(NatsLink::new),
             keys: Keys::new(settings.prefix.clone(), cluster.is_some()),
             settings,
             master: RwLock::new(master),
@@ -274,9 +280,18 @@ impl Link {
         self.node
     }
 
-    /// True while the bus subscription works.
+    /// The topic (Redis) or subject (NATS) of one channel's traffic.
+    pub(super) fn channel_topic(&self, app: &str, channel: &str) -> String {
+        match &self.nats {
+            Some(_) => channel_subject(&self.settings.prefix, app, channel),
+            None => self.keys.channel_topic(app, channel),
+        }
+    }
+
+    /// True while the bus subscription works (and NATS is connected, when channel traffic goes
+    /// there).
     pub(super) fn bus_is_up(&self) -> bool {
-        self.bus_up.load(Ordering::Acquire)
+        self.bus_up.load(Ordering::Acquire) && self.nats.as_ref().is_none_or(NatsLink::is_up)
     }
 
     /// Records whether the bus subscription works.

@@ -24,7 +24,7 @@ impl Adapter {
     /// inside a Tokio runtime; a Redis adapter that cannot be set up is logged and the node runs
     /// alone.
     pub fn from_config(config: &Config, node: u32) -> Adapter {
-        if config.adapter != "redis" {
+        if config.adapter == "local" {
             return Adapter::Local;
         }
         let topology = match config.redis_topology() {
@@ -40,6 +40,7 @@ impl Adapter {
             node_timeout: Duration::from_secs(config.cluster_node_timeout_seconds),
             handover: Duration::from_secs(config.cluster_handover_seconds),
             leave_delay: Duration::from_millis(config.webhooks.leave_delay_ms),
+            nats: (config.adapter == "nats").then(|| config.nats_url.clone()),
         };
         match RedisAdapter::new(settings, node) {
             Ok(redis) => Adapter::Redis(redis),
@@ -50,10 +51,11 @@ impl Adapter {
         }
     }
 
-    /// `local` or `redis` (as `/usage` reports it).
+    /// `local`, `redis` or `nats` (as `/usage` reports it).
     pub fn kind(&self) -> &'static str {
         match self {
             Adapter::Local => "local",
+            Adapter::Redis(r) if r.link.nats.is_some() => "nats",
             Adapter::Redis(_) => "redis",
         }
     }

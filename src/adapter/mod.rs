@@ -32,6 +32,7 @@ mod bus_reader;
 mod keys;
 mod link;
 mod local_or_redis;
+mod nats;
 mod node_state;
 mod queries;
 mod redis;

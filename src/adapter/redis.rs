@@ -125,7 +125,7 @@ impl RedisAdapter {
     /// [`super::bus_reader`]), so the subscriber misses nothing published after its
     /// `subscription_succeeded`.
     pub async fn subscribe(&self, req: SubRequest) -> SubOutcome {
-        let topic = self.link.keys.channel_topic(&req.app, &req.channel);
+        let topic = self.link.channel_topic(&req.app, &req.channel);
         let (want, listening) = oneshot::channel();
         let _ = self.interest.send(Interest::Want(topic.clone(), want));
         let (outcome, listening) = tokio::join!(self.record(req), timeout(OP_TIMEOUT * 2, listening));
@@ -177,7 +177,7 @@ impl RedisAdapter {
 
     /// Records an unsubscribe cluster-wide (in order after this node's earlier changes).
     pub fn unsubscribe(&self, req: SubRequest) {
-        let _ = self.interest.send(Interest::Drop(self.link.keys.channel_topic(&req.app, &req.channel)));
+        let _ = self.interest.send(Interest::Drop(self.link.channel_topic(&req.app, &req.channel)));
         let _ = self.ops.send(Op::Sub { req, reply: None });
     }
 
@@ -201,7 +201,7 @@ impl RedisAdapter {
     /// pipeline), a client event to its channel's topic: only nodes with a subscriber on the
     /// channel receive them. Everything else goes to the bus every node listens to.
     pub fn publish(&self, msg: &BusMessage) {
-        let keys = &self.link.keys;
+        let link = &self.link;
         match msg {
             BusMessage::Event { node, app, channels, event, data, except } if channels.len() > 1 => {
                 for channel in channels {
@@ -214,7 +214,7 @@ impl RedisAdapter {
                         except: except.clone(),
                     };
                     self.enqueue(Outgoing::Publish {
-                        topic: keys.channel_topic(app, channel),
+                        topic: link.channel_topic(app, channel),
                         payload: one.encode(),
                         sharded: true,
                     });
@@ -222,15 +222,15 @@ impl RedisAdapter {
             }
             BusMessage::Event { app, channels, .. } => {
                 if let Some(channel) = channels.first() {
-                    let topic = keys.channel_topic(app, channel);
+                    let topic = link.channel_topic(app, channel);
                     self.enqueue(Outgoing::Publish { topic, payload: msg.encode(), sharded: true });
                 }
             }
             BusMessage::Frame { app, channel, .. } => {
-                let topic = keys.channel_topic(app, channel);
+                let topic = link.channel_topic(app, channel);
                 self.enqueue(Outgoing::Publish { topic, payload: msg.encode(), sharded: true });
             }
-            _ => self.enqueue(Outgoing::Publish { topic: keys.bus(), payload: msg.encode(), sharded: false }),
+            _ => self.enqueue(Outgoing::Publish { topic: link.keys.bus(), payload: msg.encode(), sharded: false }),
         }
     }
 

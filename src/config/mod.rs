@@ -116,7 +116,8 @@ pub struct Config {
     pub http_heartbeat_interval: u64,
     /// Seconds an HTTP fallback session lives without a receive request attached.
     pub http_session_timeout: u64,
-    /// `local` (one node, the default) or `redis` (many nodes sharing one Redis).
+    /// `local` (one node, the default), `redis` (many nodes sharing one Redis) or `nats` (channel
+    /// traffic over NATS, cluster state in Redis).
     pub adapter: String,
     /// Redis URL for `adapter = "redis"` (`redis://[user:pass@]host:port[/db]`, `rediss://` for TLS,
     /// `redis+sentinel://[user:pass@]host:port,.../master[/db]` behind Sentinels).
@@ -133,6 +134,9 @@ pub struct Config {
     pub redis_sentinel_password: String,
     /// Prefix of every Redis key and pub/sub channel, so several clusters can share one Redis.
     pub redis_prefix: String,
+    /// NATS server URL(s) for `adapter = "nats"` (`nats://[user:pass@]host:4222`, comma-separated
+    /// for several servers of one NATS cluster).
+    pub nats_url: String,
     /// Seconds after which a node that stopped heartbeating is considered dead and its members removed.
     pub cluster_node_timeout_seconds: u64,
     /// Seconds a gracefully stopped node's presence members stay while their clients reconnect elsewhere.
@@ -175,6 +179,7 @@ impl Default for Config {
             redis_master_name: String::new(),
             redis_sentinel_password: String::new(),
             redis_prefix: "sinew".into(),
+            nats_url: String::new(),
             cluster_node_timeout_seconds: 20,
             cluster_handover_seconds: 5,
             apps: Vec::new(),
@@ -273,10 +278,19 @@ impl Config {
         if !(1..30).contains(&self.http_heartbeat_interval) {
             return Err(invalid("http_heartbeat_interval".into(), "must be 1 to 29 seconds (pusher-js waits 30)"));
         }
-        if !matches!(self.adapter.as_str(), "local" | "redis") {
-            return Err(invalid("adapter".into(), "must be `local` or `redis`"));
+        if !matches!(self.adapter.as_str(), "local" | "redis" | "nats") {
+            return Err(invalid("adapter".into(), "must be `local`, `redis` or `nats`"));
         }
-        if self.adapter == "redis"
+        if self.adapter == "nats" {
+            let urls: Vec<&str> = self.nats_url.split(',').map(str::trim).filter(|u| !u.is_empty()).collect();
+            if urls.is_empty() {
+                return Err(invalid("nats_url".into(), "is needed with adapter = \"nats\""));
+            }
+            if let Some(Err(e)) = urls.iter().map(|u| u.parse::<async_nats::ServerAddr>()).find(Result::is_err) {
+                return Err(invalid("nats_url".into(), &format!("is not a valid NATS URL: {e}")));
+            }
+        }
+        if self.adapter != "local"
             && let Err(e) = self.redis_topology()
         {
             let key = if self.redis_sentinels.is_empty() { "redis_url" } else { "redis_sentinels" };
@@ -395,7 +409,35 @@ mod tests {
         assert_eq!(Config::load(None, Vec::new()).map(|c| c.adapter).ok().as_deref(), Some("local"));
         let err =
             |vars: &[(&str, &str)]| Config::load(None, env(vars)).err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(err(&[("SINEW_ADAPTER", "nats")]).contains("adapter"));
+        assert!(err(&[("SINEW_ADAPTER", "kafka")]).contains("adapter"));
+        assert!(err(&[("SINEW_ADAPTER", "nats")]).contains("nats_url"));
+        assert!(err(&[("SINEW_ADAPTER", "nats"), ("SINEW_NATS_URL", "http://x y")]).contains("nats_url"));
+        let c = Config::load(None, env(&[("SINEW_ADAPTER", "nats"), ("SINEW_NATS_URL", "nats://n:4222")]))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((c.adapter.as_str(), c.nats_url.as_str()), ("nats", "nats://n:4222"));
+        let c = Config::load(
+            None,
+            env(&[
+                ("SINEW_ADAPTER", "redis"),
+                ("SINEW_REDIS_CLUSTER", "true"),
+                ("SINEW_REDIS_URL", "redis://127.0.0.1:7000,redis://127.0.0.1:7001"),
+            ]),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(c.redis_topology(), Ok(Topology::Cluster(seeds)) if seeds.len() == 2));
+        let c = Config::load(
+            None,
+            env(&[
+                ("SINEW_ADAPTER", "redis"),
+                ("SINEW_REDIS_SENTINELS", "127.0.0.1:26379,127.0.0.1:26380"),
+                ("SINEW_REDIS_MASTER_NAME", "mymaster"),
+                ("SINEW_REDIS_CLUSTER", ""),
+            ]),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            matches!(c.redis_topology(), Ok(Topology::Sentinel(s)) if s.sentinels.len() == 2 && s.master == "mymaster")
+        );
         assert!(err(&[("SINEW_ADAPTER", "redis"), ("SINEW_REDIS_URL", "http://x")]).contains("redis_url"));
         assert!(err(&[("SINEW_CLUSTER_NODE_TIMEOUT_SECONDS", "1")]).contains("cluster_node_timeout_seconds"));
     }
