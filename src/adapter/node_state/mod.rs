@@ -66,7 +66,7 @@ struct NodeState {
     registered: bool,
     /// Redis forgot this node while it was registered (data loss or a sweep).
     lost_registration: bool,
-    /// Since when every heartbeat succeeded (`None` after a failed one).
+    /// Since when Redis took every heartbeat and write (`None` after a failed one).
     healthy_since: Option<Instant>,
     draining: bool,
 }
@@ -186,6 +186,10 @@ impl NodeState {
         }
         self.dirty = true;
         self.link.set_store_up(false);
+        // A write that failed is as much a sign of Redis being unreachable as a failed heartbeat
+        // (the heartbeat may not have run meanwhile: it waits behind the write): the others get a
+        // whole node timeout to heartbeat again before this node sweeps any of them.
+        self.healthy_since = None;
     }
 
     /// Runs a pipeline of scripts, loading them first if Redis lost its script cache.
