@@ -6,17 +6,15 @@
 //! - TLS with an ACL user: a TLS-only server whose default user is off; two Sinew processes connect
 //!   as the ACL user over `rediss://`, verifying the server's certificate against a test CA.
 
+use crate::cluster_support::publish_until_received;
+use crate::cluster_support::servers::{free_port, query, redis_server, wait_until};
 use crate::common::{APP_ID, Client, KEY, Rest, SECRET, TestServer};
 use crate::process_support::SinewProcess;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 const MASTER: &str = "sinew-test-master";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 /// The processes of one test's Redis deployment; every one is killed on drop.
 struct Deployment {
@@ -36,26 +34,6 @@ impl Drop for Deployment {
             let _ = c.wait();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn redis_server(args: &[&str]) -> Child {
-    Command::new("redis-server").args(args).stdout(Stdio::null()).spawn().expect("redis-server on PATH")
-}
-
-async fn query<T: redis::FromRedisValue>(port: u16, cmd: &redis::Cmd) -> redis::RedisResult<T> {
-    let client = redis::Client::open(format!("redis://127.0.0.1:{port}"))?;
-    let mut conn = tokio::time::timeout(Duration::from_secs(1), client.get_multiplexed_async_connection())
-        .await
-        .map_err(|_| redis::RedisError::from((redis::ErrorKind::Io, "timeout")))??;
-    cmd.query_async(&mut conn).await
-}
-
-async fn wait_until(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -135,23 +113,6 @@ async fn node(url: &str, prefix: &str) -> TestServer {
     .await;
     wait_until("the node to reach the master", async || s.ctx.is_ready()).await;
     s
-}
-
-/// Publishes on `from` until `to` receives one of the events (the bus may need a moment after a
-/// failover); returns how many publishes it took.
-async fn publish_until_received(from: &TestServer, to: &mut Client, channel: &str) -> usize {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    for n in 1.. {
-        let (status, _) = from.http().trigger(channel, "tick", &n.to_string()).await;
-        if status == 200
-            && let crate::common::Next::Event(ev) = to.next_within(Duration::from_millis(300)).await
-            && ev["event"] == "tick"
-        {
-            return n;
-        }
-        assert!(Instant::now() < deadline, "no event crossed the nodes (last REST status {status})");
-    }
-    unreachable!()
 }
 
 #[tokio::test]

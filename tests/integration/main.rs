@@ -9,6 +9,7 @@
 //! its own crate.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod cluster_support;
 mod common;
 mod fallback_support;
 // Some of its helpers serve only fd_limit, which is Linux-only.
@@ -21,7 +22,9 @@ mod channels;
 mod cli;
 mod client_events;
 mod cluster;
+mod cluster_faults;
 mod cluster_topologies;
+mod cluster_webhooks;
 #[cfg(target_os = "linux")]
 mod fd_limit;
 mod handshake;
