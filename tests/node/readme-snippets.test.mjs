@@ -56,7 +56,7 @@ async function freePort() {
 
 /** The snippet's ports replaced by `ports` ({ '6001': 41234, ... }). */
 function withPorts(code, ports) {
-  return code.replace(/\b(600[1-3]|960[1-3]|700[0-2]|638[01]|2637[89])\b/g, (p) => String(ports[p] ?? p));
+  return code.replace(/\b(600[1-3]|960[1-3]|700[0-2]|638[01]|2637[89]|4222)\b/g, (p) => String(ports[p] ?? p));
 }
 
 /** Runs `cmd args` to its end (at most `ms`); resolves { code, stdout, stderr }. */
@@ -147,8 +147,13 @@ test('Node and Python snippets publish to a real Sinew, and the pusher-js one re
 
 test('shell snippets run with the built sinew on PATH', async () => {
   const ports = {};
-  const names = ['6001', '6002', '6003', '9601', '9602', '9603', '7000', '7001', '7002', '6380', '6381', '26378', '26379'];
+  const names = ['6001', '6002', '6003', '9601', '9602', '9603', '6380', '6381', '26378', '26379', '4222'];
   for (const p of names) ports[p] = await freePort();
+  // A Redis Cluster node also listens on its port + 10000 (the cluster bus).
+  for (const p of ['7000', '7001', '7002']) {
+    do ports[p] = await freePort();
+    while (ports[p] > 55000 || Object.entries(ports).some(([k, v]) => k !== p && (v === ports[p] + 10000 || v + 10000 === ports[p])));
+  }
   const bin = path.dirname(sinewBinary());
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('SINEW_')));
   env.PATH = `${bin}:${env.PATH}`;
