@@ -1,12 +1,13 @@
 //! Faults on real servers of the test's own: a Redis paused (SIGSTOP) longer than the node timeout,
 //! a presence join while Redis is unreachable, a node cut off from Redis by a partition, a Redis
-//! Cluster shard's primary killed (SIGKILL) with its replica promoted, and NATS restarted. (The
-//! Sentinel failover is in `cluster_topologies`.)
+//! Cluster shard's primary killed (SIGKILL) with its replica promoted, NATS restarted, and, on every
+//! topology, a node killed (SIGKILL). (The Sentinel failover is in `cluster_topologies`.)
 
 use crate::cluster_support::proxy::Partition;
 use crate::cluster_support::servers::{OwnNats, OwnRedis, RedisCluster, wait_until};
-use crate::cluster_support::{Backend, Topology, publish_until_received, stop_all};
-use crate::common::{Next, TestServer, data};
+use crate::cluster_support::{Backend, Topology, on_every_topology, publish_until_received, stop_all};
+use crate::common::{Client, Next, TestServer, data};
+use crate::process_support::SinewProcess;
 use serde_json::json;
 use std::time::{Duration, Instant};
 
@@ -110,8 +111,8 @@ async fn a_node_cut_off_from_redis_serves_its_clients_and_catches_up_when_it_hea
     on_b.subscribe("news").await;
     on_b.subscribe_presence("presence-cut", r#"{"user_id":"bob"}"#).await;
     assert_eq!(on_a.recv_event("pusher_internal:member_added").await["data"], json!({"user_id":"bob"}).to_string());
-    assert_eq!(publish_until_received(&b, &mut on_a, "news").await, 1);
-    assert_eq!(publish_until_received(&a, &mut on_b, "news").await, 1);
+    assert_eq!(publish_until_received(&b.http(), &mut on_a, "news").await, 1);
+    assert_eq!(publish_until_received(&a.http(), &mut on_b, "news").await, 1);
     assert_eq!(on_a.recv_event("tick").await["data"], "1", "a node's own clients get its events");
 
     // Node A loses Redis: it says it is not ready, and goes on serving its own clients.
@@ -133,8 +134,8 @@ async fn a_node_cut_off_from_redis_serves_its_clients_and_catches_up_when_it_hea
     let added = on_b.recv_event("pusher_internal:member_added").await;
     assert_eq!(data(&added), json!({"user_id":"ann"}));
     wait_until("both members listed on B", async || user_ids(&b, "presence-cut").await == ["ann", "bob"]).await;
-    publish_until_received(&b, &mut late, "news").await;
-    publish_until_received(&a, &mut on_b, "news").await;
+    publish_until_received(&b.http(), &mut late, "news").await;
+    publish_until_received(&a.http(), &mut on_b, "news").await;
     stop_all(vec![a, b]).await;
 }
 
@@ -161,7 +162,7 @@ async fn a_redis_cluster_shard_failover_is_followed_without_a_restart() {
     watcher.subscribe(&channel).await;
     let mut member = a.client().await;
     member.subscribe_presence("presence-failover", r#"{"user_id":"ada"}"#).await;
-    assert_eq!(publish_until_received(&a, &mut watcher, &channel).await, 1);
+    assert_eq!(publish_until_received(&a.http(), &mut watcher, &channel).await, 1);
 
     let slot = cluster.slot(&format!("{{{}}}", backend.prefix)).await;
     let old = cluster.primary_of(slot).await.unwrap();
@@ -172,10 +173,10 @@ async fn a_redis_cluster_shard_failover_is_followed_without_a_restart() {
         .await;
     let promoted = Instant::now();
 
-    publish_until_received(&a, &mut watcher, &channel).await;
+    publish_until_received(&a.http(), &mut watcher, &channel).await;
     let mut back = a.client().await;
     back.subscribe("failover-back").await;
-    publish_until_received(&b, &mut back, "failover-back").await;
+    publish_until_received(&b.http(), &mut back, "failover-back").await;
     assert!(promoted.elapsed() < Duration::from_secs(10), "delivery back {:?} after the promotion", promoted.elapsed());
     wait_until("the member still listed", async || user_ids(&b, "presence-failover").await == ["ada"]).await;
     // Nobody is left behind: the member's departure is recorded on the new primary.
@@ -192,21 +193,53 @@ async fn a_nats_restart_is_followed_within_five_seconds() {
     let (a, b) = (backend.node(|c| c.nats_url = url.clone()).await, backend.node(|c| c.nats_url = url.clone()).await);
     let mut watcher = b.client().await;
     watcher.subscribe("nats-news").await;
-    assert_eq!(publish_until_received(&a, &mut watcher, "nats-news").await, 1);
+    assert_eq!(publish_until_received(&a.http(), &mut watcher, "nats-news").await, 1);
 
     nats.kill();
     wait_until("the nodes to report the bus down", async || ready(&a).await == 503 && ready(&b).await == 503).await;
     nats.restart().await;
     let restarted = Instant::now();
-    publish_until_received(&a, &mut watcher, "nats-news").await;
+    publish_until_received(&a.http(), &mut watcher, "nats-news").await;
     assert!(restarted.elapsed() < Duration::from_secs(5), "delivery back {:?} after the restart", restarted.elapsed());
     wait_until("both nodes ready", async || ready(&a).await == 200 && ready(&b).await == 200).await;
     // A channel first subscribed after the restart works too.
     let mut fresh = a.client().await;
     fresh.subscribe("nats-after").await;
-    publish_until_received(&b, &mut fresh, "nats-after").await;
+    publish_until_received(&b.http(), &mut fresh, "nats-after").await;
     let ev = watcher.next_within(Duration::from_millis(100)).await;
     assert!(!matches!(ev, Next::Closed(_)), "the watcher's socket stayed open");
     stop_all(vec![a, b]).await;
     backend.cleanup().await;
 }
+
+/// A `sinew` process configured by the environment contract alone joins the cluster, and once it
+/// is killed its presence member is swept: nobody is left behind.
+async fn a_killed_node_leaves_no_member_behind(t: Topology) {
+    let backend = Backend::start(t).await;
+    let a = backend.node(|_| {}).await;
+    let env = backend.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let doomed = SinewProcess::spawn(&env).await;
+    let status = format!("http://{}/ready", doomed.addr);
+    wait_until("the process to join", async || reqwest::get(&status).await.is_ok_and(|r| r.status() == 200)).await;
+    let mut watcher = a.client().await;
+    watcher.subscribe_presence("presence-kill", r#"{"user_id":"watcher"}"#).await;
+    let mut victim = Client::established(doomed.addr).await;
+    victim.subscribe_presence("presence-kill", r#"{"user_id":"victim"}"#).await;
+    victim.subscribe("kill-news").await;
+    assert_eq!(data(&watcher.recv_event("pusher_internal:member_added").await), json!({"user_id":"victim"}));
+    publish_until_received(&a.http(), &mut victim, "kill-news").await;
+
+    doomed.signal("KILL").await;
+    let killed = Instant::now();
+    wait_until("the killed node's member swept", async || user_ids(&a, "presence-kill").await == ["watcher"]).await;
+    eprintln!("swept {:?} after the kill", killed.elapsed());
+    let removed = watcher.recv_event("pusher_internal:member_removed").await;
+    assert_eq!(data(&removed), json!({"user_id":"victim"}));
+    let (_, info) = a.http().get("/channels/kill-news", &[]).await;
+    assert_eq!(info, json!({"occupied":false}));
+    stop_all(vec![a]).await;
+    backend.cleanup().await;
+}
+
+on_every_topology!(a_killed_node_leaves_no_member_behind);

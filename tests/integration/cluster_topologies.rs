@@ -115,38 +115,73 @@ async fn node(url: &str, prefix: &str) -> TestServer {
     s
 }
 
+/// Node A takes a `redis+sentinel://` URL; node B, a `sinew` process, the environment contract
+/// (`SINEW_REDIS_SENTINELS`, `SINEW_REDIS_MASTER_NAME`). The master is killed while events flow;
+/// after the promotion both follow without a restart, and B killed afterwards leaves no member
+/// behind on the new master.
 #[tokio::test]
 async fn nodes_follow_a_sentinel_failover_without_a_restart() {
     let mut redis = Deployment::start().await;
     let prefix = format!("sinew-sentinel-{}", rand::random::<u64>());
-    let (a, b) = (node(&redis.url(), &prefix).await, node(&redis.url(), &prefix).await);
-    let mut watcher = b.client().await;
+    let a = node(&redis.url(), &prefix).await;
+    let sentinels: Vec<String> = redis.sentinels.iter().map(|(p, _)| format!("127.0.0.1:{p}")).collect();
+    let sentinels = sentinels.join(",");
+    let b = SinewProcess::spawn(&[
+        ("SINEW_ADAPTER", "redis"),
+        ("SINEW_REDIS_SENTINELS", &sentinels),
+        ("SINEW_REDIS_MASTER_NAME", MASTER),
+        ("SINEW_REDIS_PREFIX", &prefix),
+        ("SINEW_CLUSTER_NODE_TIMEOUT_SECONDS", "3"),
+    ])
+    .await;
+    let (rest_a, rest_b) = (a.http(), Rest::at(b.addr));
+    let ready_b = format!("http://{}/ready", b.addr);
+    wait_until("node B to reach the master", async || reqwest::get(&ready_b).await.is_ok_and(|r| r.status() == 200))
+        .await;
+    let mut watcher = Client::established(b.addr).await;
     watcher.subscribe("sentinel-news").await;
     let mut member = a.client().await;
     member.subscribe_presence("presence-sentinel", r#"{"user_id":"ada"}"#).await;
-    assert_eq!(publish_until_received(&a, &mut watcher, "sentinel-news").await, 1);
-    let users = |s: &TestServer| {
-        let http = s.http();
-        async move { http.get("/channels/presence-sentinel", &[("info", "user_count")]).await.1["user_count"].clone() }
-    };
-    assert_eq!(users(&b).await, 1);
+    let mut on_b = Client::established(b.addr).await;
+    on_b.subscribe_presence("presence-sentinel", r#"{"user_id":"bea"}"#).await;
+    assert_eq!(publish_until_received(&rest_a, &mut watcher, "sentinel-news").await, 1);
+    async fn users(rest: &Rest) -> serde_json::Value {
+        rest.get("/channels/presence-sentinel", &[("info", "user_count")]).await.1["user_count"].clone()
+    }
+    assert_eq!(users(&rest_b).await, 2);
 
+    // Events flow while the master dies.
+    let flowing = tokio::spawn({
+        let rest = a.http();
+        async move {
+            for n in 0.. {
+                let _ = rest.trigger("sentinel-flow", "tick", &n.to_string()).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    });
     let old = redis.master_port().await;
     redis.kill_master();
     let replica = redis.replica.0;
     wait_until("the Sentinels to promote the replica", async || redis.master_port().await == Some(replica)).await;
+    let promoted = Instant::now();
     assert_ne!(old, Some(replica));
 
-    // Both directions work again, and the presence member is still counted cluster-wide.
-    publish_until_received(&a, &mut watcher, "sentinel-news").await;
+    // Both directions work again within 10 s, and the presence members are still counted.
+    publish_until_received(&rest_a, &mut watcher, "sentinel-news").await;
     let mut back = a.client().await;
     back.subscribe("sentinel-back").await;
-    publish_until_received(&b, &mut back, "sentinel-back").await;
-    wait_until("the member to be counted on the new master", async || users(&b).await == 1).await;
+    publish_until_received(&rest_b, &mut back, "sentinel-back").await;
+    assert!(promoted.elapsed() < Duration::from_secs(10), "delivery back {:?} after the promotion", promoted.elapsed());
+    flowing.abort();
+    wait_until("the members to be counted on the new master", async || users(&rest_a).await == 2).await;
     let ev = member.next_within(Duration::from_millis(100)).await;
     assert!(!matches!(&ev, crate::common::Next::Closed(_)), "the member's socket stayed open: {ev:?}");
+
+    // Node B dies: its member is swept on the new master, nobody is left behind.
+    b.signal("KILL").await;
+    wait_until("node B's member swept", async || users(&rest_a).await == 1).await;
     a.stop().await;
-    b.stop().await;
 }
 
 /// A test CA and a certificate for 127.0.0.1 signed by it, made with openssl in `dir`.

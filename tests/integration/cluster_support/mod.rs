@@ -11,7 +11,7 @@
 pub mod proxy;
 pub mod servers;
 
-use crate::common::{Client, Next, TestServer};
+use crate::common::{Client, Next, Rest, TestServer};
 use servers::{RedisCluster, wait_until};
 use sinew::config::Config;
 use std::collections::BTreeSet;
@@ -77,6 +77,30 @@ impl Backend {
                 c.nats_url = nats_url();
             }
         }
+    }
+
+    /// The environment a `sinew` process needs to join this backend: the documented contract
+    /// (`SINEW_ADAPTER`, `SINEW_REDIS_URL`, `SINEW_REDIS_CLUSTER`, `SINEW_NATS_URL`,
+    /// `SINEW_REDIS_PREFIX`), with the short node timeout of [`Backend::configure`].
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        let mut env = vec![
+            ("SINEW_ADAPTER", "redis".to_string()),
+            ("SINEW_REDIS_URL", redis_url()),
+            ("SINEW_REDIS_PREFIX", self.prefix.clone()),
+            ("SINEW_CLUSTER_NODE_TIMEOUT_SECONDS", "3".to_string()),
+        ];
+        match self.topology {
+            Topology::Standalone => {}
+            Topology::RedisCluster => {
+                env[1].1 = self.cluster.as_ref().map(RedisCluster::url).unwrap_or_default();
+                env.push(("SINEW_REDIS_CLUSTER", "true".to_string()));
+            }
+            Topology::Nats => {
+                env[0].1 = "nats".to_string();
+                env.push(("SINEW_NATS_URL", nats_url()));
+            }
+        }
+        env
     }
 
     /// A node on this backend, adjusted by `tweak`, once it is ready.
@@ -167,10 +191,10 @@ pub async fn stop_all(nodes: Vec<TestServer>) {
 
 /// Publishes on `from` until `to` receives one of the events (the bus may need a moment after a
 /// failover); returns how many publishes it took.
-pub async fn publish_until_received(from: &TestServer, to: &mut Client, channel: &str) -> usize {
+pub async fn publish_until_received(from: &Rest, to: &mut Client, channel: &str) -> usize {
     let deadline = Instant::now() + Duration::from_secs(20);
     for n in 1.. {
-        let (status, _) = from.http().trigger(channel, "tick", &n.to_string()).await;
+        let (status, _) = from.trigger(channel, "tick", &n.to_string()).await;
         if status == 200
             && let Next::Event(ev) = to.next_within(Duration::from_millis(300)).await
             && ev["event"] == "tick"

@@ -73,16 +73,11 @@ impl TestServer {
 
     /// Connects and reads `connection_established`.
     pub async fn client(&self) -> Client {
-        let mut c = self.connect().await;
-        let ev = c.recv().await;
-        assert_eq!(ev["event"], "pusher:connection_established", "{ev}");
-        let data: Value = serde_json::from_str(ev["data"].as_str().expect("string data")).expect("json");
-        c.socket_id = data["socket_id"].as_str().expect("socket_id").to_string();
-        c
+        Client::established(self.addr).await
     }
 
     pub fn http(&self) -> Rest {
-        Rest { base: format!("http://{}", self.addr), app_id: APP_ID.into(), key: KEY.into(), secret: SECRET.into() }
+        Rest::at(self.addr)
     }
 }
 
@@ -102,6 +97,16 @@ pub enum Next {
 impl Client {
     pub async fn connect(addr: SocketAddr, key: &str) -> Client {
         Self::connect_path(addr, &format!("/app/{key}?protocol=7&client=js&version=8.6.0&flash=false")).await
+    }
+
+    /// Connects to the development app at `addr` and reads `connection_established`.
+    pub async fn established(addr: SocketAddr) -> Client {
+        let mut c = Self::connect(addr, KEY).await;
+        let ev = c.recv().await;
+        assert_eq!(ev["event"], "pusher:connection_established", "{ev}");
+        let data: Value = serde_json::from_str(ev["data"].as_str().expect("string data")).expect("json");
+        c.socket_id = data["socket_id"].as_str().expect("socket_id").to_string();
+        c
     }
 
     pub async fn connect_path(addr: SocketAddr, path: &str) -> Client {
@@ -224,6 +229,11 @@ pub struct Rest {
 }
 
 impl Rest {
+    /// The development app's REST API at `addr`.
+    pub fn at(addr: SocketAddr) -> Rest {
+        Rest { base: format!("http://{addr}"), app_id: APP_ID.into(), key: KEY.into(), secret: SECRET.into() }
+    }
+
     /// Signed query string for `method path` with `extra` parameters and `body`.
     pub fn signed_query(&self, method: &str, path: &str, extra: &[(&str, &str)], body: &str, ts: u64) -> String {
         let mut params: Vec<(String, String)> = vec![
