@@ -4,7 +4,8 @@
 //! batch becomes one pipeline per slot, sent together, and channel topics use `SPUBLISH`. With
 //! NATS as the channel bus, channel messages go to NATS and the rest to Redis.
 
-use super::link::{Link, OP_TIMEOUT};
+use super::error::OP_TIMEOUT;
+use super::link::Link;
 use futures_util::future::join_all;
 use redis::cluster_routing::Slot;
 use std::collections::HashMap;

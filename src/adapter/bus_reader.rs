@@ -142,7 +142,7 @@ async fn connect(link: &Link, bus: &str, topics: &HashMap<String, usize>) -> Res
         sub.listen_to_bus(bus).await?;
         sub.add(&wanted).await
     };
-    match tokio::time::timeout(super::link::OP_TIMEOUT * 2, subscribed).await {
+    match tokio::time::timeout(super::error::OP_TIMEOUT * 2, subscribed).await {
         Ok(Ok(())) => Ok(sub),
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err("subscribe timed out".into()),

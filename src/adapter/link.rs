@@ -13,6 +13,7 @@
 //! state keys all share one hash tag, see [`super::keys`]) and follows failovers and slot moves
 //! itself; the bus reader makes its own connection ([`Link::cluster_subscriber`]).
 
+use super::error::{ClusterError, OP_TIMEOUT};
 use super::keys::Keys;
 use super::nats::{NatsLink, channel_subject};
 use crate::config::{SentinelSettings, Topology};
@@ -26,9 +27,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use tokio::sync::{OnceCell, watch};
 use tokio::time::{Duration, timeout};
-
-/// How long one Redis round trip may take before it counts as failed.
-pub(super) const OP_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Settings of the Redis adapter.
 #[derive(Debug, Clone)]
@@ -46,20 +44,6 @@ pub struct Settings {
     pub leave_delay: Duration,
     /// NATS server URL(s) when channel traffic goes over NATS (`adapter = "nats"`).
     pub nats: Option<String>,
-}
-
-/// Why a cluster-wide answer could not be given.
-#[derive(Debug, thiserror::Error)]
-pub enum ClusterError {
-    /// Redis did not answer.
-    #[error("the cluster state in Redis is unavailable: {0}")]
-    Unavailable(String),
-}
-
-impl From<redis::RedisError> for ClusterError {
-    fn from(e: redis::RedisError) -> Self {
-        ClusterError::Unavailable(e.to_string())
-    }
 }
 
 /// Counters of the adapter, exported as metrics.

@@ -29,6 +29,7 @@
 mod bus;
 mod bus_publisher;
 mod bus_reader;
+mod error;
 mod keys;
 mod link;
 mod local_or_redis;
@@ -40,7 +41,8 @@ mod scripts;
 mod subscription;
 
 pub use bus::BusMessage;
-pub use link::{AdapterStats, ClusterError, Settings};
+pub use error::ClusterError;
+pub use link::{AdapterStats, Settings};
 pub use local_or_redis::Adapter;
 pub use redis::RedisAdapter;
 

@@ -8,7 +8,7 @@
 //! The client reconnects by itself and subscribes again to every subject it held; messages
 //! published while a node was cut off from NATS are lost (core NATS keeps nothing), as on Redis.
 
-use super::link::{ClusterError, OP_TIMEOUT};
+use super::error::{ClusterError, OP_TIMEOUT};
 use async_nats::{Client, ConnectOptions, Event, Subscriber};
 use futures_util::StreamExt;
 use std::sync::Arc;

@@ -1,7 +1,8 @@
 //! Cluster-wide reads: the subscriptions and members of channels, presence member ids, and the
 //! cached event of a cache channel.
 
-use super::link::{ClusterError, as_count, as_string, pairs};
+use super::error::ClusterError;
+use super::link::{as_count, as_string, pairs};
 use super::redis::RedisAdapter;
 use redis::Value;
 

@@ -5,7 +5,8 @@
 
 use super::bus_publisher::{self, Outgoing};
 use super::bus_reader::{self, Interest};
-use super::link::{AdapterStats, ClusterError, Link, OP_TIMEOUT, Settings, as_count};
+use super::error::{ClusterError, OP_TIMEOUT};
+use super::link::{AdapterStats, Link, Settings, as_count};
 use super::node_state::{self, Op};
 use super::{BusMessage, Inbound, SubOutcome, SubRequest};
 use std::collections::HashMap;

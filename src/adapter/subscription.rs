@@ -2,7 +2,8 @@
 //! master), or a RESP3 connection to a Redis Cluster whose messages arrive as pushes. Channel
 //! topics are sharded on a Redis Cluster (`SSUBSCRIBE`, one command per slot), plain elsewhere.
 
-use super::link::{Link, OP_TIMEOUT};
+use super::error::OP_TIMEOUT;
+use super::link::Link;
 use futures_util::StreamExt;
 use redis::aio::{PubSubSink, PubSubStream};
 use redis::cluster_async::ClusterConnection;

@@ -15,7 +15,8 @@ mod heartbeat;
 mod reconcile;
 mod write;
 
-use super::link::{Link, OP_TIMEOUT};
+use super::error::OP_TIMEOUT;
+use super::link::Link;
 use super::{Change, Inbound, SubOutcome, SubRequest, Transition, scripts};
 use redis::Value;
 use std::collections::HashMap;

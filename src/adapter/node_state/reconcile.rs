@@ -5,7 +5,8 @@
 use super::write::{Write, changes_of};
 use super::{BATCH, NodeState, RETRY_EVERY};
 use crate::adapter::Inbound;
-use crate::adapter::link::{OP_TIMEOUT, as_int, pairs};
+use crate::adapter::error::OP_TIMEOUT;
+use crate::adapter::link::{as_int, pairs};
 use redis::Value;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
