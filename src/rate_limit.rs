@@ -1,6 +1,6 @@
 //! [`RateWindow`]: the one rate-limit rule, a fixed one-second window that opens with the first
 //! request after the previous one closed. It limits client events per connection (Pusher error
-//! 4301) and token-authorization requests per app (HTTP 429).
+//! 4301), and per app token-authorization requests, REST events and REST reads (HTTP 429).
 //!
 //! Hand-written rather than `governor`: a window lives in every connection, so it is 12 bytes with
 //! 4-byte alignment (it packs beside a `u32` of the connection; a governor limiter per connection
@@ -29,14 +29,19 @@ impl RateWindow {
     /// false (nothing taken) when the window is full. A window that has lasted a second is
     /// replaced by one opening now.
     pub fn take(&mut self, now_ms: u64, per_second: u32) -> bool {
+        self.take_n(now_ms, 1, per_second)
+    }
+
+    /// Takes `n` requests at once, or none (when fewer than `n` are left in the current window).
+    pub fn take_n(&mut self, now_ms: u64, n: u32, per_second: u32) -> bool {
         let opened = u64::from(self.opened[0]) << 32 | u64::from(self.opened[1]);
         if now_ms.saturating_sub(opened) >= WINDOW_MS {
             *self = RateWindow::new(now_ms);
         }
-        if self.taken >= per_second {
+        if per_second.saturating_sub(self.taken) < n {
             return false;
         }
-        self.taken += 1;
+        self.taken += n;
         true
     }
 }
@@ -57,6 +62,17 @@ mod tests {
         assert!(w.take(6_000, 3), "a second after it opened");
         assert!(w.take(6_500, 3) && w.take(6_999, 3));
         assert!(!w.take(6_999, 3));
+    }
+
+    #[test]
+    fn several_are_taken_at_once_or_none() {
+        let mut w = RateWindow::new(0);
+        assert!(w.take_n(0, 3, 5));
+        assert!(!w.take_n(10, 3, 5), "two left: three are refused, none taken");
+        assert!(w.take_n(10, 2, 5));
+        assert!(!w.take(10, 5));
+        assert!(!w.take_n(1_000, 6, 5), "more than a whole window never fits");
+        assert!(w.take_n(1_000, 5, 5));
     }
 
     #[test]

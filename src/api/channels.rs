@@ -2,6 +2,7 @@
 
 use super::ApiError;
 use super::auth::{self, Signed};
+use crate::hub::AppState;
 use crate::protocol::channel::{self, ChannelKind, ChannelType};
 use axum::Json;
 use axum::extract::Path;
@@ -16,6 +17,7 @@ fn info_attrs(uri: &Uri) -> Vec<String> {
 
 /// `GET /apps/{app_id}/channels`: occupied channels, optionally by prefix, with `user_count` for presence.
 pub async fn list(Signed { app, uri, .. }: Signed) -> Result<Json<Value>, ApiError> {
+    take_read(&app)?;
     let prefix = auth::query_param(&uri, "filter_by_prefix").unwrap_or_default();
     let mut user_count = false;
     let mut subscription_count = false;
@@ -50,6 +52,7 @@ pub async fn show(
     Path((_, name)): Path<(String, String)>,
     Signed { app, uri, .. }: Signed,
 ) -> Result<Json<Value>, ApiError> {
+    take_read(&app)?;
     channel::validate_name(&name, app.config.max_channel_name_length, true)
         .map_err(|e| ApiError::BadRequest(format!("Invalid channel name {name}: {e}")))?;
     let ty = ChannelType::of(&name);
@@ -82,6 +85,7 @@ pub async fn users(
     Path((_, name)): Path<(String, String)>,
     Signed { app, .. }: Signed,
 ) -> Result<Json<Value>, ApiError> {
+    take_read(&app)?;
     channel::validate_name(&name, app.config.max_channel_name_length, false)
         .map_err(|e| ApiError::BadRequest(format!("Invalid channel name {name}: {e}")))?;
     if ChannelType::of(&name).kind != ChannelKind::Presence {
@@ -89,4 +93,13 @@ pub async fn users(
     }
     let users: Vec<Value> = app.channel_members(&name).await?.into_iter().map(|id| json!({ "id": id })).collect();
     Ok(Json(json!({ "users": users })))
+}
+
+/// Takes one read from the app's REST read allowance of this second.
+fn take_read(app: &AppState) -> Result<(), ApiError> {
+    if app.take_rest_read() {
+        Ok(())
+    } else {
+        Err(ApiError::over_rate("reads", app.config.max_read_requests_per_second))
+    }
 }

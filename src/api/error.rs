@@ -22,6 +22,9 @@ pub enum ApiError {
     /// Event data over the app's limit.
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// The app's REST rate limit for this second is used up.
+    #[error("{0}")]
+    TooManyRequests(String),
     /// The cluster state in Redis could not be read.
     #[error("{0}")]
     Unavailable(String),
@@ -34,6 +37,11 @@ impl From<crate::adapter::ClusterError> for ApiError {
 }
 
 impl ApiError {
+    /// The refusal of a REST call over one of the app's per-second limits.
+    pub fn over_rate(what: &str, limit: u32) -> Self {
+        ApiError::TooManyRequests(format!("Over the app's limit of {limit} {what} per second"))
+    }
+
     /// The HTTP status of this error.
     pub fn status(&self) -> StatusCode {
         match self {
@@ -42,6 +50,7 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }

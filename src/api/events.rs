@@ -41,6 +41,15 @@ enum InfoAttr {
     SubscriptionCount,
 }
 
+/// Takes `deliveries` (events x channels) from the app's REST event allowance of this second.
+fn take_events(app: &AppState, deliveries: usize) -> Result<(), ApiError> {
+    if app.take_rest_events(deliveries) {
+        Ok(())
+    } else {
+        Err(ApiError::over_rate("event deliveries (events x channels)", app.config.max_backend_events_per_second))
+    }
+}
+
 fn parse_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("Invalid JSON body: {e}")))
 }
@@ -147,6 +156,7 @@ async fn deliver(hub: &Hub, app: &AppState, ev: &Event) -> Result<Option<Map<Str
 /// `POST /apps/{app_id}/events`.
 pub async fn trigger(State(ctx): State<Context>, Signed { app, body, .. }: Signed) -> Result<Json<Value>, ApiError> {
     let ev = validate(&app, parse_body(&body)?, false)?;
+    take_events(&app, ev.channels.len())?;
     Ok(Json(match deliver(&ctx.hub, &app, &ev).await? {
         Some(channels) => json!({ "channels": channels }),
         None => json!({}),
@@ -163,6 +173,7 @@ pub async fn trigger_batch(
         return Err(ApiError::BadRequest(format!("Batch has more than {} events", app.config.max_batch_size)));
     }
     let events = batch.batch.into_iter().map(|b| validate(&app, b, true)).collect::<Result<Vec<_>, _>>()?;
+    take_events(&app, events.iter().map(|e| e.channels.len()).sum())?;
     let mut infos = Vec::with_capacity(events.len());
     for ev in &events {
         infos.push(deliver(&ctx.hub, &app, ev).await?);

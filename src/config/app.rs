@@ -24,6 +24,12 @@ pub struct AppConfig {
     pub max_connections: u64,
     /// Client events per second per connection.
     pub max_client_events_per_second: u32,
+    /// REST event deliveries per second for the whole app on one node, each event counted once
+    /// per channel it names (0 = unlimited; beyond it: 429).
+    pub max_backend_events_per_second: u32,
+    /// REST read requests (channel info, channel list, presence users) per second for the whole
+    /// app on one node (0 = unlimited; beyond it: 429).
+    pub max_read_requests_per_second: u32,
     /// Largest event `data`, in bytes.
     pub max_event_data_bytes: usize,
     /// Channels per REST trigger.
@@ -88,6 +94,8 @@ impl Default for AppConfig {
             client_events: false,
             max_connections: 0,
             max_client_events_per_second: 10,
+            max_backend_events_per_second: 0,
+            max_read_requests_per_second: 0,
             max_event_data_bytes: 10 * 1024,
             max_channels_per_event: 100,
             max_batch_size: 10,

@@ -13,6 +13,7 @@ mod frame;
 mod inbound;
 mod outbox;
 mod publish;
+mod rest_rates;
 mod stats;
 mod subscribers;
 mod subscriptions;
@@ -70,6 +71,8 @@ pub struct AppState {
     /// Connections that joined a presence channel while Redis was unreachable (their member list
     /// is this node's only); asked to reconnect once the cluster state is back.
     degraded_joins: Mutex<Vec<Outbox>>,
+    /// REST events and reads per second.
+    rest_rates: rest_rates::RestRates,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -101,6 +104,7 @@ impl AppState {
             users,
             cache: Cache::default(),
             stats,
+            rest_rates: rest_rates::RestRates::default(),
         }
     }
 

@@ -35,6 +35,7 @@ mod metrics;
 mod openapi;
 mod rest;
 mod rest_http1;
+mod rest_rates;
 mod rfc6455;
 mod shutdown_drain;
 mod tls;
