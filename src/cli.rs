@@ -1,5 +1,5 @@
 //! The command line: `serve` (the default), `apps new`, `config check`, `config print`, `sign`,
-//! and `webhooks replay`.
+//! `webhooks replay` and `db migrate`.
 
 use crate::config::Config;
 use crate::protocol::signature;
@@ -48,6 +48,16 @@ pub enum Command {
     /// Webhook tools.
     #[command(subcommand)]
     Webhooks(WebhooksCommand),
+    /// The app store's database.
+    #[command(subcommand)]
+    Db(DbCommand),
+}
+
+/// `sinew db ...`
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Create the apps table, or add the columns an existing one (such as soketi's) lacks.
+    Migrate,
 }
 
 /// `sinew apps ...`

@@ -16,9 +16,11 @@
 //!   [`webhooks`]: batched, signed, retried webhooks with a dead-letter file.
 //! - Pure rules: [`protocol`] (WebSocket framing, Pusher messages, channel names, signatures),
 //!   [`jwt`], [`rate_limit`], [`config`].
+//! - [`app_store`]: apps kept in PostgreSQL or MySQL (soketi's table as it is, or Sinew's).
 
 pub mod adapter;
 pub mod api;
+pub mod app_store;
 pub mod cli;
 pub mod config;
 pub mod debug_console;

@@ -2,7 +2,8 @@
 
 use anyhow::Context as _;
 use clap::Parser;
-use sinew::cli::{AppsCommand, Cli, Command, ConfigCommand, WebhooksCommand};
+use sinew::app_store::SqlStore;
+use sinew::cli::{AppsCommand, Cli, Command, ConfigCommand, DbCommand, WebhooksCommand};
 use sinew::config::Config;
 use sinew::server::Server;
 use sinew::state::Context;
@@ -21,7 +22,23 @@ async fn main() -> anyhow::Result<()> {
     for (i, app) in config.apps.iter().enumerate() {
         sinew::jwt::check_app(app).map_err(|e| anyhow::anyhow!("invalid config key `apps[{i}].{e}"))?;
     }
+    let store = SqlStore::from_config(&config).context("app store refused")?;
     match &cli.command {
+        Some(Command::Db(DbCommand::Migrate)) => {
+            let Some(store) = store else {
+                anyhow::bail!(
+                    "app_store is `config`: set SINEW_APP_STORE and SINEW_DATABASE_URL to migrate a database"
+                );
+            };
+            let done = store.migrate().await?;
+            if done.is_empty() {
+                println!("table `{}` is up to date", config.app_store_table);
+            }
+            for statement in done {
+                println!("{statement}");
+            }
+            return Ok(());
+        }
         Some(Command::Config(ConfigCommand::Check)) => {
             println!("configuration OK: {} app(s), listening on {}:{}", config.apps.len(), config.host, config.port);
             return Ok(());
@@ -46,6 +63,9 @@ async fn main() -> anyhow::Result<()> {
         Some(Command::Apps(_)) | Some(Command::Serve) | None => {}
     }
     sinew::telemetry::init(&config.log, &config.log_format);
+    if let Some(store) = &store {
+        load_stored_apps(store, &mut config).await?;
+    }
     let files = sinew::fd_limit::raise();
     if files.after != files.before {
         tracing::info!(from = ?files.before, to = ?files.after, "open-files limit raised");
@@ -54,7 +74,9 @@ async fn main() -> anyhow::Result<()> {
         tracing::warn!(limit = n, "open-files limit is low: connections beyond about this many wait unaccepted");
     }
     let signals = shutdown_signals();
-    let dev_app = cli.config.is_none() && !std::env::vars().any(|(k, v)| k.starts_with("SINEW_APP_") && !v.is_empty());
+    let dev_app = cli.config.is_none()
+        && config.app_store == "config"
+        && !std::env::vars().any(|(k, v)| k.starts_with("SINEW_APP_") && !v.is_empty());
     let server = Server::bind(Context::new(config.clone()))
         .await
         .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
@@ -71,6 +93,31 @@ async fn main() -> anyhow::Result<()> {
     tokio::spawn(server.run_with(signalled(signals.clone(), 1), signalled(signals, 2))).await??;
     Ok(())
 }
+/// Adds the apps of the database to the configured ones. Without the database, start-up goes on
+/// with the configured apps, or stops when there are none.
+async fn load_stored_apps(store: &SqlStore, config: &mut Config) -> anyhow::Result<()> {
+    match store.all().await {
+        Ok(stored) => {
+            let found = stored.len();
+            for id in sinew::app_store::merge(&mut config.apps, stored) {
+                tracing::warn!(app = %id, "app in the store has the id or key of a configured app; the configured one is served");
+            }
+            for app in &config.apps {
+                sinew::jwt::check_app(app).map_err(|e| anyhow::anyhow!("app `{}`: invalid {e}", app.id))?;
+            }
+            tracing::info!(apps = found, table = %config.app_store_table, "apps read from the app store");
+            Ok(())
+        }
+        Err(e) if config.apps.is_empty() => {
+            anyhow::bail!("{e}; no app is configured besides the store, so there is nothing to serve")
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "app store unreachable at start-up; serving the configured apps only");
+            Ok(())
+        }
+    }
+}
+
 fn print_banner(config: &Config, addr: std::net::SocketAddr, dev_app: bool) {
     println!("Sinew listening on {addr}");
     let scheme = if config.tls_cert.is_empty() { "http" } else { "https" };

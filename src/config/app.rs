@@ -140,12 +140,7 @@ impl AppConfig {
 
     /// Checks the app at index `i` of `apps`. `ids` and `keys` hold those of the apps checked
     /// before it (duplicates are refused); its own are added.
-    pub(super) fn validate(
-        &self,
-        i: usize,
-        ids: &mut HashSet<String>,
-        keys: &mut HashSet<String>,
-    ) -> Result<(), ConfigError> {
+    pub fn validate(&self, i: usize, ids: &mut HashSet<String>, keys: &mut HashSet<String>) -> Result<(), ConfigError> {
         let k = |name: &str| format!("apps[{i}].{name}");
         for (name, value) in [("id", &self.id), ("key", &self.key), ("secret", &self.secret)] {
             if value.is_empty() {

@@ -9,6 +9,7 @@
 
 mod app;
 mod env;
+mod store;
 mod topology;
 mod webhooks;
 
@@ -141,6 +142,15 @@ pub struct Config {
     pub cluster_node_timeout_seconds: u64,
     /// Seconds a gracefully stopped node's presence members stay while their clients reconnect elsewhere.
     pub cluster_handover_seconds: u64,
+    /// Where apps come from besides `[[apps]]`: `config` (only those), `postgres` or `mysql` (the
+    /// table `app_store_table` at `database_url`; see `crate::app_store`).
+    pub app_store: String,
+    /// `postgres://user[:password]@host:5432/db` or `mysql://user[:password]@host:3306/db`.
+    pub database_url: String,
+    /// The apps table (soketi's `apps` table is read as it is).
+    pub app_store_table: String,
+    /// Seconds between two reads of a table without change tracking.
+    pub app_store_reload_seconds: u64,
     /// Applications served by this node.
     pub apps: Vec<AppConfig>,
 }
@@ -182,6 +192,10 @@ impl Default for Config {
             nats_url: String::new(),
             cluster_node_timeout_seconds: 20,
             cluster_handover_seconds: 5,
+            app_store: "config".into(),
+            database_url: String::new(),
+            app_store_table: "apps".into(),
+            app_store_reload_seconds: 30,
             apps: Vec::new(),
         }
     }
@@ -229,7 +243,9 @@ impl Config {
     }
 
     fn validated(mut self) -> Result<Config, ConfigError> {
-        if self.apps.is_empty() {
+        store::check(&self)?;
+        // With a database, the apps are its own (plus any of the file or SINEW_APP_* variables).
+        if self.apps.is_empty() && self.app_store == "config" {
             self.apps.push(AppConfig::development());
         }
         let w = &self.webhooks;

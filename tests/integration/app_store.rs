@@ -1,0 +1,228 @@
+//! Apps in a database: a soketi-shaped `apps` table in the machine's PostgreSQL and MariaDB (each
+//! test makes its own database and drops it) serves connections and signed REST calls of the apps
+//! in it; `sinew db migrate` completes soketi's table without disturbing it, or creates Sinew's;
+//! start-up without the database and without any other app stops with a clear message.
+
+use crate::common::{Client, Rest};
+use crate::process_support::SinewProcess;
+use serde_json::json;
+use sqlx::Executor;
+
+#[derive(Clone, Copy, PartialEq)]
+enum Db {
+    Postgres,
+    MariaDb,
+}
+
+/// A database of the test's own, dropped by [`TestDb::drop_db`].
+struct TestDb {
+    db: Db,
+    name: String,
+}
+
+impl TestDb {
+    fn server(db: Db) -> String {
+        match db {
+            Db::Postgres => {
+                std::env::var("POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+            }
+            Db::MariaDb => std::env::var("MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into()),
+        }
+    }
+
+    async fn create(db: Db) -> TestDb {
+        let name = format!("sinew_test_{}", rand::random::<u32>());
+        let t = TestDb { db, name };
+        t.admin(&format!("CREATE DATABASE {}", t.name)).await;
+        t
+    }
+
+    async fn admin(&self, sql: &str) {
+        match self.db {
+            Db::Postgres => {
+                let pool = sqlx::PgPool::connect(&format!("{}/postgres", Self::server(self.db))).await.unwrap();
+                pool.execute(sql).await.unwrap();
+                pool.close().await;
+            }
+            Db::MariaDb => {
+                let pool = sqlx::MySqlPool::connect(&format!("{}/", Self::server(self.db))).await.unwrap();
+                pool.execute(sql).await.unwrap();
+                pool.close().await;
+            }
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("{}/{}", Self::server(self.db), self.name)
+    }
+
+    fn store(&self) -> &'static str {
+        if self.db == Db::Postgres { "postgres" } else { "mysql" }
+    }
+
+    /// Runs statements in the test's database.
+    async fn run(&self, statements: &[&str]) {
+        match self.db {
+            Db::Postgres => {
+                let pool = sqlx::PgPool::connect(&self.url()).await.unwrap();
+                for s in statements {
+                    pool.execute(*s).await.unwrap_or_else(|e| panic!("{s}: {e}"));
+                }
+                pool.close().await;
+            }
+            Db::MariaDb => {
+                let pool = sqlx::MySqlPool::connect(&self.url()).await.unwrap();
+                for s in statements {
+                    pool.execute(*s).await.unwrap_or_else(|e| panic!("{s}: {e}"));
+                }
+                pool.close().await;
+            }
+        }
+    }
+
+    async fn drop_db(self) {
+        let force = if self.db == Db::Postgres { " WITH (FORCE)" } else { "" };
+        self.admin(&format!("DROP DATABASE {}{force}", self.name)).await;
+    }
+}
+
+/// soketi's table, as soketi's own fixtures create it for each database.
+fn soketi_table(db: Db) -> &'static str {
+    match db {
+        Db::Postgres => {
+            "CREATE TABLE apps (id varchar(255) PRIMARY KEY, \"key\" varchar(255) NOT NULL, secret varchar(255) NOT NULL, \
+             max_connections integer NOT NULL, enable_client_messages smallint NOT NULL, enabled smallint NOT NULL, \
+             max_backend_events_per_sec integer NOT NULL, max_client_events_per_sec integer NOT NULL, \
+             max_read_req_per_sec integer NOT NULL, webhooks json)"
+        }
+        Db::MariaDb => {
+            "CREATE TABLE `apps` (`id` varchar(255) NOT NULL, `key` varchar(255) NOT NULL, `secret` varchar(255) NOT NULL, \
+             `max_connections` integer(10) NOT NULL, `enabled` tinyint(1) NOT NULL, `enable_client_messages` tinyint(1) NOT NULL, \
+             `max_backend_events_per_sec` integer(10) NOT NULL, `max_client_events_per_sec` integer(10) NOT NULL, \
+             `max_read_req_per_sec` integer(10) NOT NULL, `webhooks` json, PRIMARY KEY (`id`))"
+        }
+    }
+}
+
+fn insert(db: Db, id: &str, key: &str, secret: &str, enabled: u8, backend_limit: i32) -> String {
+    let k = if db == Db::Postgres { "\"key\"" } else { "`key`" };
+    format!(
+        "INSERT INTO apps (id, {k}, secret, max_connections, enable_client_messages, enabled, max_backend_events_per_sec, \
+         max_client_events_per_sec, max_read_req_per_sec, webhooks) VALUES ('{id}', '{key}', '{secret}', -1, 1, {enabled}, \
+         {backend_limit}, -1, -1, '[]')"
+    )
+}
+
+fn rest(addr: std::net::SocketAddr, id: &str, key: &str, secret: &str) -> Rest {
+    Rest { base: format!("http://{addr}"), app_id: id.into(), key: key.into(), secret: secret.into() }
+}
+
+async fn a_soketi_table_serves_its_apps(db: Db) {
+    let t = TestDb::create(db).await;
+    let table = soketi_table(db);
+    let one = insert(db, "app-1", "key-1", "secret-1", 1, -1);
+    let two = insert(db, "app-2", "key-2", "secret-2", 1, 2);
+    let off = insert(db, "app-3", "key-3", "secret-3", 0, -1);
+    t.run(&[table, &one, &two, &off]).await;
+    let url = t.url();
+    let env = [("SINEW_APP_STORE", t.store()), ("SINEW_DATABASE_URL", url.as_str())];
+    let node = SinewProcess::spawn(&env).await;
+
+    for (id, key, secret) in [("app-1", "key-1", "secret-1"), ("app-2", "key-2", "secret-2")] {
+        let mut c = Client::connect(node.addr, key).await;
+        assert_eq!(c.recv().await["event"], "pusher:connection_established");
+        c.subscribe("news").await;
+        let (status, _) = rest(node.addr, id, key, secret).trigger("news", "hello", id).await;
+        assert_eq!(status, 200);
+        assert_eq!(c.recv().await, json!({"event":"hello","channel":"news","data":id}));
+    }
+    // A wrong secret is refused; the disabled app's clients get 4003; the development app is not served.
+    assert_eq!(rest(node.addr, "app-1", "key-1", "secret-2").trigger("news", "x", "1").await.0, 401);
+    let mut off = Client::connect(node.addr, "key-3").await;
+    assert_eq!(off.recv().await["data"]["code"], 4003);
+    let mut dev = Client::connect(node.addr, "app-key").await;
+    assert_eq!(dev.recv().await["data"]["code"], 4001);
+    // soketi's max_backend_events_per_sec of app-2 (2) applies.
+    let r = rest(node.addr, "app-2", "key-2", "secret-2");
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(r.trigger("news", "a", "1").await.0, 200);
+    assert_eq!(r.trigger("news", "b", "2").await.0, 200);
+    assert_eq!(r.trigger("news", "c", "3").await.0, 429);
+    drop(node);
+
+    // `sinew db migrate` adds Sinew's columns to soketi's table; its rows keep working.
+    let migrate = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_sinew"))
+            .args(["db", "migrate"])
+            .env("SINEW_APP_STORE", t.store())
+            .env("SINEW_DATABASE_URL", &url)
+            .output()
+            .unwrap()
+    };
+    let out = migrate();
+    let printed = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{printed}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(printed.contains("sinew_settings") && printed.contains("updated_at"), "{printed}");
+    assert!(!printed.contains("CREATE TABLE"), "{printed}");
+    let again = String::from_utf8_lossy(&migrate().stdout).to_string();
+    assert!(again.contains("up to date"), "{again}");
+    t.run(&["UPDATE apps SET sinew_settings = '{\"subscription_count\": true}' WHERE id = 'app-1'"]).await;
+    let node = SinewProcess::spawn(&env).await;
+    let mut c = Client::connect(node.addr, "key-1").await;
+    assert_eq!(c.recv().await["event"], "pusher:connection_established");
+    c.subscribe("counted").await;
+    assert_eq!(c.recv().await["event"], "pusher_internal:subscription_count");
+    drop(node);
+    t.drop_db().await;
+}
+
+async fn migrate_creates_the_table_and_a_store_without_apps_or_database_says_so(db: Db) {
+    let t = TestDb::create(db).await;
+    let url = t.url();
+    let sinew = |args: &[&str], url: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_sinew"))
+            .args(args)
+            .env("SINEW_APP_STORE", t.store())
+            .env("SINEW_DATABASE_URL", url)
+            .env("SINEW_PORT", "0")
+            .env("SINEW_METRICS_ENABLED", "false")
+            .output()
+            .unwrap()
+    };
+    let out = sinew(&["db", "migrate"], &url);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("CREATE TABLE"));
+    let k = if db == Db::Postgres { "\"key\"" } else { "`key`" };
+    t.run(&[&format!("INSERT INTO apps (id, {k}, secret) VALUES ('fresh', 'fresh-key', 'fresh-secret')")]).await;
+    let env = [("SINEW_APP_STORE", t.store()), ("SINEW_DATABASE_URL", url.as_str())];
+    let node = SinewProcess::spawn(&env).await;
+    let mut c = Client::connect(node.addr, "fresh-key").await;
+    assert_eq!(c.recv().await["event"], "pusher:connection_established");
+    drop(node);
+    // Nothing listens on port 9: no database, no configured app, nothing to serve.
+    let nowhere = if db == Db::Postgres { "postgres://postgres@127.0.0.1:9/x" } else { "mysql://root@127.0.0.1:9/x" };
+    let out = sinew(&["serve"], nowhere);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("app store is unavailable") && err.contains("nothing to serve"), "{err}");
+    t.drop_db().await;
+}
+
+#[tokio::test]
+async fn postgres_soketi_table_serves_its_apps() {
+    a_soketi_table_serves_its_apps(Db::Postgres).await;
+}
+
+#[tokio::test]
+async fn mariadb_soketi_table_serves_its_apps() {
+    a_soketi_table_serves_its_apps(Db::MariaDb).await;
+}
+
+#[tokio::test]
+async fn postgres_migrate_creates_the_table() {
+    migrate_creates_the_table_and_a_store_without_apps_or_database_says_so(Db::Postgres).await;
+}
+
+#[tokio::test]
+async fn mariadb_migrate_creates_the_table() {
+    migrate_creates_the_table_and_a_store_without_apps_or_database_says_so(Db::MariaDb).await;
+}
