@@ -149,8 +149,6 @@ pub struct Config {
     pub database_url: String,
     /// The apps table (soketi's `apps` table is read as it is).
     pub app_store_table: String,
-    /// Seconds between two reads of a table without change tracking.
-    pub app_store_reload_seconds: u64,
     /// Applications served by this node.
     pub apps: Vec<AppConfig>,
 }
@@ -195,7 +193,6 @@ impl Default for Config {
             app_store: "config".into(),
             database_url: String::new(),
             app_store_table: "apps".into(),
-            app_store_reload_seconds: 30,
             apps: Vec::new(),
         }
     }

@@ -1,6 +1,6 @@
 //! The app store settings: which store, where, which table.
 
-use super::{Config, ConfigError, HOUR, invalid};
+use super::{Config, ConfigError, invalid};
 
 pub(super) fn check(c: &Config) -> Result<(), ConfigError> {
     let schemes: &[&str] = match c.app_store.as_str() {
@@ -16,9 +16,6 @@ pub(super) fn check(c: &Config) -> Result<(), ConfigError> {
     let t = &c.app_store_table;
     if t.is_empty() || t.len() > 63 || !t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
         return Err(invalid("app_store_table".into(), "must be 1 to 63 characters of A-Z a-z 0-9 _"));
-    }
-    if !(1..=HOUR).contains(&c.app_store_reload_seconds) {
-        return Err(invalid("app_store_reload_seconds".into(), &format!("must be between 1 and {HOUR}")));
     }
     Ok(())
 }
@@ -41,10 +38,9 @@ mod tests {
             ("SINEW_APP_STORE", "mysql"),
             ("SINEW_DATABASE_URL", "mysql://root@127.0.0.1:3306/db"),
             ("SINEW_APP_STORE_TABLE", "pusher_apps"),
-            ("SINEW_APP_STORE_RELOAD_SECONDS", "5"),
         ])
         .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!((c.app_store_table.as_str(), c.app_store_reload_seconds), ("pusher_apps", 5));
+        assert_eq!(c.app_store_table, "pusher_apps");
         assert!(load(&[("SINEW_APP_STORE", "postgres")]).unwrap_err().contains("database_url"));
         assert!(
             load(&[("SINEW_APP_STORE", "mysql"), ("SINEW_DATABASE_URL", "postgres://x/y")])
