@@ -9,6 +9,7 @@
 
 mod app;
 mod env;
+mod origins;
 mod topology;
 mod webhooks;
 
