@@ -1,6 +1,6 @@
 //! The first request head of a plain TCP connection: `transport::ws::direct_upgrade`, which
 //! decides whether Sinew answers a WebSocket upgrade itself or hands the connection to hyper, and
-//! the client query (`protocol`, `version`) it reads.
+//! the client query (`protocol`, `version`) and the `Origin` header it reads.
 //!
 //! Input: byte 0 picks the path prefix; the rest is the head as the client sent it.
 #![no_main]
@@ -15,11 +15,15 @@ fuzz_target!(|data: &[u8]| {
     let [pick, head @ ..] = data else { return };
     let prefix = PREFIXES[usize::from(*pick) % PREFIXES.len()];
     let accepted = direct_upgrade(head, prefix);
-    if accepted.is_some() {
+    if let Some(up) = &accepted {
         // Only a GET head is answered directly (empty lines before the request line are skipped,
         // as RFC 9112 section 2.2 allows).
         let start = head.iter().position(|b| !matches!(b, b'\r' | b'\n')).unwrap_or(head.len());
         assert!(head[start..].starts_with(b"GET "));
+        // The `Origin` the connection is checked against is read from the head itself.
+        if let Some(origin) = up.origin(head) {
+            assert!(origin.is_empty() || head.windows(origin.len()).any(|w| w == origin.as_bytes()));
+        }
     }
     // The query string of the request line, as the connection reads it.
     if let Some(line) = head.split(|&b| b == b'\n').next()

@@ -61,10 +61,11 @@ impl AuthApps {
 }
 
 /// The `Access-Control-Allow-Origin` value for a request, `Ok(None)` without an `Origin`, or
-/// `Err(())` when the origin is not allowed.
+/// `Err(())` when the origin is neither listed in `allowed_origins` nor this server itself.
 fn allowed_origin(app: &AppConfig, headers: &HeaderMap) -> Result<Option<HeaderValue>, ()> {
     let Some(origin) = headers.get(header::ORIGIN) else { return Ok(None) };
-    let listed = app.allowed_origins.iter().any(|o| o == "*" || o.as_bytes() == origin.as_bytes());
+    // A value that is not text matches only `*`.
+    let listed = app.origin_listed(origin.to_str().unwrap_or_default());
     if listed || same_origin(headers, origin) { Ok(Some(origin.clone())) } else { Err(()) }
 }
 
@@ -74,9 +75,10 @@ fn same_origin(headers: &HeaderMap, origin: &HeaderValue) -> bool {
     origin.to_str().is_ok_and(|o| o.strip_prefix("http://").or_else(|| o.strip_prefix("https://")) == host)
 }
 
-/// Credentials (the token cookie) may only be shared with an origin named explicitly.
+/// Credentials (the token cookie) may only be shared with an origin named explicitly (not by `*`
+/// nor by a `*.` subdomain pattern).
 fn credentials_allowed(app: &AppConfig, origin: &HeaderValue) -> bool {
-    !app.jwt_cookie.is_empty() && app.allowed_origins.iter().any(|o| o.as_bytes() == origin.as_bytes())
+    !app.jwt_cookie.is_empty() && origin.to_str().is_ok_and(|o| app.origin_named(o))
 }
 
 fn with_cors(mut res: Response, origin: Option<HeaderValue>, app: &AppConfig) -> Response {

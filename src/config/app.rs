@@ -78,7 +78,10 @@ pub struct AppConfig {
     pub jwt_cookie: String,
     /// Requests per second accepted by the auth endpoints of this app.
     pub auth_rate_limit_per_second: u32,
-    /// Origins allowed to call the auth endpoints from a browser (`*` for any; empty: same-origin only).
+    /// Browser origins allowed to connect and to call the auth endpoints: `*`, `scheme://host[:port]`,
+    /// `scheme://*.host` (subdomains), or either without a scheme (http and https). A connection
+    /// from an origin not listed is refused with 4009. Empty: any origin may connect, and only the
+    /// same origin may call the auth endpoints. See `origins.rs`.
     pub allowed_origins: Vec<String>,
     /// 32-byte master key (base64) from which encrypted channels' shared secrets are derived.
     pub encryption_master_key_base64: String,
@@ -172,6 +175,10 @@ impl AppConfig {
                 return Err(invalid(k("encryption_master_key_base64"), "must be 32 bytes in base64"));
             }
         }
+        for (j, origin) in self.allowed_origins.iter().enumerate() {
+            super::origins::check_entry(origin)
+                .map_err(|why| invalid(k(&format!("allowed_origins[{j}]")), &format!("{origin:?} {why}")))?;
+        }
         for (j, w) in self.webhooks.iter().enumerate() {
             w.validate(&k(&format!("webhooks[{j}]")))?;
         }
@@ -205,5 +212,23 @@ mod tests {
         assert_eq!(c.apps.len(), 1);
         assert_eq!((c.apps[0].id.as_str(), c.apps[0].key.as_str()), ("1", "app-key"));
         assert!(c.apps[0].client_events);
+    }
+
+    #[test]
+    fn allowed_origins_are_checked_at_load() {
+        let file = |origins: &str| {
+            format!("[[apps]]\nid = \"a\"\nkey = \"k\"\nsecret = \"s\"\nallowed_origins = [\"*\", {origins}]\n")
+        };
+        let ok = Config::parse(&file(r#""https://*.example.com", "localhost:3000""#), Vec::new());
+        assert_eq!(ok.map(|c| c.apps[0].allowed_origins.len()).map_err(|e| e.to_string()), Ok(3));
+        for (bad, why) in [
+            (r#""https://app.example.com/""#, "path"),
+            (r#""https://a.*.example.com""#, "`*`"),
+            (r#""https://a.example.com, https://b.example.com""#, "spaces"),
+            (r#""null""#, "null"),
+        ] {
+            let e = Config::parse(&file(bad), Vec::new()).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(e.contains("apps[0].allowed_origins[1]") && e.contains(why), "{bad}: {e}");
+        }
     }
 }

@@ -9,6 +9,7 @@
 
 mod app;
 mod env;
+mod origins;
 mod store;
 mod topology;
 mod webhooks;

@@ -34,6 +34,7 @@ mod http_smuggling;
 mod jwt_auth;
 mod metrics;
 mod openapi;
+mod origins;
 mod rest;
 mod rest_http1;
 mod rest_rates;

@@ -3,7 +3,7 @@
 //! The transport feeds it client messages; everything it answers goes into the connection's
 //! [`Outbox`](crate::hub::Outbox), so replies and broadcasts leave in one ordered stream.
 //!
-//! Here: opening (app key, quota, protocol version, `connection_established`), the message
+//! Here: opening (app key, origin, quota, protocol version, `connection_established`), the message
 //! dispatch, and closing. Each client message has a file of its own: [`subscribe`] (private,
 //! encrypted, presence and user channel checks), [`sign_in`], [`client_events`] (with their rate
 //! limit).
@@ -24,7 +24,7 @@ use std::sync::atomic::Ordering;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{code}: {message}")]
 pub struct Refusal {
-    /// Pusher close code (4001, 4003, 4004, 4007, 4200).
+    /// Pusher close code (4001, 4003, 4004, 4006, 4007, 4009, 4200).
     pub code: u16,
     /// Human-readable reason.
     pub message: String,
@@ -142,15 +142,21 @@ pub struct Connection {
 
 impl Connection {
     /// Opens a connection for any transport: refused with 4200 once the server is shutting down;
-    /// otherwise the app, its switch, the protocol version and the quota are checked, the
-    /// connection is registered and `connection_established` queued.
-    pub fn open(ctx: &Context, app_key: &str, query: &ClientQuery) -> Result<Self, Refusal> {
+    /// otherwise the app (4001), the request's `Origin` (4009, see
+    /// [`AppConfig::connection_origin_allowed`](crate::config::AppConfig::connection_origin_allowed)),
+    /// the app's switch (4003), the protocol version and the quota are checked in that order, the
+    /// connection is registered and `connection_established` queued. `origin` is the request's
+    /// `Origin` header (`Some("")` for one that is not text), `None` when it has none.
+    pub fn open(ctx: &Context, app_key: &str, query: &ClientQuery, origin: Option<&str>) -> Result<Self, Refusal> {
         if ctx.is_draining() {
             return Err(Refusal::shutting_down());
         }
         let (hub, activity_timeout) = (&ctx.hub, ctx.config.activity_timeout);
         let app =
             hub.app_by_key(app_key).ok_or_else(|| Refusal::new(4001, format!("App key {app_key} does not exist")))?;
+        if !app.config.connection_origin_allowed(origin) {
+            return Err(Refusal::new(4009, "Origin not allowed"));
+        }
         if !app.config.enabled {
             return Err(Refusal::new(4003, "Application is disabled"));
         }

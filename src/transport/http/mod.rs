@@ -123,7 +123,8 @@ async fn receive<const STREAMING: bool>(
         return plain(headers, StatusCode::NOT_FOUND, "Session not found");
     }
     let session = format!("{server}/{conn}");
-    let body = match sessions.receive(&ctx, &key, &session, kind, uri.query()).await {
+    let origin = headers.get(header::ORIGIN).map(|v| v.to_str().unwrap_or_default());
+    let body = match sessions.receive(&ctx, &key, &session, kind, uri.query(), origin).await {
         Opened::Body(rx) => Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
             rx.recv().await.map(|chunk| (Ok::<Bytes, Infallible>(chunk), rx))
         })),

@@ -91,7 +91,8 @@ impl Sessions {
     }
 
     /// Attaches a receive request to the session, opening the session (and its Pusher connection)
-    /// when it does not exist yet. `query` is the receive request's raw query string.
+    /// when it does not exist yet. `query` is the receive request's raw query string, `origin` its
+    /// `Origin` header (checked when the session opens).
     pub async fn receive(
         &self,
         ctx: &Context,
@@ -99,6 +100,7 @@ impl Sessions {
         session: &str,
         kind: Kind,
         query: Option<&str>,
+        origin: Option<&str>,
     ) -> Opened {
         let key = session_key(app_key, session);
         if let Some(h) = self.handle(&key) {
@@ -116,7 +118,7 @@ impl Sessions {
         }
         let (tx, rx) = mpsc::channel(BODY_CHUNKS);
         let mut first = first_chunk(kind, true).to_vec();
-        let opened = Connection::open(ctx, app_key, &ClientQuery::parse(query));
+        let opened = Connection::open(ctx, app_key, &ClientQuery::parse(query), origin);
         let conn = match opened {
             Ok(conn) => conn,
             Err(refusal) => {

@@ -15,6 +15,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use std::io;
 use std::mem::MaybeUninit;
+use std::ops::Range;
 use std::sync::atomic::Ordering;
 use tokio::io::AsyncRead;
 use tokio::net::TcpStream;
@@ -169,8 +170,19 @@ pub struct DirectUpgrade {
     accept: String,
     key: String,
     query: ClientQuery,
+    /// Where the first `Origin` header's value lies in the head: read from there, not copied.
+    origin: Option<Range<usize>>,
     /// Where the head ends (messages may follow it).
     head_len: usize,
+}
+
+impl DirectUpgrade {
+    /// The request's `Origin` header, read from `head` (the head this upgrade was recognised in):
+    /// `None` without one, `Some("")` for a value that is not text.
+    pub fn origin<'h>(&self, head: &'h [u8]) -> Option<&'h str> {
+        let range = self.origin.clone()?;
+        Some(head.get(range).and_then(|v| std::str::from_utf8(v).ok()).unwrap_or_default().trim_ascii())
+    }
 }
 
 /// Recognises a valid WebSocket upgrade request for [`ROUTE`](super::ROUTE) in a request head.
@@ -191,7 +203,12 @@ pub fn direct_upgrade(head: &[u8], path_prefix: &str) -> Option<DirectUpgrade> {
     };
     let key = app_key_in(path, path_prefix)?;
     let accept = accept_key(&*req.headers).ok()?;
-    Some(DirectUpgrade { accept, key: key.to_string(), query: ClientQuery::parse(query), head_len })
+    // Header values are slices of `head`: their offset is the distance between the pointers.
+    let origin = req.headers.iter().find(|h| h.name.eq_ignore_ascii_case("origin")).map(|h| {
+        let start = h.value.as_ptr().addr().wrapping_sub(head.as_ptr().addr());
+        start..start.saturating_add(h.value.len())
+    });
+    Some(DirectUpgrade { accept, key: key.to_string(), query: ClientQuery::parse(query), origin, head_len })
 }
 
 /// The app key in a WebSocket path: `/app/{key}`, `/app/{key}/`, or `{prefix}/app/{key}`.
@@ -208,7 +225,7 @@ fn app_key_in<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
 /// `101` response and `pusher:connection_established` (or the refusal) go out in one write. `None`
 /// when the connection is already over (refused, or the client left).
 pub async fn handshake(ctx: &Context, stream: TcpStream, head: Vec<u8>, up: DirectUpgrade) -> Option<Upgraded> {
-    let opened = Connection::open(ctx, &up.key, &up.query);
+    let opened = Connection::open(ctx, &up.key, &up.query, up.origin(&head));
     let mut task = Task { opened, config: ctx.config.clone(), shutdown: ctx.shutdown.clone() };
     let tcp = task.answer(stream, head, up).await?;
     Some(Upgraded { task, tcp })
@@ -216,7 +233,7 @@ pub async fn handshake(ctx: &Context, stream: TcpStream, head: Vec<u8>, up: Dire
 
 /// [`handshake`] on any other stream (TLS), then runs the connection to its end.
 pub async fn handshake_stream(ctx: &Context, mut stream: impl Io, head: Vec<u8>, up: DirectUpgrade) {
-    let opened = Connection::open(ctx, &up.key, &up.query);
+    let opened = Connection::open(ctx, &up.key, &up.query, up.origin(&head));
     let out = switching_protocols(&up.accept, &opened);
     if !write_stream(&mut stream, &out).await {
         return;
@@ -262,6 +279,39 @@ impl Task {
                 rare.await;
                 None
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::direct_upgrade;
+
+    /// An upgrade head for the development app with `extra` header lines.
+    fn head(extra: &[u8]) -> Vec<u8> {
+        let mut h = b"GET /app/app-key?protocol=7 HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\n\
+            Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            .to_vec();
+        h.extend_from_slice(extra);
+        h.extend_from_slice(b"\r\n");
+        h
+    }
+
+    #[test]
+    fn the_origin_is_read_from_the_head() {
+        for (extra, origin) in [
+            (&b""[..], None),
+            (b"Origin: https://app.example.com\r\n", Some("https://app.example.com")),
+            (b"oRiGiN:   https://a.example  \r\n", Some("https://a.example")),
+            (b"Origin: null\r\nOrigin: https://b.example\r\n", Some("null")),
+            (b"Origin:\r\n", Some("")),
+            (b"Origin: https://caf\xe9.example\r\n", Some("")),
+            (b"X-Origin: https://app.example.com\r\n", None),
+        ] {
+            let h = head(extra);
+            let up =
+                direct_upgrade(&h, "").unwrap_or_else(|| panic!("{:?} is an upgrade", String::from_utf8_lossy(&h)));
+            assert_eq!(up.origin(&h), origin, "{:?}", String::from_utf8_lossy(extra));
         }
     }
 }

@@ -50,14 +50,24 @@ impl Receiver {
     }
 
     pub async fn open_at(addr: SocketAddr, key: &str, session: &str, endpoint: &str) -> Receiver {
+        Self::open_with(addr, key, session, endpoint, &[]).await
+    }
+
+    /// [`Receiver::open_at`] with extra request headers (such as `Origin`).
+    pub async fn open_with(
+        addr: SocketAddr,
+        key: &str,
+        session: &str,
+        endpoint: &str,
+        headers: &[(&str, &str)],
+    ) -> Receiver {
         let url =
             format!("http://{addr}/pusher/app/{key}/{session}/{endpoint}?protocol=7&client=js&version=8.6.0&t=1&n=1");
-        let res = reqwest::Client::new()
-            .post(url)
-            .header("content-type", "application/json")
-            .send()
-            .await
-            .expect("receive request");
+        let mut req = reqwest::Client::new().post(url).header("content-type", "application/json");
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        let res = req.send().await.expect("receive request");
         assert_eq!(res.status(), 200);
         assert_eq!(res.headers()["content-type"], "application/javascript; charset=UTF-8");
         assert!(res.headers()["cache-control"].to_str().unwrap().contains("no-store"));
