@@ -65,6 +65,56 @@ pub enum DbCommand {
 pub enum AppsCommand {
     /// Print fresh random credentials as TOML and as environment variables.
     New,
+    /// List the apps of the store (secrets are not printed).
+    List,
+    /// Create an app in the store with fresh credentials; prints its secret once.
+    Create {
+        /// Settings as in `[[apps]]`, `name=value` (JSON values, or text): `--set id=7 --set client_events=true`.
+        #[arg(long = "set", value_name = "NAME=VALUE")]
+        set: Vec<String>,
+    },
+    /// Change settings of an app of the store.
+    Update {
+        /// The app's id.
+        id: String,
+        /// Settings as in `[[apps]]`, `name=value`.
+        #[arg(long = "set", value_name = "NAME=VALUE", required = true)]
+        set: Vec<String>,
+    },
+    /// Let the app's clients connect again.
+    Enable {
+        /// The app's id.
+        id: String,
+    },
+    /// Refuse the app's connections (4003) and REST calls (403).
+    Disable {
+        /// The app's id.
+        id: String,
+    },
+    /// Give the app a new random secret; prints it.
+    Rotate {
+        /// The app's id.
+        id: String,
+    },
+    /// Delete the app from the store.
+    Delete {
+        /// The app's id.
+        id: String,
+    },
+}
+
+/// `name=value` pairs as a JSON object: a value that parses as JSON is taken as such (`5`, `true`,
+/// `["a"]`), anything else as text.
+pub fn settings(pairs: &[String]) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    let mut out = serde_json::Map::new();
+    for pair in pairs {
+        let Some((name, value)) = pair.split_once('=') else {
+            return Err(format!("`{pair}` is not NAME=VALUE"));
+        };
+        let value = serde_json::from_str(value).unwrap_or_else(|_| serde_json::Value::String(value.to_string()));
+        out.insert(name.trim().to_string(), value);
+    }
+    Ok(out)
 }
 
 /// `sinew config ...`
@@ -107,6 +157,7 @@ pub fn print_config(config: &Config) -> String {
         }
     }
     redact_url_credentials(&mut c.redis_url);
+    redact_url_credentials(&mut c.database_url);
     for app in &mut c.apps {
         for w in &mut app.webhooks {
             redact_url_credentials(&mut w.url);

@@ -23,6 +23,14 @@ async fn main() -> anyhow::Result<()> {
         sinew::jwt::check_app(app).map_err(|e| anyhow::anyhow!("invalid config key `apps[{i}].{e}"))?;
     }
     let store = SqlStore::from_config(&config).context("app store refused")?;
+    if let Some(Command::Apps(command)) = &cli.command {
+        let Some(store) = &store else {
+            anyhow::bail!(
+                "app_store is `config`: set SINEW_APP_STORE and SINEW_DATABASE_URL to manage apps in a database"
+            );
+        };
+        return manage_apps(store, command).await;
+    }
     match &cli.command {
         Some(Command::Db(DbCommand::Migrate)) => {
             let Some(store) = store else {
@@ -93,6 +101,34 @@ async fn main() -> anyhow::Result<()> {
     tokio::spawn(server.run_with(signalled(signals.clone(), 1), signalled(signals, 2))).await??;
     Ok(())
 }
+/// `sinew apps list|create|update|enable|disable|rotate|delete` against the store.
+async fn manage_apps(store: &SqlStore, command: &AppsCommand) -> anyhow::Result<()> {
+    use sinew::app_store::admin::describe;
+    let set = |pairs: &[String]| sinew::cli::settings(pairs).map_err(anyhow::Error::msg);
+    match command {
+        AppsCommand::New => {}
+        AppsCommand::List => {
+            for app in store.all().await? {
+                println!("{}", describe(&app));
+            }
+        }
+        AppsCommand::Create { set: pairs } => {
+            let app = store.create_app(&set(pairs)?).await?;
+            println!("{}", describe(&app));
+            println!("secret={}", app.secret);
+        }
+        AppsCommand::Update { id, set: pairs } => println!("{}", describe(&store.update_app(id, &set(pairs)?).await?)),
+        AppsCommand::Enable { id } => println!("{}", describe(&store.set_enabled(id, true).await?)),
+        AppsCommand::Disable { id } => println!("{}", describe(&store.set_enabled(id, false).await?)),
+        AppsCommand::Rotate { id } => println!("secret={}", store.rotate_secret(id).await?.secret),
+        AppsCommand::Delete { id } => {
+            store.delete_app(id).await?;
+            println!("deleted {id}");
+        }
+    }
+    Ok(())
+}
+
 /// Adds the apps of the database to the configured ones. Without the database, start-up goes on
 /// with the configured apps, or stops when there are none.
 async fn load_stored_apps(store: &SqlStore, config: &mut Config) -> anyhow::Result<()> {

@@ -6,15 +6,17 @@
 //! [`columns`] turns a row into an app (soketi's table as it is, or Sinew's superset of it);
 //! [`schema`] is the table `sinew db migrate` creates or completes.
 
+pub mod admin;
 pub mod columns;
 pub mod schema;
+pub mod write;
 
 use crate::config::{AppConfig, Config};
 use columns::{KNOWN, Row};
 use sqlx::Column as _;
 use sqlx::mysql::{MySqlPool, MySqlPoolOptions};
 use sqlx::postgres::{PgPool, PgPoolOptions};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -76,23 +78,23 @@ impl SqlStore {
         self.queries.load(Ordering::Relaxed)
     }
 
-    /// The table's columns (lower case); empty when the table does not exist.
-    async fn columns(&self) -> Result<HashSet<String>, StoreError> {
+    /// The table's columns (lower case) and their types; empty when the table does not exist.
+    async fn columns(&self) -> Result<HashMap<String, String>, StoreError> {
         let names = match &self.pool {
             Pool::Postgres(p) => {
-                let sql = "SELECT column_name::text FROM information_schema.columns \
+                let sql = "SELECT column_name::text, data_type::text FROM information_schema.columns \
                            WHERE table_name = $1 AND table_schema = current_schema()";
                 self.count();
-                sqlx::query_scalar::<_, String>(sql).bind(&self.table).fetch_all(p).await?
+                sqlx::query_as::<_, (String, String)>(sql).bind(&self.table).fetch_all(p).await?
             }
             Pool::MySql(p) => {
-                let sql = "SELECT CAST(column_name AS CHAR) FROM information_schema.columns \
+                let sql = "SELECT CAST(column_name AS CHAR), CAST(data_type AS CHAR) FROM information_schema.columns \
                            WHERE table_name = ? AND table_schema = DATABASE()";
                 self.count();
-                sqlx::query_scalar::<_, String>(sql).bind(&self.table).fetch_all(p).await?
+                sqlx::query_as::<_, (String, String)>(sql).bind(&self.table).fetch_all(p).await?
             }
         };
-        Ok(names.into_iter().map(|n| n.to_ascii_lowercase()).collect())
+        Ok(names.into_iter().map(|(n, t)| (n.to_ascii_lowercase(), t)).collect())
     }
 
     fn count(&self) {
@@ -107,13 +109,13 @@ impl SqlStore {
             vec![schema::create_table(&self.table, pg)]
         } else {
             for required in ["id", "key", "secret"] {
-                if !existing.contains(required) {
+                if !existing.contains_key(required) {
                     return Err(StoreError::Table(format!("`{}` has no `{required}` column", self.table)));
                 }
             }
             schema::COLUMNS
                 .iter()
-                .filter(|c| !existing.contains(c.name))
+                .filter(|c| !existing.contains_key(c.name))
                 .map(|c| schema::add_column(&self.table, c, pg))
                 .collect()
         };
@@ -133,10 +135,10 @@ impl SqlStore {
     }
 
     /// `SELECT` of every known column the table has, as text, with an optional `WHERE col = ?`.
-    fn select(&self, columns: &HashSet<String>, filter: Option<&str>) -> Result<String, StoreError> {
+    fn select(&self, columns: &HashMap<String, String>, filter: Option<&str>) -> Result<String, StoreError> {
         let pg = self.postgres();
         for required in ["id", "key", "secret"] {
-            if !columns.contains(required) {
+            if !columns.contains_key(required) {
                 return Err(StoreError::Table(format!(
                     "`{}` has no `{required}` column (or does not exist)",
                     self.table
@@ -145,7 +147,7 @@ impl SqlStore {
         }
         let list: Vec<String> = KNOWN
             .iter()
-            .filter(|c| columns.contains(**c))
+            .filter(|c| columns.contains_key(**c))
             .map(|c| {
                 let q = schema::quote(c, pg);
                 if pg { format!("{q}::text AS {q}") } else { format!("CAST({q} AS CHAR) AS {q}") }
@@ -194,6 +196,97 @@ impl SqlStore {
     /// The app with this id, if the table has one that can be served.
     pub async fn by_id(&self, id: &str) -> Result<Option<AppConfig>, StoreError> {
         Ok(self.rows(Some(("id", id))).await?.iter().find_map(servable))
+    }
+
+    /// Writes `app` as a new row (`insert`) or over the row with its id.
+    async fn write(&self, app: &AppConfig, insert: bool) -> Result<u64, StoreError> {
+        let pg = self.postgres();
+        let columns = self.columns().await?;
+        let mut values: write::Values = Vec::new();
+        for (name, value) in write::row_of(app) {
+            match columns.get(name) {
+                Some(ty) => values.push((name, value.map(|v| write::typed(&v, ty)))),
+                None if name == "sinew_settings" && value.is_some() => {
+                    return Err(StoreError::Table(format!(
+                        "`{}` has no sinew_settings column for settings beyond soketi's: run `sinew db migrate`",
+                        self.table
+                    )));
+                }
+                None if matches!(name, "id" | "key" | "secret") => {
+                    return Err(StoreError::Table(format!("`{}` has no `{name}` column", self.table)));
+                }
+                None => {}
+            }
+        }
+        // What the table can hold must read back as the same app.
+        let stored: Row = values.iter().map(|(n, v)| (n.to_string(), v.clone())).collect();
+        let same = columns::app_of(&stored)
+            .is_ok_and(|(back, _)| serde_json::to_value(&back).ok() == serde_json::to_value(app).ok());
+        if !same {
+            return Err(StoreError::Table(format!(
+                "`{}` lacks columns for some of this app's settings: run `sinew db migrate`",
+                self.table
+            )));
+        }
+        let param = |i: usize, name: &str| match columns.get(name).filter(|_| pg) {
+            Some(ty) => format!("CAST(${i} AS {ty})"),
+            None if pg => format!("${i}"),
+            None => "?".into(),
+        };
+        let table = schema::quote(&self.table, pg);
+        let sql = if insert {
+            let names: Vec<String> = values.iter().map(|(n, _)| schema::quote(n, pg)).collect();
+            let params: Vec<String> = values.iter().enumerate().map(|(i, (n, _))| param(i + 1, n)).collect();
+            format!("INSERT INTO {table} ({}) VALUES ({})", names.join(", "), params.join(", "))
+        } else {
+            values.retain(|(n, _)| *n != "id");
+            let mut sets: Vec<String> = values
+                .iter()
+                .enumerate()
+                .map(|(i, (n, _))| format!("{} = {}", schema::quote(n, pg), param(i + 1, n)))
+                .collect();
+            if pg && columns.contains_key("updated_at") {
+                sets.push("\"updated_at\" = now()".into());
+            }
+            let id = if pg { format!("${}", values.len() + 1) } else { "?".into() };
+            values.push(("id", Some(app.id.clone())));
+            format!("UPDATE {table} SET {} WHERE {} = {id}", sets.join(", "), schema::quote("id", pg))
+        };
+        self.count();
+        let done = match &self.pool {
+            Pool::Postgres(p) => {
+                let mut q = sqlx::query(&sql);
+                for (_, v) in &values {
+                    q = q.bind(v.clone());
+                }
+                q.execute(p).await?.rows_affected()
+            }
+            Pool::MySql(p) => {
+                let mut q = sqlx::query(&sql);
+                for (_, v) in &values {
+                    q = q.bind(v.clone());
+                }
+                q.execute(p).await?.rows_affected()
+            }
+        };
+        Ok(done)
+    }
+
+    /// Deletes the row with this id; false when there was none.
+    async fn delete(&self, id: &str) -> Result<bool, StoreError> {
+        let pg = self.postgres();
+        let sql = format!(
+            "DELETE FROM {} WHERE {} = {}",
+            schema::quote(&self.table, pg),
+            schema::quote("id", pg),
+            if pg { "$1" } else { "?" }
+        );
+        self.count();
+        let n = match &self.pool {
+            Pool::Postgres(p) => sqlx::query(&sql).bind(id).execute(p).await?.rows_affected(),
+            Pool::MySql(p) => sqlx::query(&sql).bind(id).execute(p).await?.rows_affected(),
+        };
+        Ok(n > 0)
     }
 }
 

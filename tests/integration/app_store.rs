@@ -207,6 +207,74 @@ async fn migrate_creates_the_table_and_a_store_without_apps_or_database_says_so(
     t.drop_db().await;
 }
 
+/// `sinew apps ...` against the store, then a node serving what they wrote.
+async fn the_apps_commands_manage_the_store(db: Db) {
+    let t = TestDb::create(db).await;
+    let url = t.url();
+    let sinew = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sinew"))
+            .args(args)
+            .env("SINEW_APP_STORE", t.store())
+            .env("SINEW_DATABASE_URL", &url)
+            .output()
+            .unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.success(), text)
+    };
+    // On soketi's table as it is: plain settings fit its columns, others need the migration.
+    t.run(&[soketi_table(db)]).await;
+    let (ok, out) =
+        sinew(&["apps", "create", "--set", "id=shop", "--set", "key=shop-key", "--set", "client_events=true"]);
+    assert!(ok, "{out}");
+    let secret = out.lines().find_map(|l| l.strip_prefix("secret=")).unwrap().to_string();
+    assert_eq!(secret.len(), 32);
+    let (ok, out) = sinew(&["apps", "update", "shop", "--set", "subscription_count=true"]);
+    assert!(!ok && out.contains("sinew db migrate"), "{out}");
+    assert!(sinew(&["db", "migrate"]).0);
+    let (ok, out) =
+        sinew(&["apps", "update", "shop", "--set", "subscription_count=true", "--set", "max_connections=5"]);
+    assert!(ok && out.contains("max_connections=5") && out.contains("subscription_count"), "{out}");
+    let (ok, out) = sinew(&["apps", "create", "--set", "key=shop-key"]);
+    assert!(!ok && out.contains("already exists"), "{out}");
+    let (ok, out) = sinew(&["apps", "update", "shop", "--set", "max_batch_size=0"]);
+    assert!(!ok && out.contains("max_batch_size"), "{out}");
+    let (_, list) = sinew(&["apps", "list"]);
+    assert!(list.contains("shop key=shop-key enabled=true client_events=true") && !list.contains(&secret), "{list}");
+
+    // Disabled: 4003. Enabled and rotated: the new secret signs, the old one no longer does.
+    assert!(sinew(&["apps", "disable", "shop"]).0);
+    let env = [("SINEW_APP_STORE", t.store()), ("SINEW_DATABASE_URL", url.as_str())];
+    let node = SinewProcess::spawn(&env).await;
+    assert_eq!(Client::connect(node.addr, "shop-key").await.recv().await["data"]["code"], 4003);
+    drop(node);
+    assert!(sinew(&["apps", "enable", "shop"]).0);
+    let (ok, out) = sinew(&["apps", "rotate", "shop"]);
+    assert!(ok, "{out}");
+    let rotated = out.trim().strip_prefix("secret=").unwrap().to_string();
+    let node = SinewProcess::spawn(&env).await;
+    let mut c = Client::connect(node.addr, "shop-key").await;
+    assert_eq!(c.recv().await["event"], "pusher:connection_established");
+    c.subscribe("orders").await;
+    assert_eq!(c.recv().await["event"], "pusher_internal:subscription_count");
+    assert_eq!(rest(node.addr, "shop", "shop-key", &rotated).trigger("orders", "paid", "1").await.0, 200);
+    assert_eq!(rest(node.addr, "shop", "shop-key", &secret).trigger("orders", "paid", "2").await.0, 401);
+    drop(node);
+    assert!(sinew(&["apps", "delete", "shop"]).0);
+    let (ok, out) = sinew(&["apps", "delete", "shop"]);
+    assert!(!ok && out.contains("no app with id `shop`"), "{out}");
+    t.drop_db().await;
+}
+
+#[tokio::test]
+async fn postgres_apps_commands_manage_the_store() {
+    the_apps_commands_manage_the_store(Db::Postgres).await;
+}
+
+#[tokio::test]
+async fn mariadb_apps_commands_manage_the_store() {
+    the_apps_commands_manage_the_store(Db::MariaDb).await;
+}
+
 #[tokio::test]
 async fn postgres_soketi_table_serves_its_apps() {
     a_soketi_table_serves_its_apps(Db::Postgres).await;
