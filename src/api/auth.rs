@@ -79,9 +79,9 @@ fn verify_for(
     body: &[u8],
 ) -> Result<Arc<AppState>, ApiError> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
-    let credentials = Credentials { key: &app.config.key, secret: &app.config.secret };
+    let credentials = Credentials { key: &app.config().key, secret: &app.config().secret };
     check_signature(credentials, method, path, query, body, now)?;
-    if !app.config.enabled {
+    if !app.config().enabled {
         return Err(ApiError::Forbidden("Application is disabled".into()));
     }
     Ok(app)

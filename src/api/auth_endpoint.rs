@@ -101,7 +101,7 @@ fn fail(status: StatusCode, message: &str) -> Response {
 /// `OPTIONS` preflight for both endpoints.
 pub async fn preflight(State(ctx): State<Context>, Path(app_id): Path<String>, headers: HeaderMap) -> Response {
     let Some(app) = ctx.hub.app_by_id(&app_id) else { return fail(StatusCode::NOT_FOUND, "unknown app") };
-    let Ok(origin) = allowed_origin(&app.config, &headers) else {
+    let Ok(origin) = allowed_origin(&app.config(), &headers) else {
         return fail(StatusCode::FORBIDDEN, "origin not allowed");
     };
     let mut res = StatusCode::NO_CONTENT.into_response();
@@ -113,7 +113,7 @@ pub async fn preflight(State(ctx): State<Context>, Path(app_id): Path<String>, h
         requested.unwrap_or_else(|| HeaderValue::from_static("Authorization, Content-Type")),
     );
     h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
-    with_cors(res, origin, &app.config)
+    with_cors(res, origin, &app.config())
 }
 
 /// What both endpoints check before signing: app, origin, rate, token, form and live socket.
@@ -154,12 +154,12 @@ fn checked(
     };
     match check(ctx, auth, &app, headers, body) {
         Ok(c) => Ok((app, c)),
-        Err(r) => Err(Box::new(r.into_response(Some(&app.config)))),
+        Err(r) => Err(Box::new(r.into_response(Some(&app.config())))),
     }
 }
 
 fn check(ctx: &Context, auth: &AuthApps, app: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Checked, Refusal> {
-    let cfg = &app.config;
+    let cfg = &*app.config_owned();
     let origin = allowed_origin(cfg, headers).map_err(|()| Refusal {
         status: StatusCode::FORBIDDEN,
         message: "origin not allowed".into(),
@@ -233,7 +233,7 @@ pub async fn channel_auth(
         Ok(ok) => ok,
         Err(refused) => return *refused,
     };
-    let cfg = &app.config;
+    let cfg = &*app.config_owned();
     let reply = |r: Response| with_cors(r, c.origin.clone(), cfg);
     let name = c.form.get("channel_name").cloned().unwrap_or_default();
     if let Err(e) = channel::validate_name(&name, cfg.max_channel_name_length, false) {
@@ -290,7 +290,7 @@ pub async fn user_auth(
         Ok(ok) => ok,
         Err(refused) => return *refused,
     };
-    let cfg = &app.config;
+    let cfg = &*app.config_owned();
     let mut user = serde_json::Map::new();
     user.insert("id".into(), Value::String(c.claims.sub.clone()));
     if let Some(info) = &c.claims.user_info {

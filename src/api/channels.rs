@@ -53,7 +53,7 @@ pub async fn show(
     Signed { app, uri, .. }: Signed,
 ) -> Result<Json<Value>, ApiError> {
     take_read(&app)?;
-    channel::validate_name(&name, app.config.max_channel_name_length, true)
+    channel::validate_name(&name, app.config().max_channel_name_length, true)
         .map_err(|e| ApiError::BadRequest(format!("Invalid channel name {name}: {e}")))?;
     let ty = ChannelType::of(&name);
     let summary = app.channel_info(&name).await?;
@@ -86,7 +86,7 @@ pub async fn users(
     Signed { app, .. }: Signed,
 ) -> Result<Json<Value>, ApiError> {
     take_read(&app)?;
-    channel::validate_name(&name, app.config.max_channel_name_length, false)
+    channel::validate_name(&name, app.config().max_channel_name_length, false)
         .map_err(|e| ApiError::BadRequest(format!("Invalid channel name {name}: {e}")))?;
     if ChannelType::of(&name).kind != ChannelKind::Presence {
         return Err(ApiError::BadRequest("Only presence channels have users".into()));
@@ -100,6 +100,6 @@ fn take_read(app: &AppState) -> Result<(), ApiError> {
     if app.take_rest_read() {
         Ok(())
     } else {
-        Err(ApiError::over_rate("reads", app.config.max_read_requests_per_second))
+        Err(ApiError::over_rate("reads", app.config().max_read_requests_per_second))
     }
 }

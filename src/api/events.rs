@@ -46,7 +46,7 @@ fn take_events(app: &AppState, deliveries: usize) -> Result<(), ApiError> {
     if app.take_rest_events(deliveries) {
         Ok(())
     } else {
-        Err(ApiError::over_rate("event deliveries (events x channels)", app.config.max_backend_events_per_second))
+        Err(ApiError::over_rate("event deliveries (events x channels)", app.config().max_backend_events_per_second))
     }
 }
 
@@ -55,7 +55,7 @@ fn parse_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> 
 }
 
 fn validate(app: &AppState, body: EventBody, single_channel: bool) -> Result<Event, ApiError> {
-    let cfg = &app.config;
+    let cfg = &*app.config_owned();
     let bad = |m: String| ApiError::BadRequest(m);
     let name = body.name.filter(|n| !n.is_empty()).ok_or_else(|| bad("Missing event name".into()))?;
     if name.len() > cfg.max_event_name_length {
@@ -169,8 +169,8 @@ pub async fn trigger_batch(
     Signed { app, body, .. }: Signed,
 ) -> Result<Json<Value>, ApiError> {
     let batch: BatchBody = parse_body(&body)?;
-    if batch.batch.len() > app.config.max_batch_size {
-        return Err(ApiError::BadRequest(format!("Batch has more than {} events", app.config.max_batch_size)));
+    if batch.batch.len() > app.config().max_batch_size {
+        return Err(ApiError::BadRequest(format!("Batch has more than {} events", app.config().max_batch_size)));
     }
     let events = batch.batch.into_iter().map(|b| validate(&app, b, true)).collect::<Result<Vec<_>, _>>()?;
     take_events(&app, events.iter().map(|e| e.channels.len()).sum())?;

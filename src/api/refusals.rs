@@ -50,7 +50,7 @@ fn app_of(ctx: &Context, uri: &Uri) -> String {
     }
     super::auth::query_param(uri, "auth_key")
         .and_then(|key| ctx.hub.app_by_key(&key))
-        .map(|app| app.config.id.clone())
+        .map(|app| app.id().to_string())
         .unwrap_or_default()
 }
 

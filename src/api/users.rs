@@ -27,10 +27,10 @@ pub async fn terminate_connections_by_key(
 }
 
 fn terminate(app: &AppState, user_id: &str) -> Result<Json<Value>, ApiError> {
-    if let Err(e) = channel::validate_user_id(user_id, app.config.max_user_id_length) {
+    if let Err(e) = channel::validate_user_id(user_id, app.config().max_user_id_length) {
         return Err(ApiError::BadRequest(format!("Invalid user id {user_id}: {e}")));
     }
     let closed = app.terminate_everywhere(user_id);
-    tracing::info!(app = %app.config.id, user = %user_id, closed, "terminated user connections");
+    tracing::info!(app = %app.id(), user = %user_id, closed, "terminated user connections");
     Ok(Json(json!({})))
 }

@@ -101,8 +101,8 @@ async fn state(State(ctx): State<Context>, Query(q): Query<TokenQuery>) -> Respo
                 })
                 .collect();
             json!({
-                "id": app.config.id,
-                "key": app.config.key,
+                "id": app.id(),
+                "key": app.config().key,
                 "connections": app.connections().count(),
                 "stats": app.stats().snapshot(),
                 "channels": channels,
@@ -144,10 +144,10 @@ async fn publish(State(ctx): State<Context>, Query(q): Query<TokenQuery>, body: 
     let Some(app) = ctx.hub.app_by_id(&p.app_id) else {
         return (StatusCode::NOT_FOUND, axum::Json(json!({"error": "unknown app"}))).into_response();
     };
-    if let Err(e) = channel::validate_name(&p.channel, app.config.max_channel_name_length, true) {
+    if let Err(e) = channel::validate_name(&p.channel, app.config().max_channel_name_length, true) {
         return (StatusCode::BAD_REQUEST, axum::Json(json!({"error": e.to_string()}))).into_response();
     }
-    if p.event.is_empty() || p.event.starts_with("pusher") || p.data.len() > app.config.max_event_data_bytes {
+    if p.event.is_empty() || p.event.starts_with("pusher") || p.data.len() > app.config().max_event_data_bytes {
         return (StatusCode::BAD_REQUEST, axum::Json(json!({"error": "invalid event name or data too large"})))
             .into_response();
     }

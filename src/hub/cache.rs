@@ -61,7 +61,7 @@ impl Cache {
 impl AppState {
     /// Stores the last event of a cache channel (a `cache_filled` webhook when it had none).
     pub fn store_cached(&self, channel: &str, event: &str, data: &str) {
-        if self.cache.store(channel, event, data, Duration::from_secs(self.config.cache_ttl_seconds)) {
+        if self.cache.store(channel, event, data, Duration::from_secs(self.config().cache_ttl_seconds)) {
             self.emit(|| crate::webhooks::Trigger::CacheFilled { channel: channel.to_string() });
         }
     }

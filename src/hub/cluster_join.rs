@@ -57,14 +57,14 @@ impl AppState {
         }
         let presence = ty.kind == ChannelKind::Presence;
         let req = SubRequest {
-            app: self.config.id.clone(),
+            app: self.id().to_string(),
             channel: channel.to_string(),
             delta: 1,
             member: member.as_ref().map(|m| (m.key.clone(), member_value(&m.id_json, m.info_json.as_deref()))),
-            max_members: self.config.max_presence_members,
+            max_members: self.config().max_presence_members,
             want_members: presence,
             want_cache: ty.cache,
-            count_events: self.config.subscription_count && !presence,
+            count_events: self.config().subscription_count && !presence,
             webhooks: self.has_webhooks(),
             listed: None,
         };
@@ -159,14 +159,14 @@ impl AppState {
         }
         let presence = ChannelType::of(channel).kind == ChannelKind::Presence;
         cluster.unsubscribe(SubRequest {
-            app: self.config.id.clone(),
+            app: self.id().to_string(),
             channel: channel.to_string(),
             delta: -1,
             member,
-            max_members: self.config.max_presence_members,
+            max_members: self.config().max_presence_members,
             want_members: false,
             want_cache: false,
-            count_events: self.config.subscription_count && !presence,
+            count_events: self.config().subscription_count && !presence,
             webhooks: self.has_webhooks(),
             listed: None,
         });

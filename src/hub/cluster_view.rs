@@ -20,7 +20,7 @@ impl AppState {
 
     /// Counts of one channel, cluster-wide when clustered.
     pub async fn channel_info(&self, channel: &str) -> Result<Option<ChannelSummary>, ClusterError> {
-        Ok(match self.adapter.channel_counts(&self.config.id, channel).await? {
+        Ok(match self.adapter.channel_counts(self.id(), channel).await? {
             None => self.channels.summary(channel),
             Some((subs, users)) => {
                 (subs > 0).then_some(ChannelSummary { subscription_count: subs as usize, user_count: users as usize })
@@ -35,7 +35,7 @@ impl AppState {
         prefix: &str,
         user_counts: bool,
     ) -> Result<Vec<(String, ChannelSummary)>, ClusterError> {
-        Ok(match self.adapter.channels(&self.config.id, prefix, user_counts).await? {
+        Ok(match self.adapter.channels(self.id(), prefix, user_counts).await? {
             None => self.channels.with_prefix(prefix),
             Some(channels) => channels
                 .into_iter()
@@ -48,7 +48,7 @@ impl AppState {
 
     /// Member ids of a presence channel, cluster-wide when clustered.
     pub async fn channel_members(&self, channel: &str) -> Result<Vec<String>, ClusterError> {
-        Ok(match self.adapter.member_ids(&self.config.id, channel).await? {
+        Ok(match self.adapter.member_ids(self.id(), channel).await? {
             None => self.channels.member_ids(channel),
             Some(ids) => ids,
         })
@@ -56,7 +56,7 @@ impl AppState {
 
     /// The cached event of a cache channel as `(event, data, seconds left)`, cluster-wide when clustered.
     pub async fn cached_event(&self, channel: &str) -> Result<Option<(String, String, u64)>, ClusterError> {
-        Ok(match self.adapter.cached(&self.config.id, channel).await? {
+        Ok(match self.adapter.cached(self.id(), channel).await? {
             None => self.cached(channel).map(|ev| {
                 let ttl = ev.expires_at.saturating_duration_since(Instant::now()).as_secs();
                 (ev.event, ev.data, ttl)
@@ -70,6 +70,6 @@ impl AppState {
     /// Stores the last event of a cache channel in Redis for the whole cluster (when clustered).
     pub fn share_cached(&self, channel: &str, event: &str, data: &str) {
         let value = || serde_json::to_string(&StoredEvent { event: event.to_string(), data: data.to_string() }).ok();
-        self.adapter.set_cache(&self.config.id, channel, value, self.config.cache_ttl_seconds);
+        self.adapter.set_cache(self.id(), channel, value, self.config().cache_ttl_seconds);
     }
 }

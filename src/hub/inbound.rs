@@ -56,7 +56,7 @@ impl AppState {
     pub fn terminate_everywhere(&self, user: &str) -> usize {
         self.adapter.publish_with(|node| BusMessage::Terminate {
             node,
-            app: self.config.id.clone(),
+            app: self.id().to_string(),
             user: user.to_string(),
         });
         self.users.terminate(user)
@@ -88,9 +88,9 @@ impl AppState {
             // Counts decided by the scripts reach every node through the bus; this one comes from a
             // sweep, which cannot know which apps want counts.
             Change::Count(count) => {
-                if self.config.subscription_count && ChannelType::of(channel).kind != ChannelKind::Presence {
+                if self.config().subscription_count && ChannelType::of(channel).kind != ChannelKind::Presence {
                     self.deliver_count(channel, count);
-                    let app = self.config.id.clone();
+                    let app = self.id().to_string();
                     self.adapter.publish_with(|node| BusMessage::Count {
                         node,
                         app,
@@ -119,7 +119,7 @@ impl AppState {
         if !marker {
             return hooks.emit_decided(trigger);
         }
-        let (app, channel) = (self.config.id.clone(), channel.to_string());
+        let (app, channel) = (self.id().to_string(), channel.to_string());
         tokio::spawn(async move {
             tokio::time::sleep(cluster.leave_delay()).await;
             if cluster.departure_stands(&app, &channel, user.as_deref()).await {

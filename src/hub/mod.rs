@@ -35,6 +35,7 @@ pub use users::Users;
 use crate::adapter::Adapter;
 use crate::config::{AppConfig, Config};
 use crate::webhooks::{Emitter, Trigger, Webhooks};
+use arc_swap::ArcSwap;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -58,8 +59,10 @@ pub struct ConnRef {
 /// (`cluster_join.rs`, `cluster_view.rs`, `inbound.rs`) and publishing (`publish.rs`).
 #[derive(Debug)]
 pub struct AppState {
-    /// The app's settings.
-    pub config: AppConfig,
+    /// The app's id (never changes).
+    id: String,
+    /// The app's settings, replaced as a whole when they change (see [`AppState::config`]).
+    config: ArcSwap<AppConfig>,
     connections: Connections,
     channels: Channels,
     users: Users,
@@ -94,11 +97,12 @@ impl AppState {
     ) -> Self {
         let users = Users::new(config.watchlist);
         AppState {
+            id: config.id.clone(),
             adapter,
             degraded_joins: Mutex::new(Vec::new()),
             debug,
             hooks,
-            config,
+            config: ArcSwap::from_pointee(config),
             connections: Connections::default(),
             channels: Channels::default(),
             users,
@@ -106,6 +110,22 @@ impl AppState {
             stats,
             rest_rates: rest_rates::RestRates::default(),
         }
+    }
+
+    /// The app's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The app's current settings, for a short look (not to be held across an `.await`; see
+    /// [`AppState::config_owned`]).
+    pub fn config(&self) -> arc_swap::Guard<Arc<AppConfig>> {
+        self.config.load()
+    }
+
+    /// The app's current settings, to keep.
+    pub fn config_owned(&self) -> Arc<AppConfig> {
+        self.config.load_full()
     }
 
     /// Reports a webhook trigger when the app has webhook endpoints.
@@ -117,7 +137,7 @@ impl AppState {
 
     /// Sends an event to open debug consoles (built only when one is watching).
     pub fn debug(&self, event: impl FnOnce() -> serde_json::Value) {
-        self.debug.emit(&self.config.id, event);
+        self.debug.emit(self.id(), event);
     }
 
     /// Whether the app has webhook endpoints.

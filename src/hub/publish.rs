@@ -58,7 +58,7 @@ impl Hub {
         }
         app.adapter().publish_with(|node| BusMessage::Event {
             node,
-            app: app.config.id.clone(),
+            app: app.id().to_string(),
             channels: event.channels.to_vec(),
             event: event.name.to_string(),
             data: event.data.to_string(),
@@ -79,7 +79,7 @@ impl AppState {
         self.publish(channel, frame, Some(sender));
         self.adapter().publish_with(|node| BusMessage::Frame {
             node,
-            app: self.config.id.clone(),
+            app: self.id().to_string(),
             channel: channel.to_string(),
             frame: frame.as_str().to_string(),
             except: None,

@@ -23,14 +23,14 @@ impl AppState {
     /// Takes `n` event deliveries (events x channels) from this second's allowance; false when
     /// they do not fit (`max_backend_events_per_second`).
     pub fn take_rest_events(&self, n: usize) -> bool {
-        let limit = self.config.max_backend_events_per_second;
+        let limit = self.config().max_backend_events_per_second;
         limit == 0 || lock(&self.rest_rates.events).take_n(clock(), u32::try_from(n).unwrap_or(u32::MAX), limit)
     }
 
     /// Takes one read request (channel info, channel list, presence users) from this second's
     /// allowance (`max_read_requests_per_second`).
     pub fn take_rest_read(&self) -> bool {
-        let limit = self.config.max_read_requests_per_second;
+        let limit = self.config().max_read_requests_per_second;
         limit == 0 || lock(&self.rest_rates.reads).take(clock(), limit)
     }
 }

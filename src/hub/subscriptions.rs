@@ -42,7 +42,7 @@ impl AppState {
             }
             if let Some(m) = &member {
                 let is_new = !ch.members.contains_key(&m.key);
-                if is_new && ch.members.len() >= self.config.max_presence_members {
+                if is_new && ch.members.len() >= self.config().max_presence_members {
                     let empty = ch.subscribers.is_empty();
                     drop(ch);
                     return Err(self.refuse_full(channel, empty));
@@ -70,7 +70,7 @@ impl AppState {
             );
             let presence = (ty.kind == ChannelKind::Presence).then(|| presence_json(&ch));
             conn.outbox.push(&Frame::from(frame::subscription_succeeded(channel, presence.as_deref())));
-            if ty.kind != ChannelKind::Presence && self.config.subscription_count {
+            if ty.kind != ChannelKind::Presence && self.config().subscription_count {
                 self.send_count(channel, &mut ch);
             }
             // Under the channel guard, so a concurrent publish cannot slip between the cached
@@ -93,7 +93,7 @@ impl AppState {
         if empty {
             self.channels.forget_if_empty(channel);
         }
-        SubscribeError::MembersLimit { channel: channel.to_string(), max: self.config.max_presence_members }
+        SubscribeError::MembersLimit { channel: channel.to_string(), max: self.config().max_presence_members }
     }
 
     /// Removes `conn` from `channel`; sends `member_removed` when its user's last socket left.
@@ -118,7 +118,7 @@ impl AppState {
             self.emit(|| Trigger::Vacated { channel: channel.to_string() });
             self.debug(|| serde_json::json!({"type": "channel_vacated", "channel": channel}));
         }
-        if !empty && self.config.subscription_count && ChannelType::of(channel).kind != ChannelKind::Presence {
+        if !empty && self.config().subscription_count && ChannelType::of(channel).kind != ChannelKind::Presence {
             self.send_count(channel, &mut ch);
         }
         drop(ch);

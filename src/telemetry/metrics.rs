@@ -83,7 +83,7 @@ impl Metrics {
     pub fn render(&self, hub: &Hub, webhooks: &WebhookStats) -> String {
         with_local_recorder(&self.recorder, || {
             for app in hub.apps() {
-                let id = app.config.id.clone();
+                let id = app.id().to_string();
                 let s = app.stats().snapshot();
                 let l = || vec![Label::new("app_id", id.clone())];
                 gauge!(self.name("connected"), l()).set(app.connections().count() as f64);

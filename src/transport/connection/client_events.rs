@@ -13,7 +13,7 @@ use super::Connection;
 
 impl Connection {
     pub(super) fn client_event(&mut self, event: &str, channel: Option<&str>, data: Option<&RawValue>) {
-        let cfg = &self.app.config;
+        let cfg = self.app.config();
         if !cfg.client_events {
             return self.error(None, "Client events are not enabled for this app");
         }

@@ -154,15 +154,15 @@ impl Connection {
         let (hub, activity_timeout) = (&ctx.hub, ctx.config.activity_timeout);
         let app =
             hub.app_by_key(app_key).ok_or_else(|| Refusal::new(4001, format!("App key {app_key} does not exist")))?;
-        if !app.config.connection_origin_allowed(origin) {
+        if !app.config().connection_origin_allowed(origin) {
             return Err(Refusal::new(4009, "Origin not allowed"));
         }
-        if !app.config.enabled {
+        if !app.config().enabled {
             return Err(Refusal::new(4003, "Application is disabled"));
         }
         check_protocol(query.protocol.as_deref())?;
         check_version(query.version.as_deref())?;
-        if !app.connections().try_reserve(app.config.max_connections) {
+        if !app.connections().try_reserve(app.config().max_connections) {
             return Err(Refusal::new(4004, "Application is over its connection quota"));
         }
         let conn = hub.new_connection(&app);

@@ -9,7 +9,7 @@ use super::{Connection, SignedIn};
 
 impl Connection {
     pub(super) fn sign_in(&mut self, d: SigninData) {
-        let cfg = &self.app.config;
+        let cfg = self.app.config();
         let s = signature::user_string(&self.socket_id(), &d.user_data);
         if !signature::verify_auth(&cfg.key, &cfg.secret, s.as_bytes(), &d.auth) {
             return self.close_with(4009, "Invalid signature for pusher:signin");

@@ -12,19 +12,19 @@ use super::Connection;
 impl Connection {
     pub(super) async fn subscribe(&mut self, d: SubscribeData) {
         let name = d.channel.as_str();
-        if let Err(e) = channel::validate_name(name, self.app.config.max_channel_name_length, true) {
+        if let Err(e) = channel::validate_name(name, self.app.config().max_channel_name_length, true) {
             return self.subscription_error(name, &format!("Invalid channel name {name}: {e}"), 400);
         }
         if self.subscriptions.contains(name) {
             return self.error(None, &format!("Existing subscription to channel {name}"));
         }
-        let max = self.app.config.max_subscriptions_per_connection;
+        let max = self.app.config().max_subscriptions_per_connection;
         if self.subscriptions.len() >= max {
             return self.subscription_error(name, &format!("A connection may join at most {max} channels"), 403);
         }
         let ty = ChannelType::of(name);
         let auth = d.auth.as_deref().unwrap_or("");
-        let cfg = &self.app.config;
+        let cfg = self.app.config();
         let member = match ty.kind {
             ChannelKind::Public => None,
             ChannelKind::User => {
@@ -65,7 +65,7 @@ impl Connection {
 
     /// Verifies a presence subscription and returns the member it adds.
     fn presence_member(&self, name: &str, auth: &str, channel_data: Option<&str>) -> Result<Member, (String, u16)> {
-        let cfg = &self.app.config;
+        let cfg = self.app.config();
         let Some(data) = channel_data else {
             // Signed-in sockets may join without channel_data; the member is the signed-in user.
             let s = signature::private_string(&self.socket_id(), name);

@@ -53,7 +53,7 @@ pub(super) async fn serve_stream(
             return;
         }
     };
-    tracing::debug!(socket_id = conn.socket_id(), app = %conn.app().config.id, "connection opened");
+    tracing::debug!(socket_id = conn.socket_id(), app = %conn.app().id(), "connection opened");
     let outbox = conn.outbox().clone();
     let mut input = Input::Open;
     if !decoder.buf.is_empty() {

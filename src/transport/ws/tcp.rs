@@ -38,7 +38,7 @@ impl Task {
                 return Err(Box::pin(refused));
             }
         };
-        tracing::debug!(socket_id = conn.socket_id(), app = %conn.app().config.id, "connection opened");
+        tracing::debug!(socket_id = conn.socket_id(), app = %conn.app().id(), "connection opened");
         let socket = Arc::new(Socket { stream, app: conn.app().clone() });
         conn.outbox().attach(socket.clone());
         let tcp = TcpState { socket, decoder: Decoder::new(early), input: Input::Open };
