@@ -57,6 +57,28 @@ trap 'exit 130' INT TERM
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
+# A free port P at most 55535 with P + 10000 free too (a Redis Cluster node's bus port).
+cluster_port() {
+  python3 -c '
+import random, socket
+while True:
+    p = random.randint(20000, 55535)
+    try:
+        for q in (p, p + 10000):
+            socket.socket().bind(("127.0.0.1", q))
+        print(p)
+        break
+    except OSError:
+        pass'
+}
+
+# Waits up to 10 s for the Redis on port $1 to answer.
+wait_redis() {
+  for _ in $(seq 1 100); do redis-cli -p "$1" ping >/dev/null 2>&1 && return 0; sleep 0.1; done
+  echo "Redis on port $1 did not start (log: $WORK/redis-$1.log)" >&2
+  return 1
+}
+
 # The pid of the process listening on 127.0.0.1:$1 (empty when ss cannot tell): its CPU is reported.
 listener_pid() { ss -ltnpH "sport = :$1" 2>/dev/null | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2; }
 
@@ -65,18 +87,19 @@ start_redis_cluster() {
   local ports=() p
   CLUSTER_PIDS=()
   for _ in 1 2 3; do
-    p="$(free_port)"
+    p="$(cluster_port)"
     ports+=("$p")
     redis-server --port "$p" --bind 127.0.0.1 --cluster-enabled yes --cluster-config-file "$WORK/nodes-$p.conf" \
       --dir "$WORK" --save '' --appendonly no >"$WORK/redis-$p.log" 2>&1 &
     STARTED+=("$!")
     CLUSTER_PIDS+=("$!")
   done
-  for p in "${ports[@]}"; do
-    until redis-cli -p "$p" ping >/dev/null 2>&1; do sleep 0.1; done
-  done
+  for p in "${ports[@]}"; do wait_redis "$p"; done
   redis-cli --cluster create "${ports[@]/#/127.0.0.1:}" --cluster-yes >"$WORK/cluster-create.log"
-  until redis-cli -p "${ports[0]}" cluster info | grep -q 'cluster_state:ok'; do sleep 0.2; done
+  for _ in $(seq 1 100); do
+    redis-cli -p "${ports[0]}" cluster info | grep -q 'cluster_state:ok' && break
+    sleep 0.2
+  done
   CLUSTER_URL="redis://127.0.0.1:${ports[0]},redis://127.0.0.1:${ports[1]},redis://127.0.0.1:${ports[2]}"
 }
 
