@@ -6,6 +6,7 @@
 #   BASE=/work/h-bench-base/target/release/sinew tests/bench/cluster.sh
 #                                  # also a build without interest routing (2b4f2b0), on standalone Redis
 #   TOPOLOGIES="standalone" NODE_COUNTS="3" MODES="paced" tests/bench/cluster.sh
+#   ROUNDS=3 BASE=... tests/bench/cluster.sh               # three times over; the table gives medians
 #
 # Topologies: `standalone` (one Redis), `cluster` (a Redis Cluster), `nats` (NATS for channel
 # traffic, Redis for state), each with every channel's subscribers on one node (each node holds
@@ -38,7 +39,7 @@ OUT="${OUT:-$TARGET/bench/cluster-$(date +%Y%m%d-%H%M%S)}"
 # 360 channels (a multiple of 1, 9 and 36: every owning and publishing node paired equally often).
 SHAPE="${SHAPE:---channels 360 --per-channel 10}"
 PACED="${PACED:---messages 3600 --rate 600 --publishers 4}"
-MAX="${MAX:---messages 10800 --rate 0 --publishers 8}"
+MAX="${MAX:---messages 36000 --rate 0 --publishers 8}"
 
 mkdir -p "$OUT"
 WORK="$(mktemp -d)"
@@ -138,14 +139,29 @@ stop_nodes() {
 
 join() { local IFS=,; echo "$*"; }
 
+# Starts the nodes of build $1 (binary $2) on topology $3, $4 of them, and runs mode $5 against them.
+run_one() {
+  local name="$1" bin="$2" topo="$3" count="$4" mode="$5" layout="" load="$MAX" nodes=() p prefix
+  [ "$topo" = spread ] && layout="--spread"
+  [ "$mode" = paced ] && load="$PACED"
+  prefix="bench-$$-$round-$name-$topo-$count-$mode"
+  start_nodes "$bin" "$topo" "$count" "$prefix"
+  for p in "${NODE_PORTS[@]}"; do nodes+=("127.0.0.1:$p"); done
+  echo "== round $round: $name $topo $count node(s) $mode" >&2
+  # shellcheck disable=SC2086
+  taskset -c "$BENCH_CORE" "$BENCH" cluster-fanout --nodes "$(join "${nodes[@]}")" \
+    --metrics-ports "$(join "${METRIC_PORTS[@]}")" --server-pids "$(join "${NODE_PIDS[@]}")" \
+    ${BUS_PIDS:+--bus-pids "$BUS_PIDS"} $SHAPE $layout $load --connect-rate 2000 \
+    --label "$name/$topo/$count/$mode" --json "$OUT/results.jsonl" || STATUS=$?
+  stop_nodes
+}
+
 STATUS=0
 BUILDS="new=$SINEW"
 [ -n "$BASE" ] && BUILDS="$BUILDS base=$BASE"
-for build in $BUILDS; do
-  name="${build%%=*}" bin="${build#*=}"
+# Rounds outermost and the builds alternating innermost, so a slow minute touches both alike.
+for round in $(seq 1 "${ROUNDS:-1}"); do
   for topo in $TOPOLOGIES; do
-    # The build before interest routing has neither the cluster engine nor NATS.
-    case "$name/$topo" in base/cluster | base/nats) continue ;; esac
     if [ "$topo" = cluster ] && [ -z "${CLUSTER_URL:-}" ]; then start_redis_cluster; fi
     case "$topo" in
       cluster) BUS_PIDS="$(join "${CLUSTER_PIDS[@]}")" ;;
@@ -154,22 +170,12 @@ for build in $BUILDS; do
     esac
     for count in $NODE_COUNTS; do
       for mode in $MODES; do
-        layout=""
-        if [ "$topo" = spread ]; then
-          [ "$count" -gt 1 ] && [ "$mode" = paced ] || continue
-          layout="--spread"
-        fi
-        prefix="bench-$$-$name-$topo-$count-$mode"
-        start_nodes "$bin" "$topo" "$count" "$prefix"
-        nodes=() ; for p in "${NODE_PORTS[@]}"; do nodes+=("127.0.0.1:$p"); done
-        case "$mode" in paced) load="$PACED" ;; *) load="$MAX" ;; esac
-        echo "== $name $topo $count node(s) $mode" >&2
-        # shellcheck disable=SC2086
-        taskset -c "$BENCH_CORE" "$BENCH" cluster-fanout --nodes "$(join "${nodes[@]}")" \
-          --metrics-ports "$(join "${METRIC_PORTS[@]}")" --server-pids "$(join "${NODE_PIDS[@]}")" \
-          ${BUS_PIDS:+--bus-pids "$BUS_PIDS"} $SHAPE $layout $load --connect-rate 2000 \
-          --label "$name/$topo/$count/$mode" --json "$OUT/results.jsonl" || STATUS=$?
-        stop_nodes
+        [ "$topo" = spread ] && { [ "$count" -gt 1 ] && [ "$mode" = paced ] || continue; }
+        for build in $BUILDS; do
+          # The build before interest routing has neither the cluster engine nor NATS.
+          case "${build%%=*}/$topo" in base/cluster | base/nats) continue ;; esac
+          run_one "${build%%=*}" "${build#*=}" "$topo" "$count" "$mode"
+        done
       done
     done
   done
