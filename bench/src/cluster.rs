@@ -279,6 +279,8 @@ pub async fn cluster_fanout(env: Arc<Env>, o: ClusterOpts) -> Report {
     }
     if !o.server_pids.is_empty() && cpu_known {
         report.figure("nodes_cpu_s", round(cpu_total, 3));
+        // About the number of cores the nodes may use when they were the limit.
+        report.figure("nodes_cpu_per_wall_s", round(cpu_total / elapsed.max(1e-9), 2));
         if delivered > 0 {
             report.figure("nodes_cpu_us_per_delivery", round(cpu_total * 1e6 / delivered as f64, 3));
         }

@@ -19,6 +19,7 @@ def figures(r):
         "p50 ms": lat.get("p50_ms"),
         "p99 ms": lat.get("p99_ms"),
         "nodes' CPU us/delivery": f.get("nodes_cpu_us_per_delivery"),
+        "nodes' CPU s per s": f.get("nodes_cpu_per_wall_s"),
         "bus messages received per node": f.get("bus_received_per_node"),
         "Redis/NATS CPU s": sum(servers) if servers and None not in servers else None,
         "generator busy": f.get("generator_busy"),
@@ -26,7 +27,7 @@ def figures(r):
 
 
 FORMATS = {"p50 ms": "{:.1f}", "p99 ms": "{:.1f}", "nodes' CPU us/delivery": "{:.1f}",
-           "Redis/NATS CPU s": "{:.2f}", "generator busy": "{:.2f}"}
+           "Redis/NATS CPU s": "{:.2f}", "nodes' CPU s per s": "{:.2f}", "generator busy": "{:.2f}"}
 RANGED = {"deliveries/s", "p99 ms", "nodes' CPU us/delivery"}
 
 
