@@ -183,7 +183,8 @@ fn ranges(lost: &[(usize, u64)], t0_ms: u64) -> Vec<Value> {
     out.iter().map(|r| json!([s(r.2), s(r.3), r.4])).collect()
 }
 
-fn target_for(base: &Target, authority: &str) -> anyhow::Result<Target> {
+/// `base` with another node's address.
+pub fn target_for(base: &Target, authority: &str) -> anyhow::Result<Target> {
     use std::net::ToSocketAddrs as _;
     let addr = authority
         .to_socket_addrs()

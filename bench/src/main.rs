@@ -6,6 +6,7 @@
 
 mod chaos;
 mod client;
+mod cluster;
 mod fanout;
 mod framing;
 mod idle;
@@ -80,6 +81,9 @@ enum Scenario {
     ChaosCount(chaos::ChaosOpts),
     /// Subscribers that stop reading while events are published to them, and a few that read.
     Storm(storm::StormOpts),
+    /// Channels held by different nodes of a cluster, REST publishes over them: deliveries,
+    /// latency, and each node's CPU time and cluster-bus messages.
+    ClusterFanout(cluster::ClusterOpts),
 }
 
 /// Settings shared by every scenario.
@@ -101,6 +105,7 @@ impl Scenario {
             Scenario::Soak(o) => o.listeners + o.churners,
             Scenario::ChaosCount(o) => o.nodes.len() * o.subscribers_per_node,
             Scenario::Storm(o) => o.slow + o.readers,
+            Scenario::ClusterFanout(o) => o.channels * o.per_channel,
         }
     }
 }
@@ -134,6 +139,7 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Soak(o) => soak::soak(env, o).await,
         Scenario::ChaosCount(o) => chaos::chaos_count(env, o).await,
         Scenario::Storm(o) => storm::storm(env, o).await,
+        Scenario::ClusterFanout(o) => cluster::cluster_fanout(env, o).await,
     };
     if !cli.label.is_empty() {
         report.param("label", cli.label.as_str());
