@@ -7,7 +7,7 @@
 //!   as the ACL user over `rediss://`, verifying the server's certificate against a test CA.
 
 use crate::cluster_support::publish_until_received;
-use crate::cluster_support::servers::{free_port, query, redis_server, wait_until};
+use crate::cluster_support::servers::{free_cluster_port, free_port, query, redis_server, wait_until};
 use crate::common::{APP_ID, Client, KEY, Rest, SECRET, TestServer};
 use crate::process_support::SinewProcess;
 use std::path::PathBuf;
@@ -237,18 +237,43 @@ fn make_certs(dir: &std::path::Path) {
     ]);
 }
 
-/// Kills the child and removes the directory on drop.
+/// Kills the children and removes the directory on drop.
 struct TlsRedis {
-    child: Child,
+    children: Vec<Child>,
     dir: PathBuf,
 }
 
 impl Drop for TlsRedis {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// The arguments of a TLS-only `redis-server` on `port` whose default user is off and whose ACL
+/// user `sinew` (password `s3cret`) may do everything; certificates from `dir` (see [`make_certs`]).
+fn tls_server_args(dir: &std::path::Path, port: u16) -> Vec<String> {
+    let path = |f: &str| dir.join(f).to_str().unwrap().to_string();
+    let mut args: Vec<String> =
+        ["--port", "0", "--tls-port", &port.to_string(), "--bind", "127.0.0.1"].iter().map(|s| s.to_string()).collect();
+    for (k, v) in [
+        ("--save", String::new()),
+        ("--appendonly", "no".into()),
+        ("--tls-cert-file", path("redis.pem")),
+        ("--tls-key-file", path("redis.key")),
+        ("--tls-ca-cert-file", path("ca.pem")),
+        ("--tls-auth-clients", "no".into()),
+    ] {
+        args.push(k.into());
+        args.push(v);
+    }
+    args.extend(
+        ["--user", "default", "off", "--user", "sinew", "on", ">s3cret", "~*", "&*", "+@all"].map(String::from),
+    );
+    args
 }
 
 #[tokio::test]
@@ -257,39 +282,10 @@ async fn nodes_reach_redis_over_tls_as_an_acl_user() {
     std::fs::create_dir_all(&dir).unwrap();
     make_certs(&dir);
     let port = free_port();
-    let path = |f: &str| dir.join(f).to_str().unwrap().to_string();
-    let child = redis_server(&[
-        "--port",
-        "0",
-        "--tls-port",
-        &port.to_string(),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--tls-cert-file",
-        &path("redis.pem"),
-        "--tls-key-file",
-        &path("redis.key"),
-        "--tls-ca-cert-file",
-        &path("ca.pem"),
-        "--tls-auth-clients",
-        "no",
-        "--user",
-        "default",
-        "off",
-        "--user",
-        "sinew",
-        "on",
-        ">s3cret",
-        "~*",
-        "&*",
-        "+@all",
-    ]);
-    let ca = path("ca.pem");
-    let redis = TlsRedis { child, dir };
+    let args = tls_server_args(&dir, port);
+    let child = redis_server(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let ca = dir.join("ca.pem").to_str().unwrap().to_string();
+    let redis = TlsRedis { children: vec![child], dir };
     let url = format!("rediss://sinew:s3cret@127.0.0.1:{port}");
     let prefix = format!("sinew-tls-{}", rand::random::<u64>());
     let env = [
@@ -327,5 +323,75 @@ async fn nodes_reach_redis_over_tls_as_an_acl_user() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let res = reqwest::get(format!("http://{}/ready", c.addr)).await.unwrap();
     assert_eq!(res.status(), 503);
+    drop(redis);
+}
+
+/// A Redis Cluster of three TLS-only primaries whose default user is off: two `sinew` processes
+/// reach it over `rediss://` as the ACL user, with the seed list of the environment contract.
+#[tokio::test]
+async fn a_redis_cluster_over_tls_as_an_acl_user() {
+    let dir = std::env::temp_dir().join(format!("sinew-cluster-tls-{}", rand::random::<u64>()));
+    std::fs::create_dir_all(&dir).unwrap();
+    make_certs(&dir);
+    let ports: Vec<u16> = (0..3).map(|_| free_cluster_port()).collect();
+    let mut redis = TlsRedis { children: Vec::new(), dir: dir.clone() };
+    for &port in &ports {
+        let mut args = tls_server_args(&dir, port);
+        let conf = dir.join(format!("nodes-{port}.conf"));
+        for a in ["--cluster-enabled", "yes", "--tls-cluster", "yes", "--cluster-config-file", conf.to_str().unwrap()] {
+            args.push(a.into());
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        redis.children.push(redis_server(&args));
+    }
+    let ca = dir.join("ca.pem").to_str().unwrap().to_string();
+    let cli = |args: &[&str]| {
+        let out = Command::new("redis-cli")
+            .args(["--tls", "--cacert", &ca, "--user", "sinew", "--pass", "s3cret", "--no-auth-warning"])
+            .args(args)
+            .output()
+            .expect("redis-cli on PATH");
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    for &port in &ports {
+        let p = port.to_string();
+        wait_until("a TLS node to answer", async || cli(&["-p", &p, "PING"]).contains("PONG")).await;
+    }
+    let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let mut create = vec!["--cluster", "create"];
+    create.extend(addrs.iter().map(String::as_str));
+    create.push("--cluster-yes");
+    cli(&create);
+    for &port in &ports {
+        let p = port.to_string();
+        wait_until("the TLS cluster healthy", async || {
+            cli(&["-p", &p, "CLUSTER", "INFO"]).contains("cluster_state:ok")
+        })
+        .await;
+    }
+    let url = format!("rediss://sinew:s3cret@127.0.0.1:{},rediss://sinew:s3cret@127.0.0.1:{}", ports[0], ports[1]);
+    let prefix = format!("sinew-tls-cluster-{}", rand::random::<u64>());
+    let env = [
+        ("SINEW_ADAPTER", "redis"),
+        ("SINEW_REDIS_CLUSTER", "true"),
+        ("SINEW_REDIS_URL", url.as_str()),
+        ("SINEW_REDIS_PREFIX", prefix.as_str()),
+        ("SSL_CERT_FILE", ca.as_str()),
+    ];
+    let (a, b) = (SinewProcess::spawn(&env).await, SinewProcess::spawn(&env).await);
+    for node in [&a, &b] {
+        let ready = format!("http://{}/ready", node.addr);
+        wait_until("the node to reach the cluster over TLS", async || {
+            reqwest::get(&ready).await.is_ok_and(|r| r.status() == 200)
+        })
+        .await;
+    }
+    let mut watcher = Client::established(b.addr).await;
+    watcher.subscribe("tls-cluster-news").await;
+    let mut member = Client::established(a.addr).await;
+    member.subscribe_presence("presence-tls", r#"{"user_id":"ada"}"#).await;
+    publish_until_received(&Rest::at(a.addr), &mut watcher, "tls-cluster-news").await;
+    let (_, info) = Rest::at(b.addr).get("/channels/presence-tls", &[("info", "user_count")]).await;
+    assert_eq!(info["user_count"], 1, "the member on node A is counted on node B");
     drop(redis);
 }

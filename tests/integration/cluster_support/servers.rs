@@ -11,7 +11,7 @@ pub fn free_port() -> u16 {
 }
 
 /// A free port for a Redis Cluster node, whose cluster bus listens on the port + 10000.
-fn free_cluster_port() -> u16 {
+pub fn free_cluster_port() -> u16 {
     loop {
         let port = free_port();
         if port <= 55000 && std::net::TcpListener::bind(("127.0.0.1", port + 10000)).is_ok() {
