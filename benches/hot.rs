@@ -51,7 +51,7 @@ fn encode_channel_event(b: Bencher, size: usize) {
 fn fan_out(b: Bencher, subscribers: usize) {
     let config = Config::load(None, Vec::new()).unwrap_or_else(|e| panic!("{e}"));
     let hub = Hub::new(&config, &sinew::webhooks::Webhooks::new(&config), &sinew::hub::DebugFeed::default());
-    let app = hub.apps().next().cloned().unwrap_or_else(|| panic!("no app"));
+    let app = hub.apps().into_iter().next().unwrap_or_else(|| panic!("no app"));
     let conns: Vec<ConnRef> = (0..subscribers).map(|_| hub.new_connection(&app)).collect();
     for c in &conns {
         app.subscribe(c, "bench-fanout", None).unwrap_or_else(|e| panic!("{e}"));

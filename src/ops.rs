@@ -42,7 +42,7 @@ pub async fn ready(State(ctx): State<Context>) -> impl IntoResponse {
 pub async fn usage(State(ctx): State<Context>) -> Json<serde_json::Value> {
     let stats = ctx.hub.stats();
     let hooks = ctx.webhooks.stats();
-    let connections: u64 = ctx.hub.apps().map(|a| a.connections().count()).sum();
+    let connections: u64 = ctx.hub.apps().iter().map(|a| a.connections().count()).sum();
     let a = ctx.hub.adapter();
     let adapter = match a.stats() {
         Some(s) => {
@@ -60,8 +60,13 @@ pub async fn usage(State(ctx): State<Context>) -> Json<serde_json::Value> {
         }
         None => json!({ "kind": a.kind() }),
     };
+    let app_store = match ctx.apps.store() {
+        Some(store) => json!({ "kind": ctx.config.app_store, "apps": served_apps(&ctx), "queries": store.queries() }),
+        None => json!({ "kind": "config", "apps": served_apps(&ctx) }),
+    };
     Json(json!({
         "adapter": adapter,
+        "app_store": app_store,
         "memory": { "rss": crate::telemetry::resident_bytes() },
         "connections": connections,
         "http_sessions": stats.http_sessions,
@@ -79,4 +84,9 @@ pub async fn usage(State(ctx): State<Context>) -> Json<serde_json::Value> {
             "lost": hooks.lost.load(Ordering::Relaxed),
         },
     }))
+}
+
+/// How many apps this node serves.
+fn served_apps(ctx: &Context) -> usize {
+    ctx.hub.apps().len()
 }

@@ -1,5 +1,7 @@
 //! The context every request handler and connection task shares.
 
+use crate::app_store::SqlStore;
+use crate::app_store::directory::Directory;
 use crate::config::Config;
 use crate::hub::{DebugFeed, Hub};
 use crate::telemetry::metrics::Metrics;
@@ -26,6 +28,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Live feed of the debug console.
     pub debug: DebugFeed,
+    /// The app store behind the hub's apps (apps inserted in its table are found on first use).
+    pub apps: Arc<Directory>,
     draining: Arc<AtomicBool>,
     unready: Arc<AtomicBool>,
 }
@@ -35,7 +39,12 @@ impl Context {
     pub fn new(config: Config) -> Self {
         let webhooks = Arc::new(Webhooks::new(&config));
         let debug = DebugFeed::default();
+        let store = SqlStore::from_config(&config).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "app store refused; serving the apps read at start-up only");
+            None
+        });
         Context {
+            apps: Arc::new(Directory::new(store)),
             hub: Hub::new(&config, &webhooks, &debug),
             debug,
             webhooks,

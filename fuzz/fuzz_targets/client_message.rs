@@ -67,7 +67,7 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let _guard = w.rt.enter();
-    let open = || Connection::open(&w.ctx, KEY, &ClientQuery::default(), None).unwrap();
+    let open = || w.rt.block_on(Connection::open(&w.ctx, KEY, &ClientQuery::default(), None)).unwrap();
     let (mut a, mut b) = (open(), open());
     let mut queued = Vec::new();
     for line in data.split(|&b| b == b'\n') {

@@ -47,8 +47,23 @@ where
         let body =
             Bytes::from_request(Request::from_parts(parts, body), state).await.map_err(IntoResponse::into_response)?;
         let app = match app_id {
-            Some(id) => verify(&ctx, &id, &method, &uri, &body),
-            None => verify_by_key(&ctx, &method, &uri, &body),
+            Some(id) => {
+                // An app id not served yet may have just been inserted in the app store.
+                ctx.apps
+                    .find_id(&ctx.hub, &id)
+                    .await
+                    .map_err(|e| ApiError::Unavailable(e.to_string()).into_response())?;
+                verify(&ctx, &id, &method, &uri, &body)
+            }
+            None => {
+                if let Some(key) = query_param(&uri, "auth_key") {
+                    ctx.apps
+                        .find_key(&ctx.hub, &key)
+                        .await
+                        .map_err(|e| ApiError::Unavailable(e.to_string()).into_response())?;
+                }
+                verify_by_key(&ctx, &method, &uri, &body)
+            }
         }
         .map_err(IntoResponse::into_response)?;
         Ok(Signed { app, uri, body })

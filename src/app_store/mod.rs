@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod columns;
+pub mod directory;
 pub mod schema;
 pub mod write;
 

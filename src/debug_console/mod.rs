@@ -90,6 +90,7 @@ async fn state(State(ctx): State<Context>, Query(q): Query<TokenQuery>) -> Respo
     let apps: Vec<Value> = ctx
         .hub
         .apps()
+        .iter()
         .map(|app| {
             let channels: Vec<Value> = app
                 .channels()

@@ -38,7 +38,7 @@ use crate::webhooks::{Emitter, Trigger, Webhooks};
 use arc_swap::ArcSwap;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 /// Identifies a connection on this node.
 pub type ConnId = u64;
@@ -166,13 +166,21 @@ impl AppState {
     }
 }
 
+/// The apps this node serves, by key and by id.
+#[derive(Default)]
+struct AppIndex {
+    by_key: HashMap<String, Arc<AppState>>,
+    by_id: HashMap<String, Arc<AppState>>,
+}
+
 struct HubInner {
     node_id: u32,
     next_conn: AtomicU64,
-    by_key: HashMap<String, Arc<AppState>>,
-    by_id: HashMap<String, Arc<AppState>>,
+    /// Read on every connection and REST call, written only when an app is added.
+    apps: RwLock<AppIndex>,
     outbox_limits: OutboxLimits,
     adapter: Adapter,
+    debug: DebugFeed,
 }
 
 /// Handle to all shared state of this node.
@@ -191,8 +199,7 @@ impl Hub {
         let node_id = rand::random::<u32>() % 1_000_000_000 + 1;
         let adapter = Adapter::from_config(config, node_id);
         webhooks.watch(Arc::new(debug.clone()));
-        let mut by_key = HashMap::new();
-        let mut by_id = HashMap::new();
+        let mut index = AppIndex::default();
         for app in &config.apps {
             let state = Arc::new(AppState::with_feed(
                 app.clone(),
@@ -201,42 +208,71 @@ impl Hub {
                 debug.clone(),
                 adapter.clone(),
             ));
-            by_key.insert(app.key.clone(), state.clone());
-            by_id.insert(app.id.clone(), state);
+            index.by_key.insert(app.key.clone(), state.clone());
+            index.by_id.insert(app.id.clone(), state);
         }
         Hub {
             inner: Arc::new(HubInner {
                 node_id,
                 next_conn: AtomicU64::new(1),
-                by_key,
-                by_id,
+                apps: RwLock::new(index),
                 outbox_limits: OutboxLimits {
                     max_messages: config.outbox_max_messages,
                     max_bytes: config.outbox_max_bytes,
                 },
                 adapter,
+                debug: debug.clone(),
             }),
         }
     }
 
+    fn index(&self) -> std::sync::RwLockReadGuard<'_, AppIndex> {
+        self.inner.apps.read().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The app with this public key.
     pub fn app_by_key(&self, key: &str) -> Option<Arc<AppState>> {
-        self.inner.by_key.get(key).cloned()
+        self.index().by_key.get(key).cloned()
     }
 
     /// The app with this id.
     pub fn app_by_id(&self, id: &str) -> Option<Arc<AppState>> {
-        self.inner.by_id.get(id).cloned()
+        self.index().by_id.get(id).cloned()
     }
 
     /// Every app.
-    pub fn apps(&self) -> impl Iterator<Item = &Arc<AppState>> {
-        self.inner.by_id.values()
+    pub fn apps(&self) -> Vec<Arc<AppState>> {
+        self.index().by_id.values().cloned().collect()
+    }
+
+    /// Starts serving an app found after start-up (in the app store); false when its id or key
+    /// is already served. Its webhooks are sent only after a restart (the webhook tasks are made
+    /// at start-up), which is logged.
+    pub fn add_app(&self, config: AppConfig) -> bool {
+        let mut index = self.inner.apps.write().unwrap_or_else(|p| p.into_inner());
+        if index.by_id.contains_key(&config.id) || index.by_key.contains_key(&config.key) {
+            return false;
+        }
+        if !config.webhooks.is_empty() {
+            tracing::warn!(app = %config.id, "app added while running: its webhooks are sent after a restart");
+        }
+        let (id, key) = (config.id.clone(), config.key.clone());
+        let state = Arc::new(AppState::with_feed(
+            config,
+            Arc::default(),
+            None,
+            self.inner.debug.clone(),
+            self.inner.adapter.clone(),
+        ));
+        tracing::info!(app = %id, "app added from the app store");
+        index.by_key.insert(key, state.clone());
+        index.by_id.insert(id, state);
+        true
     }
 
     /// Every app's counters, summed.
     pub fn stats(&self) -> StatsSnapshot {
-        self.apps().map(|a| a.stats.snapshot()).fold(StatsSnapshot::default(), |a, b| a + b)
+        self.apps().iter().map(|a| a.stats.snapshot()).fold(StatsSnapshot::default(), |a, b| a + b)
     }
 
     /// Allocates a new connection id and its outbound queue for a connection of `app`.

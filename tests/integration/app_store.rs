@@ -265,6 +265,87 @@ async fn the_apps_commands_manage_the_store(db: Db) {
     t.drop_db().await;
 }
 
+/// An app inserted in the table while two nodes run connects and publishes at its first try on
+/// both; a burst of connections with made-up keys gets 4001 and costs the store a handful of
+/// queries; with the database gone, a made-up key gets 4100 (try again), a known one connects.
+async fn apps_inserted_while_running_are_found_at_first_use(db: Db) {
+    let t = TestDb::create(db).await;
+    let url = t.url();
+    let sinew = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sinew"))
+            .args(args)
+            .env("SINEW_APP_STORE", t.store())
+            .env("SINEW_DATABASE_URL", &url)
+            .output()
+            .unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).to_string())
+    };
+    assert!(sinew(&["db", "migrate"]).0);
+    assert!(sinew(&["apps", "create", "--set", "id=first", "--set", "key=first-key"]).0);
+    let env = [("SINEW_APP_STORE", t.store()), ("SINEW_DATABASE_URL", url.as_str())];
+    let (a, b) = (SinewProcess::spawn(&env).await, SinewProcess::spawn(&env).await);
+
+    let (ok, out) =
+        sinew(&["apps", "create", "--set", "id=late", "--set", "key=late-key", "--set", "client_events=true"]);
+    assert!(ok, "{out}");
+    let secret = out.lines().find_map(|l| l.strip_prefix("secret=")).unwrap().to_string();
+    let mut on_b = Client::connect(b.addr, "late-key").await;
+    assert_eq!(on_b.recv().await["event"], "pusher:connection_established", "found at the first connection");
+    on_b.subscribe("news").await;
+    assert_eq!(
+        rest(a.addr, "late", "late-key", &secret).trigger("news", "hi", "1").await.0,
+        200,
+        "found at the first REST call"
+    );
+
+    let usage = |addr| async move {
+        let v: serde_json::Value = reqwest::get(format!("http://{addr}/usage")).await.unwrap().json().await.unwrap();
+        v["app_store"]["queries"].as_u64().unwrap()
+    };
+    let before = usage(a.addr).await;
+    let mut burst = Vec::new();
+    for i in 0..300 {
+        let addr = a.addr;
+        burst.push(tokio::spawn(async move {
+            let mut c = Client::connect(addr, &format!("made-up-{i}")).await;
+            c.recv().await["data"]["code"].as_u64()
+        }));
+    }
+    for c in burst {
+        assert_eq!(c.await.unwrap(), Some(4001));
+    }
+    let queries = usage(a.addr).await - before;
+    eprintln!("300 unknown keys cost the store {queries} queries");
+    assert!(queries <= 20, "300 unknown keys cost {queries} queries");
+    drop((a, b));
+
+    // The database gone: known apps connect, unknown keys are asked to come back.
+    let nowhere = if db == Db::Postgres { "postgres://postgres@127.0.0.1:9/x" } else { "mysql://root@127.0.0.1:9/x" };
+    let cfg = "[[apps]]\nid = \"cfg\"\nkey = \"cfg-key\"\nsecret = \"cfg-secret\"\n";
+    let file = std::env::temp_dir().join(format!("sinew-store-down-{}.toml", rand::random::<u32>()));
+    std::fs::write(&file, cfg).unwrap();
+    let file_arg = file.to_str().unwrap().to_string();
+    let down = [("SINEW_APP_STORE", t.store()), ("SINEW_DATABASE_URL", nowhere)];
+    let node = SinewProcess::spawn_args(&["--config", &file_arg], &down).await;
+    let mut known = Client::connect(node.addr, "cfg-key").await;
+    assert_eq!(known.recv().await["event"], "pusher:connection_established");
+    let mut unknown = Client::connect(node.addr, "late-key").await;
+    assert_eq!(unknown.recv().await["data"]["code"], 4100);
+    drop(node);
+    let _ = std::fs::remove_file(file);
+    t.drop_db().await;
+}
+
+#[tokio::test]
+async fn postgres_apps_inserted_while_running_are_found_at_first_use() {
+    apps_inserted_while_running_are_found_at_first_use(Db::Postgres).await;
+}
+
+#[tokio::test]
+async fn mariadb_apps_inserted_while_running_are_found_at_first_use() {
+    apps_inserted_while_running_are_found_at_first_use(Db::MariaDb).await;
+}
+
 #[tokio::test]
 async fn postgres_apps_commands_manage_the_store() {
     the_apps_commands_manage_the_store(Db::Postgres).await;

@@ -147,13 +147,29 @@ impl Connection {
     /// the app's switch (4003), the protocol version and the quota are checked in that order, the
     /// connection is registered and `connection_established` queued. `origin` is the request's
     /// `Origin` header (`Some("")` for one that is not text), `None` when it has none.
-    pub fn open(ctx: &Context, app_key: &str, query: &ClientQuery, origin: Option<&str>) -> Result<Self, Refusal> {
+    pub async fn open(
+        ctx: &Context,
+        app_key: &str,
+        query: &ClientQuery,
+        origin: Option<&str>,
+    ) -> Result<Self, Refusal> {
         if ctx.is_draining() {
             return Err(Refusal::shutting_down());
         }
         let (hub, activity_timeout) = (&ctx.hub, ctx.config.activity_timeout);
-        let app =
-            hub.app_by_key(app_key).ok_or_else(|| Refusal::new(4001, format!("App key {app_key} does not exist")))?;
+        let app = match hub.app_by_key(app_key) {
+            Some(app) => app,
+            // Not served yet: perhaps just inserted in the app store. While the store cannot be
+            // read, 4100 (pusher-js tries again) rather than 4001 (it would give up for good).
+            None => match ctx.apps.find_key(hub, app_key).await {
+                Ok(Some(app)) => app,
+                Ok(None) => return Err(Refusal::new(4001, format!("App key {app_key} does not exist"))),
+                Err(e) => {
+                    tracing::warn!(error = %e, "unknown app key while the app store is unavailable");
+                    return Err(Refusal::new(4100, "App store unavailable: try again shortly"));
+                }
+            },
+        };
         if !app.config().connection_origin_allowed(origin) {
             return Err(Refusal::new(4009, "Origin not allowed"));
         }

@@ -118,7 +118,7 @@ impl Sessions {
         }
         let (tx, rx) = mpsc::channel(BODY_CHUNKS);
         let mut first = first_chunk(kind, true).to_vec();
-        let opened = Connection::open(ctx, app_key, &ClientQuery::parse(query), origin);
+        let opened = Connection::open(ctx, app_key, &ClientQuery::parse(query), origin).await;
         let conn = match opened {
             Ok(conn) => conn,
             Err(refusal) => {

@@ -225,7 +225,7 @@ fn app_key_in<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
 /// `101` response and `pusher:connection_established` (or the refusal) go out in one write. `None`
 /// when the connection is already over (refused, or the client left).
 pub async fn handshake(ctx: &Context, stream: TcpStream, head: Vec<u8>, up: DirectUpgrade) -> Option<Upgraded> {
-    let opened = Connection::open(ctx, &up.key, &up.query, up.origin(&head));
+    let opened = Connection::open(ctx, &up.key, &up.query, up.origin(&head)).await;
     let mut task = Task { opened, config: ctx.config.clone(), shutdown: ctx.shutdown.clone() };
     let tcp = task.answer(stream, head, up).await?;
     Some(Upgraded { task, tcp })
@@ -233,7 +233,7 @@ pub async fn handshake(ctx: &Context, stream: TcpStream, head: Vec<u8>, up: Dire
 
 /// [`handshake`] on any other stream (TLS), then runs the connection to its end.
 pub async fn handshake_stream(ctx: &Context, mut stream: impl Io, head: Vec<u8>, up: DirectUpgrade) {
-    let opened = Connection::open(ctx, &up.key, &up.query, up.origin(&head));
+    let opened = Connection::open(ctx, &up.key, &up.query, up.origin(&head)).await;
     let out = switching_protocols(&up.accept, &opened);
     if !write_stream(&mut stream, &out).await {
         return;

@@ -69,7 +69,7 @@ pub async fn upgrade(State(ctx): State<Context>, Path(key): Path<String>, mut re
     let on_upgrade = hyper::upgrade::on(&mut req);
     // Opened here rather than in the task, so the task does not carry what opening needs.
     let origin = req.headers().get(header::ORIGIN).map(|v| v.to_str().unwrap_or_default());
-    let opened = Connection::open(&ctx, &key, &query, origin);
+    let opened = Connection::open(&ctx, &key, &query, origin).await;
     let task = Task { opened, config: ctx.config.clone(), shutdown: ctx.shutdown.clone() };
     ctx.tasks.spawn(connection_task(task, on_upgrade));
     let mut res = Response::new(Body::empty());

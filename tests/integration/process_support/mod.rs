@@ -24,6 +24,13 @@ impl SinewProcess {
         Self::start(Command::new(env!("CARGO_BIN_EXE_sinew")), env).await
     }
 
+    /// [`SinewProcess::spawn`] with command-line arguments (`--config FILE`).
+    pub async fn spawn_args(args: &[&str], env: &[(&str, &str)]) -> SinewProcess {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sinew"));
+        cmd.args(args);
+        Self::start(cmd, env).await
+    }
+
     /// [`SinewProcess::spawn`], started with a soft open-files limit of `soft` (set by the shell).
     pub async fn spawn_with_soft_nofile(soft: u32, env: &[(&str, &str)]) -> SinewProcess {
         let mut cmd = Command::new("sh");
