@@ -55,7 +55,7 @@ fn parse_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> 
 }
 
 fn validate(app: &AppState, body: EventBody, single_channel: bool) -> Result<Event, ApiError> {
-    let cfg = &*app.config_owned();
+    let cfg = app.config();
     let bad = |m: String| ApiError::BadRequest(m);
     let name = body.name.filter(|n| !n.is_empty()).ok_or_else(|| bad("Missing event name".into()))?;
     if name.len() > cfg.max_event_name_length {

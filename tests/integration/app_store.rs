@@ -80,6 +80,21 @@ impl TestDb {
         }
     }
 
+    /// Runs the `sinew` binary with `args` against the store at `url` (the test's own database when
+    /// `None`): whether it succeeded, its stdout, its stderr.
+    fn sinew(&self, args: &[&str], url: Option<&str>) -> (bool, String, String) {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sinew"))
+            .args(args)
+            .env("SINEW_APP_STORE", self.store())
+            .env("SINEW_DATABASE_URL", url.map_or_else(|| self.url(), str::to_string))
+            .env("SINEW_PORT", "0")
+            .env("SINEW_METRICS_ENABLED", "false")
+            .output()
+            .unwrap();
+        let text = |b: &[u8]| String::from_utf8_lossy(b).to_string();
+        (out.status.success(), text(&out.stdout), text(&out.stderr))
+    }
+
     async fn drop_db(self) {
         let force = if self.db == Db::Postgres { " WITH (FORCE)" } else { "" };
         self.admin(&format!("DROP DATABASE {}{force}", self.name)).await;
@@ -151,20 +166,12 @@ async fn a_soketi_table_serves_its_apps(db: Db) {
     drop(node);
 
     // `sinew db migrate` adds Sinew's columns to soketi's table; its rows keep working.
-    let migrate = || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_sinew"))
-            .args(["db", "migrate"])
-            .env("SINEW_APP_STORE", t.store())
-            .env("SINEW_DATABASE_URL", &url)
-            .output()
-            .unwrap()
-    };
-    let out = migrate();
-    let printed = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(out.status.success(), "{printed}{}", String::from_utf8_lossy(&out.stderr));
+    let migrate = || t.sinew(&["db", "migrate"], None);
+    let (ok, printed, err) = migrate();
+    assert!(ok, "{printed}{err}");
     assert!(printed.contains("sinew_settings") && printed.contains("updated_at"), "{printed}");
     assert!(!printed.contains("CREATE TABLE"), "{printed}");
-    let again = String::from_utf8_lossy(&migrate().stdout).to_string();
+    let again = migrate().1;
     assert!(again.contains("up to date"), "{again}");
     t.run(&["UPDATE apps SET sinew_settings = '{\"subscription_count\": true}' WHERE id = 'app-1'"]).await;
     let node = SinewProcess::spawn(&env).await;
@@ -179,18 +186,8 @@ async fn a_soketi_table_serves_its_apps(db: Db) {
 async fn migrate_creates_the_table_and_a_store_without_apps_or_database_says_so(db: Db) {
     let t = TestDb::create(db).await;
     let url = t.url();
-    let sinew = |args: &[&str], url: &str| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_sinew"))
-            .args(args)
-            .env("SINEW_APP_STORE", t.store())
-            .env("SINEW_DATABASE_URL", url)
-            .env("SINEW_PORT", "0")
-            .env("SINEW_METRICS_ENABLED", "false")
-            .output()
-            .unwrap()
-    };
-    let out = sinew(&["db", "migrate"], &url);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("CREATE TABLE"));
+    let (_, printed, _) = t.sinew(&["db", "migrate"], None);
+    assert!(printed.contains("CREATE TABLE"));
     let k = if db == Db::Postgres { "\"key\"" } else { "`key`" };
     t.run(&[&format!("INSERT INTO apps (id, {k}, secret) VALUES ('fresh', 'fresh-key', 'fresh-secret')")]).await;
     let env = [("SINEW_APP_STORE", t.store()), ("SINEW_DATABASE_URL", url.as_str())];
@@ -200,9 +197,8 @@ async fn migrate_creates_the_table_and_a_store_without_apps_or_database_says_so(
     drop(node);
     // Nothing listens on port 9: no database, no configured app, nothing to serve.
     let nowhere = if db == Db::Postgres { "postgres://postgres@127.0.0.1:9/x" } else { "mysql://root@127.0.0.1:9/x" };
-    let out = sinew(&["serve"], nowhere);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (ok, _, err) = t.sinew(&["serve"], Some(nowhere));
+    assert!(!ok);
     assert!(err.contains("app store is unavailable") && err.contains("nothing to serve"), "{err}");
     t.drop_db().await;
 }
@@ -212,14 +208,8 @@ async fn the_apps_commands_manage_the_store(db: Db) {
     let t = TestDb::create(db).await;
     let url = t.url();
     let sinew = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sinew"))
-            .args(args)
-            .env("SINEW_APP_STORE", t.store())
-            .env("SINEW_DATABASE_URL", &url)
-            .output()
-            .unwrap();
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        (out.status.success(), text)
+        let (ok, out, err) = t.sinew(args, None);
+        (ok, out + &err)
     };
     // On soketi's table as it is: plain settings fit its columns, others need the migration.
     t.run(&[soketi_table(db)]).await;
@@ -272,13 +262,8 @@ async fn apps_inserted_while_running_are_found_at_first_use(db: Db) {
     let t = TestDb::create(db).await;
     let url = t.url();
     let sinew = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sinew"))
-            .args(args)
-            .env("SINEW_APP_STORE", t.store())
-            .env("SINEW_DATABASE_URL", &url)
-            .output()
-            .unwrap();
-        (out.status.success(), String::from_utf8_lossy(&out.stdout).to_string())
+        let (ok, out, _) = t.sinew(args, None);
+        (ok, out)
     };
     assert!(sinew(&["db", "migrate"]).0);
     assert!(sinew(&["apps", "create", "--set", "id=first", "--set", "key=first-key"]).0);
