@@ -55,14 +55,28 @@ impl Directory {
         if let Some(app) = get(hub) {
             return Ok(Some(app));
         }
-        let Some(store) = &self.store else { return Ok(None) };
-        let asked = Instant::now();
+        if self.store.is_none() {
+            return Ok(None);
+        }
+        self.read(hub, Instant::now()).await?;
+        Ok(get(hub))
+    }
+
+    /// Reads the table now (or waits for a read that began now or later) and serves what it holds:
+    /// what the admin API calls after a change, and the change watcher on every notice.
+    pub async fn refresh(&self, hub: &Hub) -> Result<(), StoreError> {
+        self.read(hub, Instant::now()).await
+    }
+
+    /// A read of the table that began at `asked` or later, shared by every caller that waits for it.
+    async fn read(&self, hub: &Hub, asked: Instant) -> Result<(), StoreError> {
+        let Some(store) = &self.store else { return Ok(()) };
         let mut last = self.last.lock().await;
         match *last {
             // A read began after this lookup did: it saw every row inserted before.
-            Some(read) if read.ok && read.started >= asked => {}
+            Some(read) if read.ok && read.started >= asked => Ok(()),
             Some(read) if !read.ok && read.started.elapsed() < MIN_GAP => {
-                return Err(StoreError::Unavailable("the app store could not be read a moment ago".into()));
+                Err(StoreError::Unavailable("the app store could not be read a moment ago".into()))
             }
             previous => {
                 if let Some(read) = previous {
@@ -74,9 +88,8 @@ impl Directory {
                 for app in read? {
                     hub.add_app(app);
                 }
+                Ok(())
             }
         }
-        drop(last);
-        Ok(get(hub))
     }
 }

@@ -150,6 +150,18 @@ pub struct Config {
     pub database_url: String,
     /// The apps table (soketi's `apps` table is read as it is).
     pub app_store_table: String,
+    /// Seconds between full re-reads of the apps table (the only way a change reaches a table
+    /// without Sinew's change tracking, such as soketi's).
+    pub app_store_reload_seconds: u64,
+    /// Seconds between looks at the table's `updated_at` (how MySQL tables announce changes;
+    /// PostgreSQL ones notify at once).
+    pub app_store_poll_seconds: u64,
+    /// Seconds a rotated secret still signs requests, subscriptions and sign-ins.
+    pub secret_grace_seconds: u64,
+    /// Bearer token of the admin API (`/admin/apps`); empty: the admin API is off.
+    pub admin_token: String,
+    /// Port of the admin API; 0: on the main port.
+    pub admin_port: u16,
     /// Applications served by this node.
     pub apps: Vec<AppConfig>,
 }
@@ -194,6 +206,11 @@ impl Default for Config {
             app_store: "config".into(),
             database_url: String::new(),
             app_store_table: "apps".into(),
+            app_store_reload_seconds: 30,
+            app_store_poll_seconds: 5,
+            secret_grace_seconds: 300,
+            admin_token: String::new(),
+            admin_port: 0,
             apps: Vec::new(),
         }
     }

@@ -1,8 +1,21 @@
-//! The app store settings: which store, where, which table.
+//! The app store settings: which store, where, which table, how often it is read again; and the
+//! admin API's.
 
-use super::{Config, ConfigError, invalid};
+use super::{Config, ConfigError, DAY, HOUR, invalid};
 
 pub(super) fn check(c: &Config) -> Result<(), ConfigError> {
+    for (key, value, min, max) in [
+        ("app_store_reload_seconds", c.app_store_reload_seconds, 1, DAY),
+        ("app_store_poll_seconds", c.app_store_poll_seconds, 1, HOUR),
+        ("secret_grace_seconds", c.secret_grace_seconds, 0, 7 * DAY),
+    ] {
+        if !(min..=max).contains(&value) {
+            return Err(invalid(key.into(), &format!("must be between {min} and {max}")));
+        }
+    }
+    if c.admin_port != 0 && (c.admin_port == c.port || (c.metrics_enabled && c.admin_port == c.metrics_port)) {
+        return Err(invalid("admin_port".into(), "must differ from port and metrics_port"));
+    }
     let schemes: &[&str] = match c.app_store.as_str() {
         "config" => return Ok(()),
         "postgres" => &["postgres://", "postgresql://"],
@@ -56,5 +69,24 @@ mod tests {
         assert!(load(&bad_table).unwrap_err().contains("app_store_table"));
         // The config store keeps the development app.
         assert_eq!(load(&[]).unwrap_or_else(|e| panic!("{e}")).apps.len(), 1);
+    }
+
+    #[test]
+    fn reload_poll_grace_and_admin_settings_come_from_the_environment() {
+        let c = load(&[
+            ("SINEW_APP_STORE_RELOAD_SECONDS", "7"),
+            ("SINEW_APP_STORE_POLL_SECONDS", "2"),
+            ("SINEW_SECRET_GRACE_SECONDS", "0"),
+            ("SINEW_ADMIN_TOKEN", "t0ken"),
+            ("SINEW_ADMIN_PORT", "6011"),
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((c.app_store_reload_seconds, c.app_store_poll_seconds, c.secret_grace_seconds), (7, 2, 0));
+        assert_eq!((c.admin_token.as_str(), c.admin_port), ("t0ken", 6011));
+        let d = load(&[]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((d.app_store_reload_seconds, d.app_store_poll_seconds, d.admin_port), (30, 5, 0));
+        assert!(d.admin_token.is_empty());
+        assert!(load(&[("SINEW_APP_STORE_RELOAD_SECONDS", "0")]).unwrap_err().contains("RELOAD_SECONDS"));
+        assert!(load(&[("SINEW_ADMIN_PORT", "6001")]).unwrap_err().contains("ADMIN_PORT"));
     }
 }
