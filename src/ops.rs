@@ -24,12 +24,21 @@ pub async fn up() -> &'static str {
 
 /// `GET /ready`: 200 while serving; 503 from the first shutdown signal on (drain delay included),
 /// and while a clustered node cannot reach Redis (it keeps serving its own clients meanwhile).
+/// With a database app store, says whether the store is reachable.
 pub async fn ready(State(ctx): State<Context>) -> impl IntoResponse {
     let adapter = ctx.hub.adapter();
     let adapter = adapter.is_clustered().then(|| if adapter.is_connected() { "connected" } else { "disconnected" });
-    let body = |ready: bool| match adapter {
-        Some(state) => json!({ "ready": ready, "adapter": state }),
-        None => json!({ "ready": ready }),
+    // A store that cannot be read does not make the node unready: it serves its apps from memory.
+    let store = ctx.apps.store().map(|_| if ctx.apps.is_reachable() { "reachable" } else { "unreachable" });
+    let body = |ready: bool| {
+        let mut body = json!({ "ready": ready });
+        if let Some(state) = adapter {
+            body["adapter"] = json!(state);
+        }
+        if let Some(state) = store {
+            body["app_store"] = json!(state);
+        }
+        body
     };
     if ctx.is_ready() {
         (StatusCode::OK, Json(body(true)))
@@ -61,7 +70,12 @@ pub async fn usage(State(ctx): State<Context>) -> Json<serde_json::Value> {
         None => json!({ "kind": a.kind() }),
     };
     let app_store = match ctx.apps.store() {
-        Some(store) => json!({ "kind": ctx.config.app_store, "apps": served_apps(&ctx), "queries": store.queries() }),
+        Some(store) => json!({
+            "kind": ctx.config.app_store,
+            "apps": served_apps(&ctx),
+            "queries": store.queries(),
+            "reachable": ctx.apps.is_reachable(),
+        }),
         None => json!({ "kind": "config", "apps": served_apps(&ctx) }),
     };
     Json(json!({

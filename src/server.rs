@@ -152,6 +152,12 @@ impl Server {
         let keepalive = tokio::spawn(crate::transport::keepalive::run_supervised(ctx.clone()));
         let certs = self.tls.as_ref().map(|tls| tokio::spawn(tls.certificates().watch()));
         let metrics = self.metrics.map(|l| tokio::spawn(serve_metrics(l, ctx.clone())));
+        let every = crate::app_store::watch::Intervals {
+            reload: Duration::from_secs(ctx.config.app_store_reload_seconds),
+            poll: Duration::from_secs(ctx.config.app_store_poll_seconds),
+        };
+        let apps = crate::app_store::watch::run(ctx.apps.clone(), ctx.hub.clone(), every, ctx.shutdown.clone());
+        let apps = tokio::spawn(apps);
         let stop = ctx.clone();
         let until = async move {
             tokio::select! {
@@ -174,6 +180,7 @@ impl Server {
         }
         ctx.hub.adapter().flush().await;
         ctx.webhooks.finish(Duration::from_secs(ctx.config.webhooks.shutdown_grace_seconds)).await;
+        apps.abort();
         purge.abort();
         upkeep.abort();
         jwks.abort();

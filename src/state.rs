@@ -44,7 +44,7 @@ impl Context {
             None
         });
         Context {
-            apps: Arc::new(Directory::new(store)),
+            apps: Arc::new(Directory::new(store, std::time::Duration::from_secs(config.secret_grace_seconds))),
             hub: Hub::new(&config, &webhooks, &debug),
             debug,
             webhooks,

@@ -94,11 +94,21 @@ fn verify_for(
     body: &[u8],
 ) -> Result<Arc<AppState>, ApiError> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
-    let credentials = Credentials { key: &app.config().key, secret: &app.config().secret };
-    check_signature(credentials, method, path, query, body, now)?;
-    if !app.config().enabled {
+    let config = app.config();
+    let credentials = Credentials { key: &config.key, secret: &config.secret };
+    let checked = check_signature(credentials, method, path, query, body, now);
+    // A secret rotated a moment ago still signs during its grace period.
+    match (checked, app.retired_secret()) {
+        (Err(e), Some(old)) => {
+            check_signature(Credentials { secret: &old, ..credentials }, method, path, query, body, now)
+                .map_err(|_| e)?
+        }
+        (checked, _) => checked?,
+    }
+    if !config.enabled {
         return Err(ApiError::Forbidden("Application is disabled".into()));
     }
+    drop(config);
     Ok(app)
 }
 

@@ -128,7 +128,8 @@ pub fn app_of(row: &Row) -> Result<(AppConfig, Vec<String>), RowError> {
     Ok((app, warnings))
 }
 
-fn text<'a>(row: &'a Row, column: &str) -> Option<&'a str> {
+/// The column's text, when the row has the column and it is not NULL.
+pub fn text<'a>(row: &'a Row, column: &str) -> Option<&'a str> {
     row.get(column).and_then(|v| v.as_deref())
 }
 

@@ -10,6 +10,7 @@ pub mod admin;
 pub mod columns;
 pub mod directory;
 pub mod schema;
+pub mod watch;
 pub mod write;
 
 use crate::config::{AppConfig, Config};
@@ -38,6 +39,15 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
+/// The table's rows as read at one moment.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// The apps that can be served.
+    pub apps: Vec<AppConfig>,
+    /// The ids of rows that cannot (their app, if served, is kept as it was).
+    pub unservable: HashSet<String>,
+}
+
 enum Pool {
     Postgres(PgPool),
     MySql(MySqlPool),
@@ -52,6 +62,17 @@ pub struct SqlStore {
 
 /// How long a query may wait for a connection before the store counts as unavailable.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long a read may take: a database that stops answering without closing its connections (a
+/// partition) must not hold the lookups queued behind the read forever.
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `read`, or [`StoreError::Unavailable`] when it takes longer than [`READ_TIMEOUT`].
+async fn timed<T>(read: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+    tokio::time::timeout(READ_TIMEOUT, read)
+        .await
+        .unwrap_or_else(|_| Err(StoreError::Unavailable(format!("no answer within {} s", READ_TIMEOUT.as_secs()))))
+}
 
 impl SqlStore {
     /// The store `config` names (`None` for `app_store = "config"`). Connects lazily: nothing is
@@ -72,6 +93,48 @@ impl SqlStore {
 
     fn postgres(&self) -> bool {
         matches!(self.pool, Pool::Postgres(_))
+    }
+
+    /// The PostgreSQL pool, for the change listener.
+    fn pg_pool(&self) -> Option<&PgPool> {
+        match &self.pool {
+            Pool::Postgres(p) => Some(p),
+            Pool::MySql(_) => None,
+        }
+    }
+
+    /// The table's name.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// Whether the table has an `updated_at` column (then [`SqlStore::fingerprint`] tells changes).
+    pub async fn tracks_changes(&self) -> Result<bool, StoreError> {
+        Ok(timed(self.columns()).await?.contains_key("updated_at"))
+    }
+
+    /// The row count and the latest `updated_at`: different after any insert, update or delete
+    /// (the table must have `updated_at`, kept by the database on MySQL and by Sinew's writes and
+    /// trigger on PostgreSQL).
+    pub async fn fingerprint(&self) -> Result<(i64, Option<String>), StoreError> {
+        timed(self.fingerprint_now()).await
+    }
+
+    async fn fingerprint_now(&self) -> Result<(i64, Option<String>), StoreError> {
+        let pg = self.postgres();
+        let (table, col) = (schema::quote(&self.table, pg), schema::quote("updated_at", pg));
+        self.count();
+        let found = match &self.pool {
+            Pool::Postgres(p) => {
+                let sql = format!("SELECT COUNT(*), MAX({col})::text FROM {table}");
+                sqlx::query_as::<_, (i64, Option<String>)>(&sql).fetch_one(p).await?
+            }
+            Pool::MySql(p) => {
+                let sql = format!("SELECT COUNT(*), CAST(MAX({col}) AS CHAR) FROM {table}");
+                sqlx::query_as::<_, (i64, Option<String>)>(&sql).fetch_one(p).await?
+            }
+        };
+        Ok(found)
     }
 
     /// Queries sent to the database so far.
@@ -120,10 +183,25 @@ impl SqlStore {
                 .map(|c| schema::add_column(&self.table, c, pg))
                 .collect()
         };
+        let mut statements = statements;
+        if pg && !self.announces_changes().await? {
+            statements.extend(schema::notify_trigger(&self.table));
+        }
         for sql in &statements {
             self.execute(sql).await?;
         }
         Ok(statements)
+    }
+
+    /// Whether the PostgreSQL table has the trigger announcing its changes.
+    async fn announces_changes(&self) -> Result<bool, StoreError> {
+        let Some(p) = self.pg_pool() else { return Ok(false) };
+        let sql = "SELECT COUNT(*) FROM information_schema.triggers WHERE event_object_table = $1 \
+                   AND trigger_name = $2 AND trigger_schema = current_schema()";
+        self.count();
+        let (n,): (i64,) =
+            sqlx::query_as(sql).bind(&self.table).bind(schema::trigger_name(&self.table)).fetch_one(p).await?;
+        Ok(n > 0)
     }
 
     async fn execute(&self, sql: &str) -> Result<(), StoreError> {
@@ -186,108 +264,31 @@ impl SqlStore {
 
     /// Every app in the table that can be served; a row that cannot is logged and left out.
     pub async fn all(&self) -> Result<Vec<AppConfig>, StoreError> {
-        Ok(self.rows(None).await?.iter().filter_map(servable).collect())
+        Ok(self.snapshot().await?.apps)
+    }
+
+    /// Every app in the table that can be served, and the ids of the rows that cannot (logged).
+    pub async fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        let mut snapshot = Snapshot::default();
+        for row in timed(self.rows(None)).await? {
+            match servable(&row) {
+                Some(app) => snapshot.apps.push(app),
+                None => {
+                    snapshot.unservable.insert(columns::text(&row, "id").unwrap_or_default().to_string());
+                }
+            }
+        }
+        Ok(snapshot)
     }
 
     /// The app with this key, if the table has one that can be served.
     pub async fn by_key(&self, key: &str) -> Result<Option<AppConfig>, StoreError> {
-        Ok(self.rows(Some(("key", key))).await?.iter().find_map(servable))
+        Ok(timed(self.rows(Some(("key", key)))).await?.iter().find_map(servable))
     }
 
     /// The app with this id, if the table has one that can be served.
     pub async fn by_id(&self, id: &str) -> Result<Option<AppConfig>, StoreError> {
-        Ok(self.rows(Some(("id", id))).await?.iter().find_map(servable))
-    }
-
-    /// Writes `app` as a new row (`insert`) or over the row with its id.
-    async fn write(&self, app: &AppConfig, insert: bool) -> Result<u64, StoreError> {
-        let pg = self.postgres();
-        let columns = self.columns().await?;
-        let mut values: write::Values = Vec::new();
-        for (name, value) in write::row_of(app) {
-            match columns.get(name) {
-                Some(ty) => values.push((name, value.map(|v| write::typed(&v, ty)))),
-                None if name == "sinew_settings" && value.is_some() => {
-                    return Err(StoreError::Table(format!(
-                        "`{}` has no sinew_settings column for settings beyond soketi's: run `sinew db migrate`",
-                        self.table
-                    )));
-                }
-                None if matches!(name, "id" | "key" | "secret") => {
-                    return Err(StoreError::Table(format!("`{}` has no `{name}` column", self.table)));
-                }
-                None => {}
-            }
-        }
-        // What the table can hold must read back as the same app.
-        let stored: Row = values.iter().map(|(n, v)| (n.to_string(), v.clone())).collect();
-        let same = columns::app_of(&stored)
-            .is_ok_and(|(back, _)| serde_json::to_value(&back).ok() == serde_json::to_value(app).ok());
-        if !same {
-            return Err(StoreError::Table(format!(
-                "`{}` lacks columns for some of this app's settings: run `sinew db migrate`",
-                self.table
-            )));
-        }
-        let param = |i: usize, name: &str| match columns.get(name).filter(|_| pg) {
-            Some(ty) => format!("CAST(${i} AS {ty})"),
-            None if pg => format!("${i}"),
-            None => "?".into(),
-        };
-        let table = schema::quote(&self.table, pg);
-        let sql = if insert {
-            let names: Vec<String> = values.iter().map(|(n, _)| schema::quote(n, pg)).collect();
-            let params: Vec<String> = values.iter().enumerate().map(|(i, (n, _))| param(i + 1, n)).collect();
-            format!("INSERT INTO {table} ({}) VALUES ({})", names.join(", "), params.join(", "))
-        } else {
-            values.retain(|(n, _)| *n != "id");
-            let mut sets: Vec<String> = values
-                .iter()
-                .enumerate()
-                .map(|(i, (n, _))| format!("{} = {}", schema::quote(n, pg), param(i + 1, n)))
-                .collect();
-            if pg && columns.contains_key("updated_at") {
-                sets.push("\"updated_at\" = now()".into());
-            }
-            let id = if pg { format!("${}", values.len() + 1) } else { "?".into() };
-            values.push(("id", Some(app.id.clone())));
-            format!("UPDATE {table} SET {} WHERE {} = {id}", sets.join(", "), schema::quote("id", pg))
-        };
-        self.count();
-        let done = match &self.pool {
-            Pool::Postgres(p) => {
-                let mut q = sqlx::query(&sql);
-                for (_, v) in &values {
-                    q = q.bind(v.clone());
-                }
-                q.execute(p).await?.rows_affected()
-            }
-            Pool::MySql(p) => {
-                let mut q = sqlx::query(&sql);
-                for (_, v) in &values {
-                    q = q.bind(v.clone());
-                }
-                q.execute(p).await?.rows_affected()
-            }
-        };
-        Ok(done)
-    }
-
-    /// Deletes the row with this id; false when there was none.
-    async fn delete(&self, id: &str) -> Result<bool, StoreError> {
-        let pg = self.postgres();
-        let sql = format!(
-            "DELETE FROM {} WHERE {} = {}",
-            schema::quote(&self.table, pg),
-            schema::quote("id", pg),
-            if pg { "$1" } else { "?" }
-        );
-        self.count();
-        let n = match &self.pool {
-            Pool::Postgres(p) => sqlx::query(&sql).bind(id).execute(p).await?.rows_affected(),
-            Pool::MySql(p) => sqlx::query(&sql).bind(id).execute(p).await?.rows_affected(),
-        };
-        Ok(n > 0)
+        Ok(timed(self.rows(Some(("id", id)))).await?.iter().find_map(servable))
     }
 }
 
@@ -308,7 +309,7 @@ where
 /// The app of a row, checked like an app of the config file; logged and `None` when it cannot be
 /// served.
 fn servable(row: &Row) -> Option<AppConfig> {
-    let (app, warnings) = match columns::app_of(row) {
+    let (mut app, warnings) = match columns::app_of(row) {
         Ok(ok) => ok,
         Err(e) => {
             tracing::error!(error = %e, "app in the store cannot be served");
@@ -322,6 +323,7 @@ fn servable(row: &Row) -> Option<AppConfig> {
         tracing::error!(app = %app.id, error = %e, "app in the store cannot be served");
         return None;
     }
+    app.from_store = true;
     Some(app)
 }
 

@@ -43,6 +43,35 @@ pub fn create_table(table: &str, postgres: bool) -> String {
     format!("CREATE TABLE IF NOT EXISTS {} ({})", quote(table, postgres), cols.join(", "))
 }
 
+/// The PostgreSQL `NOTIFY` channel on which a change to an apps table is announced (the payload is
+/// the table's name).
+pub const NOTIFY_CHANNEL: &str = "sinew_apps_changed";
+
+/// The name of the trigger announcing `table`'s changes (PostgreSQL keeps 63 bytes of a name).
+pub fn trigger_name(table: &str) -> String {
+    let mut name = format!("sinew_{table}_changed");
+    name.truncate(63);
+    name
+}
+
+/// The PostgreSQL function and trigger announcing every change to `table` on [`NOTIFY_CHANNEL`],
+/// made again on every migration (so a table renamed or restored keeps it).
+pub fn notify_trigger(table: &str) -> Vec<String> {
+    let t = quote(table, true);
+    let trigger = quote(&trigger_name(table), true);
+    vec![
+        format!(
+            "CREATE OR REPLACE FUNCTION sinew_announce_apps_change() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN PERFORM pg_notify('{NOTIFY_CHANNEL}', TG_TABLE_NAME); RETURN NULL; END $$"
+        ),
+        format!("DROP TRIGGER IF EXISTS {trigger} ON {t}"),
+        format!(
+            "CREATE TRIGGER {trigger} AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON {t} \
+             FOR EACH STATEMENT EXECUTE PROCEDURE sinew_announce_apps_change()"
+        ),
+    ]
+}
+
 /// The statement adding `column` to an existing table.
 pub fn add_column(table: &str, column: &Column, postgres: bool) -> String {
     let ty = if postgres { column.postgres } else { column.mysql };

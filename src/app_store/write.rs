@@ -1,10 +1,122 @@
-//! An app written back as a row: the inverse of [`super::columns::app_of`]. soketi's core columns
+//! Writing to the table: an app as a row, inserted or over its row, or the row deleted, and every
+//! change announced to the other nodes (PostgreSQL `NOTIFY`). The row is the inverse of
+//! [`super::columns::app_of`]. soketi's core columns
 //! carry what they can (`-1` for unlimited); every other setting that differs from its default
 //! goes into `sinew_settings`, which is laid over the columns when the row is read (so soketi's
 //! optional `max_*` columns are left as they are, and `sinew_settings` wins over them).
 
+use super::columns::{self, Row};
+use super::{Pool, SqlStore, StoreError, schema};
 use crate::config::AppConfig;
 use serde_json::{Map, Value, json};
+
+impl SqlStore {
+    /// Writes `app` as a new row (`insert`) or over the row with its id.
+    pub(super) async fn write(&self, app: &AppConfig, insert: bool) -> Result<u64, StoreError> {
+        let pg = self.postgres();
+        let columns = self.columns().await?;
+        let mut values: Values = Vec::new();
+        for (name, value) in row_of(app) {
+            match columns.get(name) {
+                Some(ty) => values.push((name, value.map(|v| typed(&v, ty)))),
+                None if name == "sinew_settings" && value.is_some() => {
+                    return Err(StoreError::Table(format!(
+                        "`{}` has no sinew_settings column for settings beyond soketi's: run `sinew db migrate`",
+                        self.table
+                    )));
+                }
+                None if matches!(name, "id" | "key" | "secret") => {
+                    return Err(StoreError::Table(format!("`{}` has no `{name}` column", self.table)));
+                }
+                None => {}
+            }
+        }
+        // What the table can hold must read back as the same app.
+        let stored: Row = values.iter().map(|(n, v)| (n.to_string(), v.clone())).collect();
+        let same = columns::app_of(&stored)
+            .is_ok_and(|(back, _)| serde_json::to_value(&back).ok() == serde_json::to_value(app).ok());
+        if !same {
+            return Err(StoreError::Table(format!(
+                "`{}` lacks columns for some of this app's settings: run `sinew db migrate`",
+                self.table
+            )));
+        }
+        let param = |i: usize, name: &str| match columns.get(name).filter(|_| pg) {
+            Some(ty) => format!("CAST(${i} AS {ty})"),
+            None if pg => format!("${i}"),
+            None => "?".into(),
+        };
+        let table = schema::quote(&self.table, pg);
+        let sql = if insert {
+            let names: Vec<String> = values.iter().map(|(n, _)| schema::quote(n, pg)).collect();
+            let params: Vec<String> = values.iter().enumerate().map(|(i, (n, _))| param(i + 1, n)).collect();
+            format!("INSERT INTO {table} ({}) VALUES ({})", names.join(", "), params.join(", "))
+        } else {
+            values.retain(|(n, _)| *n != "id");
+            let mut sets: Vec<String> = values
+                .iter()
+                .enumerate()
+                .map(|(i, (n, _))| format!("{} = {}", schema::quote(n, pg), param(i + 1, n)))
+                .collect();
+            if pg && columns.contains_key("updated_at") {
+                sets.push("\"updated_at\" = now()".into());
+            }
+            let id = if pg { format!("${}", values.len() + 1) } else { "?".into() };
+            values.push(("id", Some(app.id.clone())));
+            format!("UPDATE {table} SET {} WHERE {} = {id}", sets.join(", "), schema::quote("id", pg))
+        };
+        self.count();
+        let done = match &self.pool {
+            Pool::Postgres(p) => {
+                let mut q = sqlx::query(&sql);
+                for (_, v) in &values {
+                    q = q.bind(v.clone());
+                }
+                q.execute(p).await?.rows_affected()
+            }
+            Pool::MySql(p) => {
+                let mut q = sqlx::query(&sql);
+                for (_, v) in &values {
+                    q = q.bind(v.clone());
+                }
+                q.execute(p).await?.rows_affected()
+            }
+        };
+        self.announce().await;
+        Ok(done)
+    }
+
+    /// Deletes the row with this id; false when there was none.
+    pub(super) async fn delete(&self, id: &str) -> Result<bool, StoreError> {
+        let pg = self.postgres();
+        let sql = format!(
+            "DELETE FROM {} WHERE {} = {}",
+            schema::quote(&self.table, pg),
+            schema::quote("id", pg),
+            if pg { "$1" } else { "?" }
+        );
+        self.count();
+        let n = match &self.pool {
+            Pool::Postgres(p) => sqlx::query(&sql).bind(id).execute(p).await?.rows_affected(),
+            Pool::MySql(p) => sqlx::query(&sql).bind(id).execute(p).await?.rows_affected(),
+        };
+        self.announce().await;
+        Ok(n > 0)
+    }
+
+    /// Tells every node listening on PostgreSQL that the table changed (the trigger `sinew db
+    /// migrate` adds does it for hand-made changes too; nothing to do on MySQL, which is polled).
+    async fn announce(&self) {
+        if let Some(p) = self.pg_pool() {
+            self.count();
+            let sent =
+                sqlx::query("SELECT pg_notify($1, $2)").bind(schema::NOTIFY_CHANNEL).bind(&self.table).execute(p).await;
+            if let Err(e) = sent {
+                tracing::warn!(error = %e, "could not announce the app change; other nodes see it at their next reload");
+            }
+        }
+    }
+}
 
 /// Settings with a column of their own (credentials and soketi's core columns).
 const CORE: &[&str] = &[

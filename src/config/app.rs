@@ -20,6 +20,10 @@ pub struct AppConfig {
     pub enabled: bool,
     /// Whether clients may send `client-*` events.
     pub client_events: bool,
+    /// Whether the app came from the app store (whose changes replace it while running) rather than
+    /// the config file (which only a restart changes). Not a setting.
+    #[serde(skip)]
+    pub from_store: bool,
     /// Concurrent connections allowed (0 = unlimited).
     pub max_connections: u64,
     /// Client events per second per connection.
@@ -94,6 +98,7 @@ impl Default for AppConfig {
             key: String::new(),
             secret: String::new(),
             enabled: true,
+            from_store: false,
             client_events: false,
             max_connections: 0,
             max_client_events_per_second: 10,

@@ -3,6 +3,7 @@
 //! [`Hub`] is a cheap `Clone` handle. All locks here are synchronous and never held across `.await`;
 //! outbound frames are pushed into each connection's [`Outbox`] without blocking.
 
+mod apps;
 mod cache;
 mod channels;
 mod cluster_join;
@@ -19,6 +20,7 @@ mod subscribers;
 mod subscriptions;
 mod users;
 
+pub use apps::Change;
 pub use cache::{Cache, CachedEvent};
 pub use channels::{ChannelSummary, Channels, Member};
 pub use connections::Connections;
@@ -35,8 +37,8 @@ pub use users::Users;
 use crate::adapter::Adapter;
 use crate::config::{AppConfig, Config};
 use crate::webhooks::{Emitter, Trigger, Webhooks};
+use apps::AppIndex;
 use arc_swap::ArcSwap;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
@@ -76,6 +78,8 @@ pub struct AppState {
     degraded_joins: Mutex<Vec<Outbox>>,
     /// REST events and reads per second.
     rest_rates: rest_rates::RestRates,
+    /// The secret before the last rotation, while it still signs (see `apps.rs`).
+    retired: Mutex<Option<apps::Retired>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -109,6 +113,7 @@ impl AppState {
             cache: Cache::default(),
             stats,
             rest_rates: rest_rates::RestRates::default(),
+            retired: Mutex::new(None),
         }
     }
 
@@ -166,17 +171,10 @@ impl AppState {
     }
 }
 
-/// The apps this node serves, by key and by id.
-#[derive(Default)]
-struct AppIndex {
-    by_key: HashMap<String, Arc<AppState>>,
-    by_id: HashMap<String, Arc<AppState>>,
-}
-
 struct HubInner {
     node_id: u32,
     next_conn: AtomicU64,
-    /// Read on every connection and REST call, written only when an app is added.
+    /// Read on every connection and REST call, written only when an app is added, changed or removed.
     apps: RwLock<AppIndex>,
     outbox_limits: OutboxLimits,
     adapter: Adapter,
@@ -224,50 +222,6 @@ impl Hub {
                 debug: debug.clone(),
             }),
         }
-    }
-
-    fn index(&self) -> std::sync::RwLockReadGuard<'_, AppIndex> {
-        self.inner.apps.read().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The app with this public key.
-    pub fn app_by_key(&self, key: &str) -> Option<Arc<AppState>> {
-        self.index().by_key.get(key).cloned()
-    }
-
-    /// The app with this id.
-    pub fn app_by_id(&self, id: &str) -> Option<Arc<AppState>> {
-        self.index().by_id.get(id).cloned()
-    }
-
-    /// Every app.
-    pub fn apps(&self) -> Vec<Arc<AppState>> {
-        self.index().by_id.values().cloned().collect()
-    }
-
-    /// Starts serving an app found after start-up (in the app store); false when its id or key
-    /// is already served. Its webhooks are sent only after a restart (the webhook tasks are made
-    /// at start-up), which is logged.
-    pub fn add_app(&self, config: AppConfig) -> bool {
-        let mut index = self.inner.apps.write().unwrap_or_else(|p| p.into_inner());
-        if index.by_id.contains_key(&config.id) || index.by_key.contains_key(&config.key) {
-            return false;
-        }
-        if !config.webhooks.is_empty() {
-            tracing::warn!(app = %config.id, "app added while running: its webhooks are sent after a restart");
-        }
-        let (id, key) = (config.id.clone(), config.key.clone());
-        let state = Arc::new(AppState::with_feed(
-            config,
-            Arc::default(),
-            None,
-            self.inner.debug.clone(),
-            self.inner.adapter.clone(),
-        ));
-        tracing::info!(app = %id, "app added from the app store");
-        index.by_key.insert(key, state.clone());
-        index.by_id.insert(id, state);
-        true
     }
 
     /// Every app's counters, summed.

@@ -8,14 +8,14 @@ use crate::process_support::SinewProcess;
 use serde_json::json;
 use sqlx::Executor;
 
-#[derive(Clone, Copy, PartialEq)]
-enum Db {
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Db {
     Postgres,
     MariaDb,
 }
 
 /// A database of the test's own, dropped by [`TestDb::drop_db`].
-struct TestDb {
+pub(crate) struct TestDb {
     db: Db,
     name: String,
 }
@@ -30,7 +30,7 @@ impl TestDb {
         }
     }
 
-    async fn create(db: Db) -> TestDb {
+    pub(crate) async fn create(db: Db) -> TestDb {
         let name = format!("sinew_test_{}", rand::random::<u32>());
         let t = TestDb { db, name };
         t.admin(&format!("CREATE DATABASE {}", t.name)).await;
@@ -52,16 +52,16 @@ impl TestDb {
         }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("{}/{}", Self::server(self.db), self.name)
     }
 
-    fn store(&self) -> &'static str {
+    pub(crate) fn store(&self) -> &'static str {
         if self.db == Db::Postgres { "postgres" } else { "mysql" }
     }
 
     /// Runs statements in the test's database.
-    async fn run(&self, statements: &[&str]) {
+    pub(crate) async fn run(&self, statements: &[&str]) {
         match self.db {
             Db::Postgres => {
                 let pool = sqlx::PgPool::connect(&self.url()).await.unwrap();
@@ -82,7 +82,7 @@ impl TestDb {
 
     /// Runs the `sinew` binary with `args` against the store at `url` (the test's own database when
     /// `None`): whether it succeeded, its stdout, its stderr.
-    fn sinew(&self, args: &[&str], url: Option<&str>) -> (bool, String, String) {
+    pub(crate) fn sinew(&self, args: &[&str], url: Option<&str>) -> (bool, String, String) {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_sinew"))
             .args(args)
             .env("SINEW_APP_STORE", self.store())
@@ -95,14 +95,14 @@ impl TestDb {
         (out.status.success(), text(&out.stdout), text(&out.stderr))
     }
 
-    async fn drop_db(self) {
+    pub(crate) async fn drop_db(self) {
         let force = if self.db == Db::Postgres { " WITH (FORCE)" } else { "" };
         self.admin(&format!("DROP DATABASE {}{force}", self.name)).await;
     }
 }
 
 /// soketi's table, as soketi's own fixtures create it for each database.
-fn soketi_table(db: Db) -> &'static str {
+pub(crate) fn soketi_table(db: Db) -> &'static str {
     match db {
         Db::Postgres => {
             "CREATE TABLE apps (id varchar(255) PRIMARY KEY, \"key\" varchar(255) NOT NULL, secret varchar(255) NOT NULL, \
@@ -119,7 +119,7 @@ fn soketi_table(db: Db) -> &'static str {
     }
 }
 
-fn insert(db: Db, id: &str, key: &str, secret: &str, enabled: u8, backend_limit: i32) -> String {
+pub(crate) fn insert(db: Db, id: &str, key: &str, secret: &str, enabled: u8, backend_limit: i32) -> String {
     let k = if db == Db::Postgres { "\"key\"" } else { "`key`" };
     format!(
         "INSERT INTO apps (id, {k}, secret, max_connections, enable_client_messages, enabled, max_backend_events_per_sec, \
@@ -128,7 +128,7 @@ fn insert(db: Db, id: &str, key: &str, secret: &str, enabled: u8, backend_limit:
     )
 }
 
-fn rest(addr: std::net::SocketAddr, id: &str, key: &str, secret: &str) -> Rest {
+pub(crate) fn rest(addr: std::net::SocketAddr, id: &str, key: &str, secret: &str) -> Rest {
     Rest { base: format!("http://{addr}"), app_id: id.into(), key: key.into(), secret: secret.into() }
 }
 

@@ -17,6 +17,7 @@ mod fallback_support;
 mod process_support;
 
 mod app_store;
+mod app_store_changes;
 mod backpressure;
 mod bench_smoke;
 mod channels;

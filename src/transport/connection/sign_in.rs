@@ -11,7 +11,7 @@ impl Connection {
     pub(super) fn sign_in(&mut self, d: SigninData) {
         let cfg = self.app.config();
         let s = signature::user_string(&self.socket_id(), &d.user_data);
-        if !signature::verify_auth(&cfg.key, &cfg.secret, s.as_bytes(), &d.auth) {
+        if !self.app.signed(|secret| signature::verify_auth(&cfg.key, secret, s.as_bytes(), &d.auth)) {
             return self.close_with(4009, "Invalid signature for pusher:signin");
         }
         let Ok(user) = serde_json::from_str::<UserData>(&d.user_data) else {

@@ -36,7 +36,7 @@ impl Connection {
             }
             ChannelKind::Private | ChannelKind::Encrypted => {
                 let s = signature::private_string(&self.socket_id(), name);
-                if !signature::verify_auth(&cfg.key, &cfg.secret, s.as_bytes(), auth) {
+                if !self.app.signed(|secret| signature::verify_auth(&cfg.key, secret, s.as_bytes(), auth)) {
                     return self.subscription_error(name, &format!("Invalid signature for channel {name}"), 401);
                 }
                 None
@@ -70,7 +70,7 @@ impl Connection {
             // Signed-in sockets may join without channel_data; the member is the signed-in user.
             let s = signature::private_string(&self.socket_id(), name);
             return match &self.user {
-                Some(u) if signature::verify_auth(&cfg.key, &cfg.secret, s.as_bytes(), auth) => {
+                Some(u) if self.app.signed(|secret| signature::verify_auth(&cfg.key, secret, s.as_bytes(), auth)) => {
                     Ok(Member { key: u.id.clone(), id_json: frame::json_str(&u.id), info_json: u.info_json.clone() })
                 }
                 Some(_) => Err((format!("Invalid signature for channel {name}"), 401)),
@@ -78,7 +78,7 @@ impl Connection {
             };
         };
         let s = signature::presence_string(&self.socket_id(), name, data);
-        if !signature::verify_auth(&cfg.key, &cfg.secret, s.as_bytes(), auth) {
+        if !self.app.signed(|secret| signature::verify_auth(&cfg.key, secret, s.as_bytes(), auth)) {
             return Err((format!("Invalid signature for channel {name}"), 401));
         }
         let parsed: ChannelData =
