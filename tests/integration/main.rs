@@ -11,6 +11,7 @@
 
 mod cluster_support;
 mod common;
+mod db_support;
 mod fallback_support;
 // Some of its helpers serve only fd_limit, which is Linux-only.
 #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
