@@ -17,6 +17,7 @@ mod fallback_support;
 #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 mod process_support;
 
+mod admin_api;
 mod app_store;
 mod backpressure;
 mod bench_smoke;
