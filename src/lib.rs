@@ -7,7 +7,8 @@
 //! - Edges: [`server`] (binds, routes, shuts down), [`api`] (the signed REST API and the token auth
 //!   endpoints), [`transport`] (WebSocket over plain TCP or TLS, HTTP fallbacks, the connection state
 //!   machine with a file per client message, the keepalive sweep), [`ops`] (`/up`, `/ready`,
-//!   `/usage`), [`debug_console`] (`/debug`), [`cli`], [`tls`], [`signals`], [`fd_limit`].
+//!   `/usage`), [`debug_console`] (`/debug`), [`admin_api`] (`/admin/apps`), [`cli`], [`tls`],
+//!   [`signals`], [`fd_limit`].
 //! - [`state`]: the context the edges share, built from the pieces below.
 //! - [`telemetry`]: logs, `/metrics`, the process's own figures.
 //! - [`hub`]: apps, channels, presence members, users, cache, per-connection outboxes, and the one
@@ -19,6 +20,7 @@
 //! - [`app_store`]: apps kept in PostgreSQL or MySQL (soketi's table as it is, or Sinew's).
 
 pub mod adapter;
+pub mod admin_api;
 pub mod api;
 pub mod app_store;
 pub mod cli;

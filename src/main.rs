@@ -96,6 +96,10 @@ async fn main() -> anyhow::Result<()> {
     if let Some(m) = server.metrics_addr() {
         println!("  metrics at http://{m}/metrics");
     }
+    if let Some(a) = server.admin_addr() {
+        let scheme = if server.is_tls() && a == addr { "https" } else { "http" };
+        println!("  admin API at {scheme}://{a}/admin/apps (Authorization: Bearer <admin_token>)");
+    }
     // On a worker thread: the accept loop then runs beside the connections instead of waking the
     // main thread for every new one.
     tokio::spawn(server.run_with(signalled(signals.clone(), 1), signalled(signals, 2))).await??;

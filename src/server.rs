@@ -19,7 +19,8 @@ use tokio::sync::watch;
 use tokio::time::Duration;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
-/// The full HTTP router: WebSocket endpoint, REST API, operational endpoints, JSON 404s.
+/// The full HTTP router: WebSocket endpoint, REST API, operational endpoints, the admin API when
+/// it has no port of its own, JSON 404s.
 fn router(ctx: Context, auth: Arc<AuthApps>) -> Router {
     let prefix = ctx.config.path_prefix.clone();
     let mut r = Router::new()
@@ -29,6 +30,9 @@ fn router(ctx: Context, auth: Arc<AuthApps>) -> Router {
         .merge(ops::router())
         .merge(crate::debug_console::router(&ctx))
         .merge(http::router(&ctx));
+    if ctx.config.admin_port == 0 {
+        r = r.merge(crate::admin_api::router(&ctx));
+    }
     if !prefix.is_empty() {
         r = r.route(&format!("{prefix}{}", ws::ROUTE), get(ws::upgrade));
     }
@@ -73,6 +77,8 @@ pub struct Server {
     /// TLS on the main port, when `tls_cert`/`tls_key` are set.
     tls: Option<Arc<Tls>>,
     metrics: Option<TcpListener>,
+    /// The admin API's own listener, when `admin_token` and `admin_port` are set.
+    admin: Option<TcpListener>,
     ctx: Context,
     /// Token verifiers of the auth endpoints (their JWKS files are reloaded while serving).
     auth: Arc<AuthApps>,
@@ -106,13 +112,30 @@ impl Server {
         } else {
             None
         };
+        // Unlike metrics, an admin API asked for and not served stops start-up.
+        let admin = if !ctx.config.admin_token.is_empty() && ctx.config.admin_port != 0 {
+            let (host, port) = (ctx.config.host.as_str(), ctx.config.admin_port);
+            let bound = listen(host, port).await;
+            Some(bound.map_err(|e| std::io::Error::new(e.kind(), format!("admin API on {host}:{port}: {e}")))?)
+        } else {
+            None
+        };
         let auth = Arc::new(AuthApps::new(&ctx.config.apps));
-        Ok(Server { listener: tcp, tls, metrics, ctx, auth })
+        Ok(Server { listener: tcp, tls, metrics, admin, ctx, auth })
     }
 
     /// The bound address of the metrics listener, if it runs.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The address of the admin API: its own listener's, or the main port's when it has none;
+    /// `None` when the admin API is off.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        if self.ctx.config.admin_token.is_empty() {
+            return None;
+        }
+        self.admin.as_ref().map_or_else(|| self.listener.local_addr(), |l| l.local_addr()).ok()
     }
 
     /// The bound address.
@@ -158,6 +181,7 @@ impl Server {
         };
         let apps = crate::app_store::watch::run(ctx.apps.clone(), ctx.hub.clone(), every, ctx.shutdown.clone());
         let apps = tokio::spawn(apps);
+        let admin = self.admin.map(|l| tokio::spawn(crate::admin_api::serve(l, ctx.clone())));
         let stop = ctx.clone();
         let until = async move {
             tokio::select! {
@@ -190,6 +214,9 @@ impl Server {
         }
         if let Some(m) = metrics {
             m.abort();
+        }
+        if let Some(a) = admin {
+            a.abort();
         }
         served
     }

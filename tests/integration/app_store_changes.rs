@@ -5,9 +5,9 @@
 //! 4003 and a deleted one's with 4001. soketi's table, which tracks no changes, is read again every
 //! `app_store_reload_seconds`. With the database cut off, the apps in memory keep serving.
 
-use crate::app_store::{Db, TestDb, insert, rest, soketi_table};
 use crate::cluster_support::proxy::Partition;
 use crate::common::{Client, Next};
+use crate::db_support::{Db, TestDb, insert, rest, soketi_table};
 use crate::process_support::SinewProcess;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

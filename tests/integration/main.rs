@@ -11,11 +11,13 @@
 
 mod cluster_support;
 mod common;
+mod db_support;
 mod fallback_support;
 // Some of its helpers serve only fd_limit, which is Linux-only.
 #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 mod process_support;
 
+mod admin_api;
 mod app_store;
 mod app_store_changes;
 mod backpressure;

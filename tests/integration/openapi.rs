@@ -1,5 +1,6 @@
-//! The OpenAPI document and the router describe the same routes, and every documented route is
-//! served by the running server.
+//! The OpenAPI documents and the router describe the same routes, and every documented route is
+//! served by the running server: `openapi/openapi.yaml` for the public port, `openapi/admin.yaml`
+//! for the admin API.
 
 use crate::common::TestServer;
 use std::collections::BTreeSet;
@@ -23,7 +24,13 @@ fn shape(path: &str) -> String {
 }
 
 fn documented() -> BTreeSet<(String, String)> {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi/openapi.yaml")).unwrap();
+    documented_in("openapi.yaml")
+}
+
+/// The `(METHOD, shape)` of every operation of `openapi/{file}`.
+fn documented_in(file: &str) -> BTreeSet<(String, String)> {
+    let path = format!("{}/openapi/{file}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(path).unwrap();
     let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
     assert_eq!(doc["openapi"].as_str().map(|v| v.starts_with("3.1")), Some(true));
     let mut out = BTreeSet::new();
@@ -54,6 +61,35 @@ fn document_and_router_list_the_same_routes() {
     let missing_in_router: Vec<_> = doc.difference(&router).collect();
     assert!(missing_in_doc.is_empty(), "routed but not documented: {missing_in_doc:?}");
     assert!(missing_in_router.is_empty(), "documented but not routed: {missing_in_router:?}");
+}
+
+#[test]
+fn admin_document_and_router_list_the_same_routes() {
+    let doc = documented_in("admin.yaml");
+    let router: BTreeSet<_> = sinew::admin_api::ROUTES.iter().map(|(m, p)| (m.to_string(), shape(p))).collect();
+    assert_eq!(doc, router);
+    // The two documents share no route.
+    assert!(doc.is_disjoint(&documented()));
+}
+
+/// Every admin route answers with the token (the config store: reads 200 or 404, changes 409) and
+/// 401 without it; none falls through to the 404 fallback.
+#[tokio::test]
+async fn every_documented_admin_route_is_served() {
+    let s = TestServer::start(|c| c.admin_token = "admin-token".into()).await;
+    let client = reqwest::Client::new();
+    for (method, path) in documented_in("admin.yaml") {
+        let url = format!("http://{}{}", s.addr, path.replace("{}", "1"));
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let res = client.request(m.clone(), &url).send().await.unwrap();
+        assert_eq!(res.status().as_u16(), 401, "{method} {path} without the token");
+        let res = client.request(m, &url).bearer_auth("admin-token").body("{}").send().await.unwrap();
+        let status = res.status().as_u16();
+        let body: serde_json::Value = res.json().await.unwrap_or_default();
+        let expected = if method == "GET" { 200 } else { 409 };
+        assert_eq!(status, expected, "{method} {path}: {body}");
+    }
+    s.stop().await;
 }
 
 #[tokio::test]
