@@ -19,6 +19,7 @@ use sqlx::Column as _;
 use sqlx::mysql::{MySqlPool, MySqlPoolOptions};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -58,7 +59,13 @@ pub struct SqlStore {
     pool: Pool,
     table: String,
     queries: AtomicU64,
+    /// The table's columns as last asked, and when: reads use them for [`COLUMNS_KEPT`] (a
+    /// read of the rows is then one query), writes and migrations always ask again.
+    columns: std::sync::Mutex<Option<(std::time::Instant, Arc<HashMap<String, String>>)>>,
 }
+
+/// How long reads trust the column list they last asked for (a failed read forgets it).
+const COLUMNS_KEPT: Duration = Duration::from_secs(10);
 
 /// How long a query may wait for a connection before the store counts as unavailable.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -88,7 +95,12 @@ impl SqlStore {
             ),
             _ => return Ok(None),
         };
-        Ok(Some(SqlStore { pool, table: config.app_store_table.clone(), queries: AtomicU64::new(0) }))
+        Ok(Some(SqlStore {
+            pool,
+            table: config.app_store_table.clone(),
+            queries: AtomicU64::new(0),
+            columns: std::sync::Mutex::new(None),
+        }))
     }
 
     fn postgres(&self) -> bool {
@@ -110,7 +122,7 @@ impl SqlStore {
 
     /// Whether the table has an `updated_at` column (then [`SqlStore::fingerprint`] tells changes).
     pub async fn tracks_changes(&self) -> Result<bool, StoreError> {
-        Ok(timed(self.columns()).await?.contains_key("updated_at"))
+        Ok(timed(self.known_columns()).await?.contains_key("updated_at"))
     }
 
     /// The row count and the latest `updated_at`: different after any insert, update or delete
@@ -142,8 +154,10 @@ impl SqlStore {
         self.queries.load(Ordering::Relaxed)
     }
 
-    /// The table's columns (lower case) and their types; empty when the table does not exist.
+    /// The table's columns (lower case) and their types, asked now; empty when the table does not
+    /// exist. Reads use them from then on (a write or migration may have added one).
     async fn columns(&self) -> Result<HashMap<String, String>, StoreError> {
+        *self.columns.lock().unwrap_or_else(|p| p.into_inner()) = None;
         let names = match &self.pool {
             Pool::Postgres(p) => {
                 let sql = "SELECT column_name::text, data_type::text FROM information_schema.columns \
@@ -239,8 +253,33 @@ impl SqlStore {
         Ok(sql)
     }
 
+    /// The columns as asked less than [`COLUMNS_KEPT`] ago, or asked now.
+    async fn known_columns(&self) -> Result<Arc<HashMap<String, String>>, StoreError> {
+        let kept = self.columns.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some((asked, columns)) = kept
+            && asked.elapsed() < COLUMNS_KEPT
+        {
+            return Ok(columns);
+        }
+        let asked = std::time::Instant::now();
+        let columns = Arc::new(self.columns().await?);
+        if !columns.is_empty() {
+            *self.columns.lock().unwrap_or_else(|p| p.into_inner()) = Some((asked, columns.clone()));
+        }
+        Ok(columns)
+    }
+
     async fn rows(&self, filter: Option<(&str, &str)>) -> Result<Vec<Row>, StoreError> {
-        let columns = self.columns().await?;
+        let read = self.rows_with_known_columns(filter).await;
+        if read.is_err() {
+            // A column renamed or dropped since: ask again next time.
+            *self.columns.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        }
+        read
+    }
+
+    async fn rows_with_known_columns(&self, filter: Option<(&str, &str)>) -> Result<Vec<Row>, StoreError> {
+        let columns = self.known_columns().await?;
         let sql = self.select(&columns, filter.map(|(c, _)| c))?;
         self.count();
         let rows = match &self.pool {
