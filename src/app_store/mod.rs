@@ -61,8 +61,11 @@ pub struct SqlStore {
     queries: AtomicU64,
     /// The table's columns as last asked, and when: reads use them for [`COLUMNS_KEPT`] (a
     /// read of the rows is then one query), writes and migrations always ask again.
-    columns: std::sync::Mutex<Option<(std::time::Instant, Arc<HashMap<String, String>>)>>,
+    columns: std::sync::Mutex<Option<KnownColumns>>,
 }
+
+/// The table's columns (name to type) and when they were asked for.
+type KnownColumns = (std::time::Instant, Arc<HashMap<String, String>>);
 
 /// How long reads trust the column list they last asked for (a failed read forgets it).
 const COLUMNS_KEPT: Duration = Duration::from_secs(10);
