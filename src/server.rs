@@ -169,19 +169,8 @@ impl Server {
         let ctx = self.ctx.clone();
         ctx.webhooks.start();
         ctx.hub.start_cluster();
-        let purge = tokio::spawn(purge_caches(ctx.clone()));
-        let upkeep = tokio::spawn(metrics_upkeep(ctx.clone()));
-        let jwks = tokio::spawn(watch_jwks(self.auth.clone()));
-        let keepalive = tokio::spawn(crate::transport::keepalive::run_supervised(ctx.clone()));
-        let certs = self.tls.as_ref().map(|tls| tokio::spawn(tls.certificates().watch()));
-        let metrics = self.metrics.map(|l| tokio::spawn(serve_metrics(l, ctx.clone())));
-        let every = crate::app_store::watch::Intervals {
-            reload: Duration::from_secs(ctx.config.app_store_reload_seconds),
-            poll: Duration::from_secs(ctx.config.app_store_poll_seconds),
-        };
-        let apps = crate::app_store::watch::run(ctx.apps.clone(), ctx.hub.clone(), every, ctx.shutdown.clone());
-        let apps = tokio::spawn(apps);
-        let admin = self.admin.map(|l| tokio::spawn(crate::admin_api::serve(l, ctx.clone())));
+        let background =
+            crate::background::Tasks::spawn(&ctx, &self.auth, self.tls.as_deref(), self.metrics, self.admin);
         let stop = ctx.clone();
         let until = async move {
             tokio::select! {
@@ -204,20 +193,7 @@ impl Server {
         }
         ctx.hub.adapter().flush().await;
         ctx.webhooks.finish(Duration::from_secs(ctx.config.webhooks.shutdown_grace_seconds)).await;
-        apps.abort();
-        purge.abort();
-        upkeep.abort();
-        jwks.abort();
-        keepalive.abort();
-        if let Some(c) = certs {
-            c.abort();
-        }
-        if let Some(m) = metrics {
-            m.abort();
-        }
-        if let Some(a) = admin {
-            a.abort();
-        }
+        background.abort();
         served
     }
 }
@@ -393,60 +369,6 @@ where
         _ = stop.wait_for(|s| *s) => conn.as_mut().graceful_shutdown(),
     }
     let _ = conn.await;
-}
-
-/// `GET /metrics` on its own listener.
-async fn serve_metrics(listener: TcpListener, ctx: Context) {
-    let app = Router::new()
-        .route(
-            "/metrics",
-            get(|axum::extract::State(ctx): axum::extract::State<Context>| async move {
-                ctx.metrics.render(&ctx.hub, ctx.webhooks.stats())
-            }),
-        )
-        .fallback(|| async { ApiError::NotFound("Not found".into()) })
-        .with_state(ctx.clone());
-    let stop = ctx.shutdown.clone();
-    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await {
-        tracing::error!(error = %e, "metrics listener failed");
-    }
-}
-
-/// Reloads changed JWKS files every few seconds, and all of them on SIGHUP.
-async fn watch_jwks(auth: Arc<AuthApps>) {
-    if auth.is_empty() {
-        return;
-    }
-    let mut hup = crate::signals::Hangup::new();
-    let mut tick = tokio::time::interval(Duration::from_secs(2));
-    loop {
-        tokio::select! {
-            _ = tick.tick() => auth.refresh(false),
-            () = hup.recv() => auth.refresh(true),
-        }
-    }
-}
-
-/// How often the metrics recorder folds its latency samples into buckets.
-const METRICS_UPKEEP: Duration = Duration::from_secs(5);
-
-/// Runs the metrics recorder's upkeep every [`METRICS_UPKEEP`].
-async fn metrics_upkeep(ctx: Context) {
-    let mut tick = tokio::time::interval(METRICS_UPKEEP);
-    loop {
-        tick.tick().await;
-        ctx.metrics.upkeep();
-    }
-}
-
-async fn purge_caches(ctx: Context) {
-    let mut tick = tokio::time::interval(Duration::from_secs(60));
-    loop {
-        tick.tick().await;
-        for app in ctx.hub.apps() {
-            app.cache().purge_expired();
-        }
-    }
 }
 
 #[cfg(test)]
