@@ -9,6 +9,10 @@
 #                                          # figure's median and range
 #   VARIANTS="base=/tmp/old/sinew new=target/release/sinew" SERVERS="base new" ROUNDS=3 \
 #     tests/bench/compare.sh               # two builds of Sinew in alternating runs (before/after)
+#   SERVERS="sinew sinew-postgres sinew-mysql" tests/bench/compare.sh
+#                                          # the bench app from the config (sinew), or from an apps
+#                                          # table in the machine's PostgreSQL or MariaDB (made and
+#                                          # dropped here; POSTGRES_URL, MYSQL_URL name the servers)
 #
 # Each server runs alone, pinned to core 0 (`taskset -c 0`), on a fresh port, restarted for every
 # scenario, with the same app credentials; sinew-bench runs pinned to core 1. Results are appended
@@ -79,12 +83,48 @@ start_sinew() {
     taskset -c "$SERVER_CORE" "$1" >>"$3" 2>&1 &
 }
 
+# An apps table holding the bench app, in a database of its own on the server at $1 (postgres or
+# mysql); sets STORE_URL to the database's URL. Dropped at exit.
+STORE_DBS=()
+prepare_store() {
+  local kind="$1" name="sinew_bench_$$_$1" url
+  if [ "$kind" = postgres ]; then
+    url="${POSTGRES_URL:-postgres://postgres@127.0.0.1:5432}"
+    psql -q "$url/postgres" -c "DROP DATABASE IF EXISTS $name" -c "CREATE DATABASE $name" >/dev/null
+  else
+    url="${MYSQL_URL:-mysql://root@127.0.0.1:3306}"
+    mysql -h 127.0.0.1 -u root -e "DROP DATABASE IF EXISTS $name; CREATE DATABASE $name"
+  fi
+  STORE_DBS+=("$kind=$url/$name")
+  SINEW_APP_STORE="$kind" SINEW_DATABASE_URL="$url/$name" "$ROOT/target/release/sinew" db migrate >/dev/null
+  local insert="INSERT INTO apps (id, \"key\", secret, enable_client_messages, max_client_events_per_sec) \
+    VALUES ('$APP_ID', '$APP_KEY', '$APP_SECRET', true, 100)"
+  if [ "$kind" = postgres ]; then psql -q "$url/$name" -c "$insert" >/dev/null
+  else mysql -h 127.0.0.1 -u root "$name" -e "SET sql_mode='ANSI_QUOTES'; $insert"; fi
+  STORE_URL="$url/$name"
+}
+drop_stores() {
+  for db in "${STORE_DBS[@]:-}"; do
+    [ -n "$db" ] || continue
+    local kind="${db%%=*}" url="${db#*=}" name="${db##*/}"
+    if [ "$kind" = postgres ]; then psql -q "${url%/*}/postgres" -c "DROP DATABASE IF EXISTS $name WITH (FORCE)" >/dev/null 2>&1 || true
+    else mysql -h 127.0.0.1 -u root -e "DROP DATABASE IF EXISTS $name" 2>/dev/null || true; fi
+  done
+}
+
 # Starts server $1 on port $2 in the background; sets SERVER_PID.
 start_server() {
   local name="$1" port="$2" log="$OUT/$1.log"
   case "$name" in
     sinew)
       start_sinew "$ROOT/target/release/sinew" "$port" "$log"
+      ;;
+    sinew-postgres|sinew-mysql)
+      # The same build with the bench app read from a database, not from SINEW_APP_* variables.
+      prepare_store "${name#sinew-}"
+      SINEW_HOST=127.0.0.1 SINEW_PORT="$port" SINEW_LOG=warn SINEW_METRICS_ENABLED=false \
+      SINEW_APP_STORE="${name#sinew-}" SINEW_DATABASE_URL="$STORE_URL" \
+        taskset -c "$SERVER_CORE" "$ROOT/target/release/sinew" >>"$log" 2>&1 &
       ;;
     soketi)
       SOKETI_HOST=127.0.0.1 SOKETI_PORT="$port" SOKETI_DEBUG=false SOKETI_METRICS_ENABLED=false \
@@ -130,7 +170,7 @@ stop_server() {
   for _ in $(seq 1 50); do kill -0 "$SERVER_PID" 2>/dev/null || return 0; sleep 0.1; done
   kill -9 "$SERVER_PID" 2>/dev/null || true
 }
-trap 'stop_server 2>/dev/null || true' EXIT
+trap 'stop_server 2>/dev/null || true; drop_stores' EXIT
 
 # Rounds outermost: on a shared machine, a slow minute then touches one run of every server
 # rather than every run of one.

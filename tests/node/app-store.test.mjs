@@ -1,13 +1,15 @@
 // Apps in a database, driven by the unmodified clients: a soketi-shaped `apps` table with two apps
 // in the machine's PostgreSQL and MariaDB (a database of the test's own, dropped after) serves
 // pusher-js and the official `pusher` SDK (public and private channels, each app with its own
-// credentials); an app inserted while Sinew runs connects at pusher-js's first try.
+// credentials); an app inserted while Sinew runs connects at pusher-js's first try; an app made
+// through the admin API serves both clients, its rotated secret signs for the grace period only, and
+// disabling it closes pusher-js with 4003 (which pusher-js does not retry).
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { startSinew } from './lib/server.mjs';
 import { sdkFor } from './lib/auth-server.mjs';
-import { makeClient, connected, subscribe, nextEvent, disconnectAll } from './lib/pusher-client.mjs';
+import { makeClient, connected, subscribe, nextEvent, disconnectAll, reachesState } from './lib/pusher-client.mjs';
 import { uniq } from './lib/fixture.mjs';
 
 const APPS = [
@@ -15,6 +17,20 @@ const APPS = [
   { id: 'store-2', key: 'store-key-2', secret: 'store-secret-2' },
 ];
 const LATE = { id: 'store-late', key: 'store-key-late', secret: 'store-secret-late' };
+const ADMIN_TOKEN = 'node-admin-token-0123456789';
+const GRACE_SECONDS = 2;
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** A call to the admin API: [status, parsed body or null]. */
+async function admin(server, method, path, body) {
+  const res = await fetch(`${server.httpBase}/admin/apps${path}`, {
+    method,
+    headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  return [res.status, text ? JSON.parse(text) : null];
+}
 
 const DATABASES = {
   postgres: {
@@ -55,7 +71,14 @@ for (const [store, d] of Object.entries(DATABASES)) {
       d.admin(`CREATE DATABASE ${db}`);
       d.run(db, d.table);
       for (const app of APPS) d.run(db, insert(d, app));
-      server = await startSinew({ env: { SINEW_APP_STORE: store, SINEW_DATABASE_URL: d.url(db) } });
+      server = await startSinew({
+        env: {
+          SINEW_APP_STORE: store,
+          SINEW_DATABASE_URL: d.url(db),
+          SINEW_ADMIN_TOKEN: ADMIN_TOKEN,
+          SINEW_SECRET_GRACE_SECONDS: String(GRACE_SECONDS),
+        },
+      });
     });
     after(async () => {
       disconnectAll();
@@ -96,6 +119,38 @@ for (const [store, d] of Object.entries(DATABASES)) {
       const got = nextEvent(ch, 'hi');
       await sdkFor(server, LATE).trigger(ch.name, 'hi', { late: true });
       assert.deepEqual((await got).data, { late: true });
+    });
+
+    test('an app made through the admin API serves both clients; rotated and disabled live', { timeout: 30000 }, async () => {
+      const [made, app] = await admin(server, 'POST', '', { id: `admin-${store}`, key: `admin-key-${store}` });
+      assert.equal(made, 201);
+      const client = makeClient(server, app.key);
+      await connected(client);
+      const [ch] = await subscribe(client, uniq('admin-made-'));
+      const got = nextEvent(ch, 'made');
+      await sdkFor(server, app).trigger(ch.name, 'made', { by: 'admin' });
+      assert.deepEqual((await got).data, { by: 'admin' });
+
+      // A rotated secret: the old one still signs during the grace period, not after it.
+      const [rotated, withNew] = await admin(server, 'POST', `/${app.id}/rotate`);
+      assert.equal(rotated, 200);
+      assert.notEqual(withNew.secret, app.secret);
+      await sdkFor(server, app).trigger(ch.name, 'old', {});
+      await sdkFor(server, withNew).trigger(ch.name, 'new', {});
+      await sleep(GRACE_SECONDS * 1000 + 500);
+      await assert.rejects(sdkFor(server, app).trigger(ch.name, 'old', {}), (e) => e.status === 401);
+      await sdkFor(server, withNew).trigger(ch.name, 'new', {});
+
+      // Disabled: pusher-js is told 4003 and stays disconnected (it does not retry 4000-4099).
+      const [disabled] = await admin(server, 'POST', `/${app.id}/disable`);
+      assert.equal(disabled, 200);
+      await reachesState(client, ['disconnected', 'failed']);
+      assert.ok(
+        client.__errors.some((e) => e?.data?.code === 4003 || e?.error?.data?.code === 4003),
+        `4003 among ${JSON.stringify(client.__errors)}`,
+      );
+      await sleep(1500);
+      assert.ok(!['connecting', 'connected'].includes(client.connection.state), client.__states.join(' > '));
     });
   });
 }
