@@ -219,6 +219,33 @@ mod tests {
     }
 
     #[test]
+    fn webhooks_follow_apps_added_changed_and_removed() {
+        let mut config = Config::load(None, Vec::new()).unwrap_or_else(|e| panic!("{e}"));
+        config.app_store = "postgres".into();
+        config.webhooks.dead_letter_file = std::env::temp_dir().join("sinew-hub-apps-test.jsonl").display().to_string();
+        let hub = Hub::new(&config, &Webhooks::new(&config), &DebugFeed::default());
+        let hook = crate::config::WebhookTarget {
+            url: "http://127.0.0.1:9/h".into(),
+            event_types: Vec::new(),
+            channel_prefix: None,
+        };
+        let added =
+            AppConfig { id: "new".into(), key: "new-key".into(), webhooks: vec![hook], ..AppConfig::development() };
+        assert!(hub.add_app(added.clone()));
+        let app = hub.app_by_id("new").unwrap_or_else(|| panic!("added"));
+        assert!(app.has_webhooks(), "an app added while running sends its webhooks");
+        assert_eq!(
+            hub.change_app(AppConfig { webhooks: Vec::new(), ..added.clone() }, Duration::ZERO),
+            Change::Changed
+        );
+        assert!(!app.has_webhooks());
+        assert_eq!(hub.change_app(added, Duration::ZERO), Change::Changed);
+        assert!(app.has_webhooks());
+        assert!(hub.remove_app("new"));
+        assert!(!app.has_webhooks(), "a removed app reports nothing more");
+    }
+
+    #[test]
     fn disabling_closes_open_connections_with_4003() {
         let hub = hub();
         let app = hub.app_by_id("1").unwrap_or_else(|| panic!("dev app"));

@@ -4,8 +4,8 @@
 //! (at start-up for the apps then known, later as apps change; see `routing.rs`).
 
 use super::delivery::{self, Target};
-use super::routing::RouteChange;
-use super::{DeadLetter, Reported, Trigger, Watch, WebhookStats};
+use super::routing::{Inbox, Intake, RouteChange};
+use super::{DeadLetter, Trigger, Watch, WebhookStats};
 use crate::config::WebhookSettings;
 use futures_util::StreamExt;
 use serde_json::Value;
@@ -32,11 +32,10 @@ impl Route {
     }
 }
 
-/// Everything needed to start the dispatcher: its two queues (events, route changes) and what its
+/// Everything needed to start the dispatcher: its queue (events and route changes) and what its
 /// delivery tasks share.
 pub struct Pending {
-    rx: mpsc::Receiver<Reported>,
-    changes: mpsc::UnboundedReceiver<RouteChange>,
+    inbox: Inbox,
     settings: WebhookSettings,
     dead: DeadLetter,
     stats: Arc<WebhookStats>,
@@ -46,13 +45,12 @@ pub struct Pending {
 impl Pending {
     pub(super) fn new(
         settings: WebhookSettings,
-        rx: mpsc::Receiver<Reported>,
-        changes: mpsc::UnboundedReceiver<RouteChange>,
+        inbox: Inbox,
         dead: DeadLetter,
         stats: Arc<WebhookStats>,
         watch: Watch,
     ) -> Self {
-        Pending { rx, changes, settings, dead, stats, watch }
+        Pending { inbox, settings, dead, stats, watch }
     }
 
     /// Spawns the dispatcher; it starts the delivery tasks as it applies route changes.
@@ -82,7 +80,7 @@ impl Pending {
             },
             dead: self.dead,
         };
-        let task = tokio::spawn(dispatcher.run(self.rx, self.changes, finish_rx));
+        let task = tokio::spawn(dispatcher.run(self.inbox, finish_rx));
         Handle { finish_tx, dispatcher: task, deliveries, hard_stop }
     }
 }
@@ -153,41 +151,26 @@ struct Dispatcher {
 }
 
 impl Dispatcher {
-    async fn run(
-        mut self,
-        mut rx: mpsc::Receiver<Reported>,
-        mut changes: mpsc::UnboundedReceiver<RouteChange>,
-        mut finish: oneshot::Receiver<()>,
-    ) {
-        let (mut open, mut changing) = (true, true);
+    async fn run(mut self, mut inbox: Inbox, mut finish: oneshot::Receiver<()>) {
+        let mut open = true;
         loop {
             tokio::select! {
                 biased;
                 _ = &mut finish => break,
-                change = changes.recv(), if changing => match change {
-                    Some(change) => self.apply(change),
-                    None => changing = false,
-                },
                 Some(expired) = self.leaving.next(), if !self.leaving.is_empty() => {
                     let (app, t) = expired.into_inner();
                     self.pending_leave.remove(&leave_key(&app, &t));
                     self.send(&app, &t);
                 }
-                msg = rx.recv(), if open => match msg {
-                    Some((app, t, decided)) => {
-                        // A change sent before this event was reported may not have been seen by
-                        // the poll above yet; it is queued by now.
-                        self.catch_up(&mut changes);
-                        self.handle(app, t, decided);
-                    }
+                msg = inbox.recv(), if open => match msg {
+                    Some(msg) => self.take(msg),
                     None => open = false,
                 },
             }
         }
         // Shutdown: take what was reported so far, then send delayed leaves at once.
-        self.catch_up(&mut changes);
-        while let Ok((app, t, decided)) = rx.try_recv() {
-            self.handle(app, t, decided);
+        while let Some(msg) = inbox.try_recv() {
+            self.take(msg);
         }
         let mut rest: Vec<_> = self.pending_leave.drain().map(|(_, k)| k).collect();
         rest.sort_by_key(|k| self.leaving.deadline(k));
@@ -198,10 +181,10 @@ impl Dispatcher {
         // Dropping the routes closes the delivery queues; deliveries finish what they hold.
     }
 
-    /// Applies every route change queued so far.
-    fn catch_up(&mut self, changes: &mut mpsc::UnboundedReceiver<RouteChange>) {
-        while let Ok(change) = changes.try_recv() {
-            self.apply(change);
+    fn take(&mut self, msg: Intake) {
+        match msg {
+            Intake::Event((app, t, decided)) => self.handle(app, t, decided),
+            Intake::Route(change) => self.apply(change),
         }
     }
 

@@ -14,6 +14,7 @@ mod routing;
 
 pub use dead_letter::{DeadLetter, replay};
 pub use delivery::now_ms;
+use routing::Queue;
 pub use routing::Routing;
 
 use crate::config::{AppConfig, Config};
@@ -21,7 +22,6 @@ use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, OnceLock};
-use tokio::sync::mpsc;
 
 /// What happened, as reported by the hub.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,7 +154,7 @@ type Reported = (Arc<str>, Trigger, bool);
 #[derive(Clone)]
 pub struct Emitter {
     app_id: Arc<str>,
-    tx: mpsc::Sender<Reported>,
+    queue: Queue,
     dead: DeadLetter,
 }
 
@@ -177,11 +177,7 @@ impl Emitter {
     }
 
     fn report(&self, trigger: Trigger, decided: bool) {
-        if let Err(e) = self.tx.try_send((self.app_id.clone(), trigger, decided)) {
-            let (reason, trigger) = match e {
-                mpsc::error::TrySendError::Full((_, t, _)) => ("webhook intake queue full", t),
-                mpsc::error::TrySendError::Closed((_, t, _)) => ("webhooks stopped", t),
-            };
+        if let Some((trigger, reason)) = self.queue.event((self.app_id.clone(), trigger, decided)) {
             tracing::warn!(app = %self.app_id, event = trigger.name(), reason, "webhook event dead-lettered");
             self.dead.write(&self.app_id, None, reason, &[trigger.to_json()]);
         }
@@ -222,13 +218,12 @@ impl Webhooks {
             };
         }
         let dead = DeadLetter::new(&config.webhooks.dead_letter_file, stats.clone());
-        let (tx, rx) = mpsc::channel(config.webhooks.queue_size);
-        let (changes_tx, changes) = mpsc::unbounded_channel();
-        let routing = Routing::new(tx, changes_tx, dead.clone());
-        // The dispatcher applies these first, before any event.
+        let (queue, inbox) = Queue::new(config.webhooks.queue_size);
+        let routing = Routing::new(queue, dead.clone());
+        // The first messages the dispatcher takes, before any event.
         let emitters = apps.iter().filter_map(|a| Some((a.id.clone(), routing.set_app(a)?))).collect();
         let settings = config.webhooks.clone();
-        let pending = dispatch::Pending::new(settings, rx, changes, dead.clone(), stats.clone(), watch.clone());
+        let pending = dispatch::Pending::new(settings, inbox, dead.clone(), stats.clone(), watch.clone());
         let (pending, running) = (Mutex::new(Some(pending)), Mutex::new(None));
         Webhooks { emitters, routing: Some(routing), stats, pending, running, dead: Some(dead), watch }
     }
