@@ -2,7 +2,9 @@
 //! in the app store is added, a changed one has its settings replaced as a whole (new connections
 //! and requests see them; open connections keep their socket), a disabled one has its clients
 //! closed with 4003, a removed one with 4001, and a rotated secret keeps signing for a grace
-//! period so that backends can roll the new one out.
+//! period so that backends can roll the new one out. Webhooks follow: an added app's endpoints
+//! start at once, a change of endpoints, key or secret replaces its deliveries (signed with the
+//! new credentials), a removed app sends no more.
 
 use super::{AppState, Frame, Hub, lock};
 use crate::config::AppConfig;
@@ -85,22 +87,27 @@ impl Hub {
         self.index().by_id.values().cloned().collect()
     }
 
-    /// Starts serving an app found after start-up (in the app store); false when its id or key
-    /// is already served. Its webhooks are sent only after a restart (the webhook tasks are made
-    /// at start-up), which is logged.
+    /// The emitter of `config`'s webhooks from now on (see [`crate::webhooks::Routing::set_app`]).
+    /// Called with the index locked, so that changes of one app reach the dispatcher in the order
+    /// they are served.
+    fn set_webhooks(&self, config: &AppConfig) -> Option<crate::webhooks::Emitter> {
+        // None only with the config store, whose apps never change.
+        self.inner.webhooks.as_ref().and_then(|routing| routing.set_app(config))
+    }
+
+    /// Starts serving an app found after start-up (in the app store), its webhooks too; false when
+    /// its id or key is already served.
     pub fn add_app(&self, config: AppConfig) -> bool {
         let mut index = self.index_mut();
         if index.by_id.contains_key(&config.id) || index.by_key.contains_key(&config.key) {
             return false;
         }
-        if !config.webhooks.is_empty() {
-            tracing::warn!(app = %config.id, "app added while running: its webhooks are sent after a restart");
-        }
+        let hooks = self.set_webhooks(&config);
         let (id, key) = (config.id.clone(), config.key.clone());
         let state = Arc::new(AppState::with_feed(
             config,
             Arc::default(),
-            None,
+            hooks,
             self.inner.debug.clone(),
             self.inner.adapter.clone(),
         ));
@@ -112,7 +119,9 @@ impl Hub {
 
     /// Serves `config` as the settings of the app with its id. A new secret leaves the old one
     /// valid for `grace`; a key that changes is looked up by its new value only (open connections
-    /// stay); an app switched off has its clients closed with 4003.
+    /// stay); an app switched off has its clients closed with 4003. New endpoints, a new key or a
+    /// new secret replace the app's webhook deliveries (what the old ones hold is still sent, signed
+    /// as before).
     pub fn change_app(&self, config: AppConfig, grace: Duration) -> Change {
         let mut index = self.index_mut();
         let Some(app) = index.by_id.get(&config.id).cloned() else { return Change::Refused };
@@ -132,8 +141,9 @@ impl Hub {
             *lock(&app.retired) = Some(Retired { secret: old.secret.clone(), until: Instant::now() + grace });
             tracing::info!(app = %config.id, grace_seconds = grace.as_secs(), "app secret rotated; the old one is accepted during the grace period");
         }
-        if serde_json::to_value(&old.webhooks).ok() != serde_json::to_value(&config.webhooks).ok() {
-            tracing::warn!(app = %config.id, "app's webhooks changed while running: the new ones apply after a restart");
+        let endpoints_changed = serde_json::to_value(&old.webhooks).ok() != serde_json::to_value(&config.webhooks).ok();
+        if endpoints_changed || old.key != config.key || old.secret != config.secret {
+            app.hooks.store(self.set_webhooks(&config).map(Arc::new));
         }
         let disabled = old.enabled && !config.enabled;
         app.config.store(Arc::new(config));
@@ -147,11 +157,17 @@ impl Hub {
     }
 
     /// Stops serving the app with this id and closes its clients with 4001; false when no app has it.
+    /// Its webhooks stop first (its clients' departures are not reported); what its deliveries
+    /// hold is still sent.
     pub fn remove_app(&self, id: &str) -> bool {
         let mut index = self.index_mut();
         let Some(app) = index.by_id.remove(id) else { return false };
         let key = app.config().key.clone();
         index.by_key.remove(&key);
+        app.hooks.store(None);
+        if let Some(routing) = &self.inner.webhooks {
+            routing.remove_app(id);
+        }
         drop(index);
         tracing::info!(app = %id, "app deleted from the app store: closing its connections with 4001");
         app.close_all(4001, "Application does not exist");
@@ -200,6 +216,33 @@ mod tests {
         assert!(hub.remove_app("1"));
         assert!(hub.app_by_id("1").is_none() && hub.app_by_key("moved").is_none());
         assert!(!hub.remove_app("1"));
+    }
+
+    #[test]
+    fn webhooks_follow_apps_added_changed_and_removed() {
+        let mut config = Config::load(None, Vec::new()).unwrap_or_else(|e| panic!("{e}"));
+        config.app_store = "postgres".into();
+        config.webhooks.dead_letter_file = std::env::temp_dir().join("sinew-hub-apps-test.jsonl").display().to_string();
+        let hub = Hub::new(&config, &Webhooks::new(&config), &DebugFeed::default());
+        let hook = crate::config::WebhookTarget {
+            url: "http://127.0.0.1:9/h".into(),
+            event_types: Vec::new(),
+            channel_prefix: None,
+        };
+        let added =
+            AppConfig { id: "new".into(), key: "new-key".into(), webhooks: vec![hook], ..AppConfig::development() };
+        assert!(hub.add_app(added.clone()));
+        let app = hub.app_by_id("new").unwrap_or_else(|| panic!("added"));
+        assert!(app.has_webhooks(), "an app added while running sends its webhooks");
+        assert_eq!(
+            hub.change_app(AppConfig { webhooks: Vec::new(), ..added.clone() }, Duration::ZERO),
+            Change::Changed
+        );
+        assert!(!app.has_webhooks());
+        assert_eq!(hub.change_app(added, Duration::ZERO), Change::Changed);
+        assert!(app.has_webhooks());
+        assert!(hub.remove_app("new"));
+        assert!(!app.has_webhooks(), "a removed app reports nothing more");
     }
 
     #[test]

@@ -36,9 +36,9 @@ pub use users::Users;
 
 use crate::adapter::Adapter;
 use crate::config::{AppConfig, Config};
-use crate::webhooks::{Emitter, Trigger, Webhooks};
+use crate::webhooks::{Emitter, Routing, Trigger, Webhooks};
 use apps::AppIndex;
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
@@ -70,7 +70,9 @@ pub struct AppState {
     users: Users,
     cache: Cache,
     stats: Arc<Stats>,
-    hooks: Option<Emitter>,
+    /// Where the app's webhook triggers go; `None` while it has no endpoints. Swapped when its
+    /// endpoints or credentials change (see `apps.rs`); read on every transition and client event.
+    hooks: ArcSwapOption<Emitter>,
     debug: DebugFeed,
     adapter: Adapter,
     /// Connections that joined a presence channel while Redis was unreachable (their member list
@@ -105,7 +107,7 @@ impl AppState {
             adapter,
             degraded_joins: Mutex::new(Vec::new()),
             debug,
-            hooks,
+            hooks: ArcSwapOption::from(hooks.map(Arc::new)),
             config: ArcSwap::from_pointee(config),
             connections: Connections::default(),
             channels: Channels::default(),
@@ -135,7 +137,7 @@ impl AppState {
 
     /// Reports a webhook trigger when the app has webhook endpoints.
     pub fn emit(&self, trigger: impl FnOnce() -> Trigger) {
-        if let Some(h) = &self.hooks {
+        if let Some(h) = &*self.hooks.load() {
             h.emit(trigger());
         }
     }
@@ -147,7 +149,7 @@ impl AppState {
 
     /// Whether the app has webhook endpoints.
     pub fn has_webhooks(&self) -> bool {
-        self.hooks.is_some()
+        self.hooks.load().is_some()
     }
 
     /// This app's counters.
@@ -179,6 +181,9 @@ struct HubInner {
     outbox_limits: OutboxLimits,
     adapter: Adapter,
     debug: DebugFeed,
+    /// Sets apps' webhook endpoints as they are added, changed or removed; `None` when webhooks
+    /// do not run on this node (config store, no endpoints: apps never change then).
+    webhooks: Option<Routing>,
 }
 
 /// Handle to all shared state of this node.
@@ -220,6 +225,7 @@ impl Hub {
                 },
                 adapter,
                 debug: debug.clone(),
+                webhooks: webhooks.routing(),
             }),
         }
     }

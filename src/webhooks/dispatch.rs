@@ -1,16 +1,21 @@
 //! The dispatcher: applies the leave delay and its cancellation, de-duplicates cache misses, and
-//! routes each event to the delivery queue of every matching endpoint.
+//! routes each event to the delivery queue of every matching endpoint. It also owns the app ->
+//! endpoints table and starts a delivery task per endpoint whenever an app's endpoints are set
+//! (at start-up for the apps then known, later as apps change; see `routing.rs`).
 
 use super::delivery::{self, Target};
-use super::{DeadLetter, Reported, Task, Trigger, Watch, WebhookStats};
-use crate::config::{Config, WebhookSettings};
+use super::routing::{Inbox, Intake, RouteChange};
+use super::{DeadLetter, Trigger, Watch, WebhookStats};
+use crate::config::WebhookSettings;
 use futures_util::StreamExt;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tokio_util::time::{DelayQueue, delay_queue};
 
 struct Route {
@@ -27,12 +32,11 @@ impl Route {
     }
 }
 
-/// Everything needed to start the webhook tasks.
+/// Everything needed to start the dispatcher: its queue (events and route changes) and what its
+/// delivery tasks share.
 pub struct Pending {
-    rx: mpsc::Receiver<Reported>,
+    inbox: Inbox,
     settings: WebhookSettings,
-    targets: Vec<(Target, mpsc::Receiver<Value>)>,
-    routes: HashMap<Arc<str>, Vec<Route>>,
     dead: DeadLetter,
     stats: Arc<WebhookStats>,
     watch: Watch,
@@ -40,39 +44,16 @@ pub struct Pending {
 
 impl Pending {
     pub(super) fn new(
-        config: &Config,
-        rx: mpsc::Receiver<Reported>,
+        settings: WebhookSettings,
+        inbox: Inbox,
         dead: DeadLetter,
         stats: Arc<WebhookStats>,
         watch: Watch,
     ) -> Self {
-        let mut targets = Vec::new();
-        let mut routes: HashMap<Arc<str>, Vec<Route>> = HashMap::new();
-        for app in &config.apps {
-            let app_id: Arc<str> = app.id.as_str().into();
-            for w in &app.webhooks {
-                let (tx, target_rx) = mpsc::channel(config.webhooks.queue_size);
-                targets.push((
-                    Target {
-                        app_id: app_id.clone(),
-                        url: w.url.clone(),
-                        key: app.key.clone(),
-                        secret: app.secret.clone(),
-                    },
-                    target_rx,
-                ));
-                routes.entry(app_id.clone()).or_default().push(Route {
-                    url: w.url.clone(),
-                    event_types: w.event_types.clone(),
-                    channel_prefix: w.channel_prefix.clone(),
-                    tx,
-                });
-            }
-        }
-        Pending { rx, settings: config.webhooks.clone(), targets, routes, dead, stats, watch }
+        Pending { inbox, settings, dead, stats, watch }
     }
 
-    /// Spawns the dispatcher and one delivery task per endpoint.
+    /// Spawns the dispatcher; it starts the delivery tasks as it applies route changes.
     pub(super) fn spawn(self) -> Handle {
         let hard_stop = CancellationToken::new();
         let client = reqwest::Client::builder().timeout(Duration::from_secs(self.settings.timeout_seconds)).build();
@@ -80,32 +61,26 @@ impl Pending {
             tracing::error!(error = %e, "webhook HTTP client set-up failed; using defaults");
             reqwest::Client::new()
         });
-        let deliveries = self
-            .targets
-            .into_iter()
-            .map(|(target, rx)| {
-                let run = delivery::Delivery {
-                    target,
-                    settings: self.settings.clone(),
-                    client: client.clone(),
-                    dead: self.dead.clone(),
-                    stats: self.stats.clone(),
-                    hard_stop: hard_stop.clone(),
-                    watch: self.watch.clone(),
-                };
-                tokio::spawn(run.run(rx))
-            })
-            .collect();
+        let deliveries = TaskTracker::new();
         let (finish_tx, finish_rx) = oneshot::channel();
         let dispatcher = Dispatcher {
-            routes: self.routes,
+            routes: HashMap::new(),
             delay: Duration::from_millis(self.settings.leave_delay_ms),
             leaving: DelayQueue::new(),
             pending_leave: HashMap::new(),
             missed: HashSet::new(),
+            spawner: Spawner {
+                settings: self.settings,
+                client,
+                dead: self.dead.clone(),
+                stats: self.stats,
+                hard_stop: hard_stop.clone(),
+                watch: self.watch,
+                tasks: deliveries.clone(),
+            },
             dead: self.dead,
         };
-        let task = tokio::spawn(dispatcher.run(self.rx, finish_rx));
+        let task = tokio::spawn(dispatcher.run(self.inbox, finish_rx));
         Handle { finish_tx, dispatcher: task, deliveries, hard_stop }
     }
 }
@@ -113,8 +88,9 @@ impl Pending {
 /// Running tasks, kept for shutdown.
 pub struct Handle {
     finish_tx: oneshot::Sender<()>,
-    dispatcher: Task,
-    deliveries: Vec<Task>,
+    dispatcher: JoinHandle<()>,
+    /// Every delivery task, started at start-up or later: shutdown waits for all of them.
+    deliveries: TaskTracker,
     hard_stop: CancellationToken,
 }
 
@@ -122,13 +98,43 @@ impl Handle {
     pub(super) async fn finish(self, grace: Duration) {
         let _ = self.finish_tx.send(());
         let _ = self.dispatcher.await;
-        let deliveries = futures_util::future::join_all(self.deliveries);
-        tokio::pin!(deliveries);
-        if tokio::time::timeout(grace, &mut deliveries).await.is_err() {
+        // The dispatcher is gone: no delivery task starts any more.
+        self.deliveries.close();
+        if tokio::time::timeout(grace, self.deliveries.wait()).await.is_err() {
             tracing::warn!("webhooks still pending after the grace period; writing them to the dead-letter file");
             self.hard_stop.cancel();
-            deliveries.await;
+            self.deliveries.wait().await;
         }
+    }
+}
+
+/// What a delivery task needs, shared by all of them; starts one per endpoint.
+struct Spawner {
+    settings: WebhookSettings,
+    client: reqwest::Client,
+    dead: DeadLetter,
+    stats: Arc<WebhookStats>,
+    hard_stop: CancellationToken,
+    watch: Watch,
+    tasks: TaskTracker,
+}
+
+impl Spawner {
+    /// Starts delivering to `target`; the task ends once the returned sender is dropped and its
+    /// queue is drained (or at the hard stop).
+    fn start(&self, target: Target) -> mpsc::Sender<Value> {
+        let (tx, rx) = mpsc::channel(self.settings.queue_size);
+        let run = delivery::Delivery {
+            target,
+            settings: self.settings.clone(),
+            client: self.client.clone(),
+            dead: self.dead.clone(),
+            stats: self.stats.clone(),
+            hard_stop: self.hard_stop.clone(),
+            watch: self.watch.clone(),
+        };
+        self.tasks.spawn(run.run(rx));
+        tx
     }
 }
 
@@ -140,11 +146,12 @@ struct Dispatcher {
     leaving: DelayQueue<(Arc<str>, Trigger)>,
     pending_leave: HashMap<LeaveKey, delay_queue::Key>,
     missed: HashSet<(Arc<str>, String)>,
+    spawner: Spawner,
     dead: DeadLetter,
 }
 
 impl Dispatcher {
-    async fn run(mut self, mut rx: mpsc::Receiver<Reported>, mut finish: oneshot::Receiver<()>) {
+    async fn run(mut self, mut inbox: Inbox, mut finish: oneshot::Receiver<()>) {
         let mut open = true;
         loop {
             tokio::select! {
@@ -155,15 +162,15 @@ impl Dispatcher {
                     self.pending_leave.remove(&leave_key(&app, &t));
                     self.send(&app, &t);
                 }
-                msg = rx.recv(), if open => match msg {
-                    Some((app, t, decided)) => self.handle(app, t, decided),
+                msg = inbox.recv(), if open => match msg {
+                    Some(msg) => self.take(msg),
                     None => open = false,
                 },
             }
         }
         // Shutdown: take what was reported so far, then send delayed leaves at once.
-        while let Ok((app, t, decided)) = rx.try_recv() {
-            self.handle(app, t, decided);
+        while let Some(msg) = inbox.try_recv() {
+            self.take(msg);
         }
         let mut rest: Vec<_> = self.pending_leave.drain().map(|(_, k)| k).collect();
         rest.sort_by_key(|k| self.leaving.deadline(k));
@@ -172,6 +179,41 @@ impl Dispatcher {
             self.send(&app, &t);
         }
         // Dropping the routes closes the delivery queues; deliveries finish what they hold.
+    }
+
+    fn take(&mut self, msg: Intake) {
+        match msg {
+            Intake::Event((app, t, decided)) => self.handle(app, t, decided),
+            Intake::Route(change) => self.apply(change),
+        }
+    }
+
+    /// Replaces an app's endpoints: a delivery task starts for each new one, and the old ones' queues
+    /// close (their tasks deliver what they hold, then end).
+    fn apply(&mut self, change: RouteChange) {
+        let RouteChange { app, key, secret, endpoints } = change;
+        if endpoints.is_empty() {
+            if self.routes.remove(&app).is_some() {
+                tracing::info!(app = %app, "webhooks of the app stopped");
+            }
+            self.missed.retain(|(a, _)| *a != app);
+            return;
+        }
+        let routes = endpoints
+            .into_iter()
+            .map(|w| {
+                let target =
+                    Target { app_id: app.clone(), url: w.url.clone(), key: key.clone(), secret: secret.clone() };
+                Route {
+                    tx: self.spawner.start(target),
+                    url: w.url,
+                    event_types: w.event_types,
+                    channel_prefix: w.channel_prefix,
+                }
+            })
+            .collect::<Vec<_>>();
+        tracing::debug!(app = %app, endpoints = routes.len(), "webhook endpoints of the app set");
+        self.routes.insert(app, routes);
     }
 
     fn handle(&mut self, app: Arc<str>, t: Trigger, decided: bool) {

@@ -4,22 +4,24 @@
 //!
 //! Flow: the hub calls [`Emitter::emit`] (never blocks) -> the dispatcher applies the leave delay
 //! (a quick rejoin cancels `channel_vacated`/`member_removed` and the matching re-join event) ->
-//! one delivery task per endpoint batches, signs and POSTs.
+//! one delivery task per endpoint batches, signs and POSTs. An app's endpoints can change while
+//! the node runs ([`Routing`]): the hub sets them again when an app is added, changed or removed.
 
 mod dead_letter;
 mod delivery;
 mod dispatch;
+mod routing;
 
 pub use dead_letter::{DeadLetter, replay};
 pub use delivery::now_ms;
+use routing::Queue;
+pub use routing::Routing;
 
 use crate::config::{AppConfig, Config};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, OnceLock};
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 
 /// What happened, as reported by the hub.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,7 +154,7 @@ type Reported = (Arc<str>, Trigger, bool);
 #[derive(Clone)]
 pub struct Emitter {
     app_id: Arc<str>,
-    tx: mpsc::Sender<Reported>,
+    queue: Queue,
     dead: DeadLetter,
 }
 
@@ -175,20 +177,20 @@ impl Emitter {
     }
 
     fn report(&self, trigger: Trigger, decided: bool) {
-        if let Err(e) = self.tx.try_send((self.app_id.clone(), trigger, decided)) {
-            let (reason, trigger) = match e {
-                mpsc::error::TrySendError::Full((_, t, _)) => ("webhook intake queue full", t),
-                mpsc::error::TrySendError::Closed((_, t, _)) => ("webhooks stopped", t),
-            };
+        if let Some((trigger, reason)) = self.queue.event((self.app_id.clone(), trigger, decided)) {
             tracing::warn!(app = %self.app_id, event = trigger.name(), reason, "webhook event dead-lettered");
             self.dead.write(&self.app_id, None, reason, &[trigger.to_json()]);
         }
     }
 }
 
-/// The running webhook machinery of a node.
+/// The running webhook machinery of a node: the emitters of the apps known at start-up, the
+/// dispatcher (pending until [`Webhooks::start`], then running until [`Webhooks::finish`]) and the
+/// [`Routing`] that changes apps' endpoints meanwhile. With the config store and no endpoints
+/// anywhere nothing runs: apps cannot change then.
 pub struct Webhooks {
     emitters: HashMap<String, Emitter>,
+    routing: Option<Routing>,
     stats: Arc<WebhookStats>,
     pending: Mutex<Option<dispatch::Pending>>,
     running: Mutex<Option<dispatch::Handle>>,
@@ -197,14 +199,17 @@ pub struct Webhooks {
 }
 
 impl Webhooks {
-    /// Sets up emitters for every app with endpoints. Nothing runs until [`Webhooks::start`].
+    /// Sets up emitters for every app with endpoints, and the dispatcher when some app has
+    /// endpoints or apps come from a database (they may gain some while the node runs). Nothing
+    /// runs until [`Webhooks::start`].
     pub fn new(config: &Config) -> Self {
         let stats = Arc::new(WebhookStats::default());
         let watch = Watch::default();
         let apps: Vec<&AppConfig> = config.apps.iter().filter(|a| !a.webhooks.is_empty()).collect();
-        if apps.is_empty() {
+        if apps.is_empty() && config.app_store == "config" {
             return Webhooks {
                 emitters: HashMap::new(),
+                routing: None,
                 stats,
                 pending: Mutex::new(None),
                 running: Mutex::new(None),
@@ -213,22 +218,45 @@ impl Webhooks {
             };
         }
         let dead = DeadLetter::new(&config.webhooks.dead_letter_file, stats.clone());
-        let (tx, rx) = mpsc::channel(config.webhooks.queue_size);
-        let emitters = apps
-            .iter()
-            .map(|a| {
-                let e = Emitter { app_id: a.id.as_str().into(), tx: tx.clone(), dead: dead.clone() };
-                (a.id.clone(), e)
-            })
-            .collect();
-        let pending = dispatch::Pending::new(config, rx, dead.clone(), stats.clone(), watch.clone());
+        let (queue, inbox) = Queue::new(config.webhooks.queue_size);
+        let routing = Routing::new(queue, dead.clone());
+        // The first messages the dispatcher takes, before any event.
+        let emitters = apps.iter().filter_map(|a| Some((a.id.clone(), routing.set_app(a)?))).collect();
+        let settings = config.webhooks.clone();
+        let pending = dispatch::Pending::new(settings, inbox, dead.clone(), stats.clone(), watch.clone());
         let (pending, running) = (Mutex::new(Some(pending)), Mutex::new(None));
-        Webhooks { emitters, stats, pending, running, dead: Some(dead), watch }
+        Webhooks { emitters, routing: Some(routing), stats, pending, running, dead: Some(dead), watch }
     }
 
-    /// The emitter of an app, if it has endpoints.
+    /// The emitter of an app known at start-up, if it has endpoints.
     pub fn emitter(&self, app_id: &str) -> Option<Emitter> {
         self.emitters.get(app_id).cloned()
+    }
+
+    /// What changes apps' endpoints while the node runs; `None` when nothing runs (config store,
+    /// no endpoints).
+    pub fn routing(&self) -> Option<Routing> {
+        self.routing.clone()
+    }
+
+    /// Sends `app`'s events to its current endpoints from now on (see [`Routing::set_app`]); its
+    /// emitter, `None` when it has no endpoints or nothing runs.
+    pub fn set_app(&self, app: &AppConfig) -> Option<Emitter> {
+        match &self.routing {
+            Some(r) => r.set_app(app),
+            None if !app.webhooks.is_empty() => {
+                tracing::warn!(app = %app.id, "webhooks are not running on this node; the app's are not sent");
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Stops the removed app's deliveries (they finish what they hold).
+    pub fn remove_app(&self, id: &str) {
+        if let Some(r) = &self.routing {
+            r.remove_app(id);
+        }
     }
 
     /// Outcome counters.
@@ -265,9 +293,6 @@ impl Webhooks {
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
-
-/// A spawned task handle kept for shutdown.
-type Task = JoinHandle<()>;
 
 #[cfg(test)]
 mod tests {

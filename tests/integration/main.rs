@@ -46,4 +46,5 @@ mod shutdown_drain;
 mod tls;
 mod users;
 mod webhooks;
+mod webhooks_live;
 mod wire;
