@@ -143,7 +143,7 @@ impl Hub {
         }
         let endpoints_changed = serde_json::to_value(&old.webhooks).ok() != serde_json::to_value(&config.webhooks).ok();
         if endpoints_changed || old.key != config.key || old.secret != config.secret {
-            app.hooks.store(self.set_webhooks(&config).map(Arc::new));
+            app.hooks.set(self.set_webhooks(&config));
         }
         let disabled = old.enabled && !config.enabled;
         app.config.store(Arc::new(config));
@@ -164,7 +164,7 @@ impl Hub {
         let Some(app) = index.by_id.remove(id) else { return false };
         let key = app.config().key.clone();
         index.by_key.remove(&key);
-        app.hooks.store(None);
+        app.hooks.set(None);
         if let Some(routing) = &self.inner.webhooks {
             routing.remove_app(id);
         }

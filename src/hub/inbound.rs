@@ -103,7 +103,7 @@ impl AppState {
     }
 
     fn emit_decided(&self, trigger: Trigger) {
-        if let Some(h) = &*self.hooks.load() {
+        if let Some(h) = &*self.hooks.emitter.load() {
             h.emit_decided(trigger);
         }
     }
@@ -111,7 +111,9 @@ impl AppState {
     /// Sends `channel_vacated` (no user) or `member_removed` once the leave delay passed, unless
     /// the departure was undone meanwhile.
     fn emit_departure(&self, channel: &str, user: Option<String>, marker: bool) {
-        let (Some(hooks), Some(cluster)) = (self.hooks.load_full(), self.adapter.redis().cloned()) else { return };
+        let (Some(hooks), Some(cluster)) = (self.hooks.emitter.load_full(), self.adapter.redis().cloned()) else {
+            return;
+        };
         let trigger = match &user {
             Some(u) => Trigger::MemberRemoved { channel: channel.to_string(), user_id: u.clone() },
             None => Trigger::Vacated { channel: channel.to_string() },

@@ -70,9 +70,9 @@ pub struct AppState {
     users: Users,
     cache: Cache,
     stats: Arc<Stats>,
-    /// Where the app's webhook triggers go; `None` while it has no endpoints. Swapped when its
-    /// endpoints or credentials change (see `apps.rs`); read on every transition and client event.
-    hooks: ArcSwapOption<Emitter>,
+    /// Where the app's webhook triggers go; swapped when its endpoints or credentials change (see
+    /// `apps.rs`); read on every transition and client event.
+    hooks: Hooks,
     debug: DebugFeed,
     adapter: Adapter,
     /// Connections that joined a presence channel while Redis was unreachable (their member list
@@ -82,6 +82,27 @@ pub struct AppState {
     rest_rates: rest_rates::RestRates,
     /// The secret before the last rotation, while it still signs (see `apps.rs`).
     retired: Mutex<Option<apps::Retired>>,
+}
+
+/// An app's webhook emitter (`None` while it has no endpoints) and a flag saying whether there is
+/// one: the flag is what a transition or client event of an app without webhooks reads (one plain
+/// load, where the emitter's would take a few dozen instructions).
+#[derive(Debug)]
+struct Hooks {
+    on: std::sync::atomic::AtomicBool,
+    emitter: ArcSwapOption<Emitter>,
+}
+
+impl Hooks {
+    fn new(emitter: Option<Emitter>) -> Self {
+        Hooks { on: emitter.is_some().into(), emitter: ArcSwapOption::from(emitter.map(Arc::new)) }
+    }
+
+    /// Replaces the emitter.
+    fn set(&self, emitter: Option<Emitter>) {
+        self.on.store(emitter.is_some(), Ordering::Release);
+        self.emitter.store(emitter.map(Arc::new));
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -107,7 +128,7 @@ impl AppState {
             adapter,
             degraded_joins: Mutex::new(Vec::new()),
             debug,
-            hooks: ArcSwapOption::from(hooks.map(Arc::new)),
+            hooks: Hooks::new(hooks),
             config: ArcSwap::from_pointee(config),
             connections: Connections::default(),
             channels: Channels::default(),
@@ -137,7 +158,9 @@ impl AppState {
 
     /// Reports a webhook trigger when the app has webhook endpoints.
     pub fn emit(&self, trigger: impl FnOnce() -> Trigger) {
-        if let Some(h) = &*self.hooks.load() {
+        if self.hooks.on.load(Ordering::Relaxed)
+            && let Some(h) = &*self.hooks.emitter.load()
+        {
             h.emit(trigger());
         }
     }
@@ -149,7 +172,7 @@ impl AppState {
 
     /// Whether the app has webhook endpoints.
     pub fn has_webhooks(&self) -> bool {
-        self.hooks.load().is_some()
+        self.hooks.on.load(Ordering::Relaxed)
     }
 
     /// This app's counters.
