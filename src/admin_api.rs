@@ -155,6 +155,27 @@ impl Admin {
         self.ctx.apps.store().ok_or(Refusal::ConfigStore)
     }
 
+    /// Refuses an id or key that an app of the config file has (it wins over the store's, so an
+    /// app made with it would never be served). `id` is the app's own when it is being updated.
+    fn clear_of_config_apps(&self, settings: &Map<String, Value>, own: Option<&str>) -> Result<(), Refusal> {
+        let given = |name: &str| match settings.get(name) {
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(Value::Number(n)) => Some(n.to_string()),
+            _ => None,
+        };
+        let hub = &self.ctx.hub;
+        let configured = |app: Option<std::sync::Arc<crate::hub::AppState>>| {
+            app.is_some_and(|a| !a.config().from_store && Some(a.id()) != own)
+        };
+        if let Some(id) = given("id").filter(|id| configured(hub.app_by_id(id))) {
+            return Err(AdminError::Taken(format!("id `{id}` (an app of the config file)")).into());
+        }
+        if let Some(key) = given("key").filter(|key| configured(hub.app_by_key(key))) {
+            return Err(AdminError::Taken(format!("key `{key}` (an app of the config file)")).into());
+        }
+        Ok(())
+    }
+
     /// After a change has landed: logs it (the id only) and reads the table again so this node
     /// serves it. A failed read is not the caller's failure: the change is in the table.
     async fn changed(&self, what: &str, id: &str) {
@@ -199,7 +220,9 @@ async fn create(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<AppConfig>), Refusal> {
     let store = admin.store()?;
-    let app = store.create_app(&settings(body)?).await?;
+    let settings = settings(body)?;
+    admin.clear_of_config_apps(&settings, None)?;
+    let app = store.create_app(&settings).await?;
     admin.changed("created", &app.id).await;
     Ok((StatusCode::CREATED, Json(app)))
 }
@@ -211,7 +234,9 @@ async fn update(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<AppConfig>, Refusal> {
     let store = admin.store()?;
-    let app = store.update_app(&id, &settings(body)?).await?;
+    let settings = settings(body)?;
+    admin.clear_of_config_apps(&settings, Some(&id))?;
+    let app = store.update_app(&id, &settings).await?;
     admin.changed("updated", &app.id).await;
     Ok(Json(app))
 }

@@ -27,6 +27,7 @@ const CHANGE_GAP: Duration = Duration::from_millis(100);
 #[derive(Clone, Copy)]
 struct Read {
     started: Instant,
+    finished: Instant,
     ok: bool,
 }
 
@@ -102,19 +103,25 @@ impl Directory {
     async fn read(&self, hub: &Hub, asked: Instant, gap: Duration) -> Result<(), StoreError> {
         let Some(store) = &self.store else { return Ok(()) };
         let mut last = self.last.lock().await;
+        let failed = || Err(StoreError::Unavailable("the app store could not be read a moment ago".into()));
         match *last {
-            // A read began after this lookup did: it saw every row inserted before.
-            Some(read) if read.ok && read.started >= asked => Ok(()),
-            Some(read) if !read.ok && read.started.elapsed() < gap => {
-                Err(StoreError::Unavailable("the app store could not be read a moment ago".into()))
+            // A read began after this lookup did: it saw every row inserted before (or failed, and
+            // so would this one: a database that does not answer is not asked once per waiter).
+            Some(read) if read.started >= asked => {
+                if read.ok {
+                    Ok(())
+                } else {
+                    failed()
+                }
             }
+            Some(read) if !read.ok && read.finished.elapsed() < gap => failed(),
             previous => {
                 if let Some(read) = previous {
                     tokio::time::sleep_until(read.started + gap).await;
                 }
                 let started = Instant::now();
                 let read = store.snapshot().await;
-                *last = Some(Read { started, ok: read.is_ok() });
+                *last = Some(Read { started, finished: Instant::now(), ok: read.is_ok() });
                 self.answered(read.is_ok());
                 self.serve(hub, read?);
                 Ok(())
@@ -122,26 +129,32 @@ impl Directory {
         }
     }
 
-    /// Makes the hub serve what the table holds: new apps added, changed ones replaced, apps gone
-    /// from the table removed. A row that cannot be served leaves its app as it was.
+    /// Makes the hub serve what the table holds: apps gone from the table removed, changed ones
+    /// replaced, new ones added, in that order (so a key freed by a deletion or a change can be
+    /// taken by another app in the same read). A row that cannot be served leaves its app as it was.
     fn serve(&self, hub: &Hub, snapshot: Snapshot) {
-        let mut listed: HashSet<String> = snapshot.unservable;
+        let mut listed: HashSet<&str> = snapshot.unservable.iter().map(String::as_str).collect();
+        listed.extend(snapshot.apps.iter().map(|a| a.id.as_str()));
+        for served in hub.apps() {
+            if served.config().from_store && !listed.contains(served.id()) {
+                hub.remove_app(served.id());
+            }
+        }
+        let mut new = Vec::new();
         for app in snapshot.apps {
-            listed.insert(app.id.clone());
             match hub.app_by_id(&app.id) {
                 Some(served) if served.config().from_store => {
                     hub.change_app(app, self.grace);
                 }
                 // The config file's app of this id wins (said at start-up).
                 Some(_) => {}
-                None => {
-                    hub.add_app(app);
-                }
+                None => new.push(app),
             }
         }
-        for served in hub.apps() {
-            if served.config().from_store && !listed.contains(served.id()) {
-                hub.remove_app(served.id());
+        for app in new {
+            let id = app.id.clone();
+            if !hub.add_app(app) {
+                tracing::warn!(app = %id, "app in the store has the key of another served app; not served");
             }
         }
     }

@@ -2,8 +2,9 @@
 //!
 //! - **PostgreSQL** announces every change on a `NOTIFY` channel (Sinew's own writes, and the
 //!   trigger `sinew db migrate` adds for changes made by hand); every node `LISTEN`s and reads the
-//!   table within about a second. After the listening connection is lost and made again, the table
-//!   is read once, for whatever was announced meanwhile.
+//!   table at once (announcements arriving during a read make one more read, not one each). Once
+//!   listening, at first and after the connection was lost and made again, the table is read once,
+//!   for whatever was announced meanwhile; a read that fails is tried again a second later.
 //! - **MySQL/MariaDB** has no such channel: every `app_store_poll_seconds` the row count and the
 //!   latest `updated_at` are asked for (one small query), and the table is read when they moved.
 //! - **Every table**, tracked or not (soketi's has no `updated_at`), is read whole every
@@ -15,6 +16,7 @@ use crate::hub::Hub;
 use sqlx::postgres::PgListener;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Notify;
 use tokio::time::{MissedTickBehavior, interval};
 use tokio_util::sync::CancellationToken;
 
@@ -31,9 +33,11 @@ pub struct Intervals {
 pub async fn run(directory: Arc<Directory>, hub: Hub, every: Intervals, stop: CancellationToken) {
     let Some(store) = directory.store() else { return };
     let listening = store.pg_pool().is_some();
+    // Announcements only wake this loop (many announcements while a read runs make one more read).
+    let announced = Arc::new(Notify::new());
     if listening {
-        let (directory, hub, stop) = (directory.clone(), hub.clone(), stop.clone());
-        tokio::spawn(async move { listen(&directory, &hub, &stop).await });
+        let (directory, stop, announced) = (directory.clone(), stop.clone(), announced.clone());
+        tokio::spawn(async move { listen(&directory, &stop, &announced).await });
     }
     let mut reload = interval(every.reload);
     let mut poll = interval(every.poll);
@@ -51,11 +55,23 @@ pub async fn run(directory: Arc<Directory>, hub: Hub, every: Intervals, stop: Ca
                     tracing::debug!(error = %e, "app store reload failed");
                 }
             }
+            () = announced.notified() => {
+                if let Err(e) = directory.refresh(&hub).await {
+                    // The change is still to be read: try again in a second.
+                    tracing::debug!(error = %e, "app store read after a change failed");
+                    if pause(&stop).await {
+                        return;
+                    }
+                    announced.notify_one();
+                }
+            }
             _ = poll.tick(), if !listening => {
                 let Some(store) = directory.store() else { return };
                 match changed(store, &mut seen).await {
                     Ok(true) => {
                         if let Err(e) = directory.refresh(&hub).await {
+                            // Forget the fingerprint: the next poll reads again.
+                            seen = None;
                             tracing::debug!(error = %e, "app store read after a change failed");
                         }
                     }
@@ -82,9 +98,10 @@ async fn changed(store: &SqlStore, seen: &mut Option<(i64, Option<String>)>) -> 
     Ok(moved)
 }
 
-/// Listens for PostgreSQL's change announcements; reads the table on each one (announcements that
-/// arrive during a read are served by the next), and once after every reconnection.
-async fn listen(directory: &Directory, hub: &Hub, stop: &CancellationToken) {
+/// Listens for PostgreSQL's change announcements and passes each on to `announced`; once
+/// listening (at first, and after every reconnection) passes one on too, for what was announced
+/// while nobody listened.
+async fn listen(directory: &Directory, stop: &CancellationToken, announced: &Notify) {
     let Some(store) = directory.store() else { return };
     let Some(pool) = store.pg_pool() else { return };
     let mut lost = false;
@@ -109,31 +126,23 @@ async fn listen(directory: &Directory, hub: &Hub, stop: &CancellationToken) {
         if lost {
             tracing::info!("listening for app changes again");
             lost = false;
-            let _ = directory.refresh(hub).await;
         }
+        announced.notify_one();
         loop {
             let next = tokio::select! {
                 () = stop.cancelled() => return,
                 next = listener.try_recv() => next,
             };
             match next {
-                Ok(Some(n)) if n.payload() == store.table() => {
-                    if let Err(e) = directory.refresh(hub).await {
-                        tracing::debug!(error = %e, "app store read after a change failed");
-                    }
-                }
+                Ok(Some(n)) if n.payload() == store.table() => announced.notify_one(),
                 Ok(Some(_)) => {}
-                // The connection was lost; the next try_recv makes it again.
-                Ok(None) => {
-                    lost = lost || warn_lost("connection closed");
-                    directory.answered(false);
-                    if pause(stop).await {
-                        return;
-                    }
-                    break;
-                }
-                Err(e) => {
-                    lost = lost || warn_lost(&e.to_string());
+                // The connection was lost (`None`) or failed: listen again on a new one.
+                Ok(None) | Err(_) => {
+                    let reason = match next {
+                        Err(e) => e.to_string(),
+                        _ => "connection closed".to_string(),
+                    };
+                    lost = lost || warn_lost(&reason);
                     directory.answered(false);
                     if pause(stop).await {
                         return;

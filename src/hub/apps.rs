@@ -49,6 +49,11 @@ impl AppState {
         self.retired_secret().is_some_and(|old| check(&old))
     }
 
+    /// Whether the app is no longer served (deleted from the app store).
+    pub fn is_removed(&self) -> bool {
+        self.removed.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// The secret before the last rotation, while it is still accepted.
     pub fn retired_secret(&self) -> Option<String> {
         let retired = lock(&self.retired);
@@ -164,6 +169,7 @@ impl Hub {
         let Some(app) = index.by_id.remove(id) else { return false };
         let key = app.config().key.clone();
         index.by_key.remove(&key);
+        app.removed.store(true, std::sync::atomic::Ordering::Release);
         app.hooks.set(None);
         if let Some(routing) = &self.inner.webhooks {
             routing.remove_app(id);

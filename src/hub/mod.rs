@@ -82,6 +82,8 @@ pub struct AppState {
     rest_rates: rest_rates::RestRates,
     /// The secret before the last rotation, while it still signs (see `apps.rs`).
     retired: Mutex<Option<apps::Retired>>,
+    /// Set once the app is no longer served (deleted from the app store).
+    removed: std::sync::atomic::AtomicBool,
 }
 
 /// An app's webhook emitter (`None` while it has no endpoints) and a flag saying whether there is
@@ -137,6 +139,7 @@ impl AppState {
             stats,
             rest_rates: rest_rates::RestRates::default(),
             retired: Mutex::new(None),
+            removed: std::sync::atomic::AtomicBool::new(false),
         }
     }
 

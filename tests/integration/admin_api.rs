@@ -215,3 +215,30 @@ async fn postgres_admin_api_says_when_the_store_is_down() {
     drop(node);
     let _ = std::fs::remove_file(file);
 }
+
+/// An id or key of an app of the config file (which wins over the store's) is refused with 409:
+/// an app made with it would never be served.
+#[tokio::test]
+async fn postgres_admin_api_refuses_the_config_files_ids_and_keys() {
+    let t = TestDb::create(Db::Postgres).await;
+    let (ok, out, err) = t.sinew(&["db", "migrate"], None);
+    assert!(ok, "{out}{err}");
+    let cfg = "[[apps]]\nid = \"cfg\"\nkey = \"cfg-key\"\nsecret = \"cfg-secret\"\n";
+    let file = std::env::temp_dir().join(format!("sinew-admin-cfg-{}.toml", rand::random::<u32>()));
+    std::fs::write(&file, cfg).unwrap();
+    let url = t.url();
+    let env = [("SINEW_APP_STORE", "postgres"), ("SINEW_DATABASE_URL", url.as_str()), ("SINEW_ADMIN_TOKEN", TOKEN)];
+    let node = SinewProcess::spawn_args(&["--config", file.to_str().unwrap()], &env).await;
+    for body in [r#"{"id":"cfg"}"#, r#"{"key":"cfg-key"}"#] {
+        let (status, _, res) = call(node.addr, TOKEN, "POST", "/admin/apps", body).await;
+        assert_eq!(status, 409, "{body}: {res}");
+        assert!(res["error"].as_str().is_some_and(|e| e.contains("config file")), "{res}");
+    }
+    let (status, _, _) = call(node.addr, TOKEN, "POST", "/admin/apps", r#"{"id":"own","key":"own-key"}"#).await;
+    assert_eq!(status, 201);
+    let (status, _, res) = call(node.addr, TOKEN, "PATCH", "/admin/apps/own", r#"{"key":"cfg-key"}"#).await;
+    assert_eq!(status, 409, "{res}");
+    drop(node);
+    let _ = std::fs::remove_file(file);
+    t.drop_db().await;
+}

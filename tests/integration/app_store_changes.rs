@@ -112,6 +112,17 @@ async fn changes_reach_every_node(db: Db) {
     cli(&["apps", "delete", "live"]);
     assert_eq!(closed(&mut last).await, (Some(4001), Some(4001)));
     within(bound, "deleted on node b", || async { refusal(b.addr, "live-key").await == Some(4001) }).await;
+
+    // A key freed by a deletion is taken by an app made right after: when one read sees both (on
+    // MariaDB, the read a REST call for the new app makes before the next poll), the deletion is
+    // served first, so the new app is found.
+    cli(&["apps", "create", "--set", "id=gone", "--set", "key=reused-key"]);
+    within(bound, "the first app on node a", || async { refusal(a.addr, "reused-key").await.is_none() }).await;
+    cli(&["apps", "delete", "gone"]);
+    let secret = secret_of(&cli(&["apps", "create", "--set", "id=second", "--set", "key=reused-key"]));
+    let published = rest(a.addr, "second", "reused-key", &secret).trigger("reuse", "hi", "2").await.0;
+    assert_eq!(published, 200, "the new app is found at its first REST call");
+    within(bound, "the reused key connects", || async { refusal(a.addr, "reused-key").await.is_none() }).await;
     drop((a, b));
     t.drop_db().await;
 }

@@ -183,6 +183,17 @@ impl Connection {
         }
         let conn = hub.new_connection(&app);
         app.connections().set_live(&conn, true);
+        // An app disabled or deleted since the checks above closed the connections it saw live,
+        // which may not have included this one: look again now that it is live.
+        if !app.config().enabled || app.is_removed() {
+            app.connections().set_live(&conn, false);
+            app.connections().release();
+            return Err(if app.is_removed() {
+                Refusal::new(4001, format!("App key {app_key} does not exist"))
+            } else {
+                Refusal::new(4003, "Application is disabled")
+            });
+        }
         let socket_id = hub.socket_id(conn.id);
         conn.outbox.push(&Frame::from(frame::connection_established(&socket_id, activity_timeout)));
         app.debug(|| serde_json::json!({"type": "connection_opened", "socket_id": socket_id}));
