@@ -71,7 +71,7 @@ impl SqlStore {
         if self.by_key(&app.key).await?.is_some() {
             return Err(AdminError::Taken(format!("key `{}`", app.key)));
         }
-        self.write(&app, true).await?;
+        self.write(&app, true, &[]).await?;
         Ok(app)
     }
 
@@ -79,7 +79,9 @@ impl SqlStore {
         self.by_id(id).await?.ok_or_else(|| AdminError::NotFound(id.into()))
     }
 
-    /// Changes the app's settings.
+    /// Changes the app's settings. Only what can change is written: the secret never (it is
+    /// rotated on its own), `enabled` only when `settings` names it, so a change made meanwhile to
+    /// either is not undone.
     pub async fn update_app(&self, id: &str, settings: &Map<String, Value>) -> Result<AppConfig, AdminError> {
         let app = with_changes(&self.existing(id).await?, settings)?;
         if let Some(other) = self.by_key(&app.key).await?
@@ -87,7 +89,10 @@ impl SqlStore {
         {
             return Err(AdminError::Taken(format!("key `{}`", app.key)));
         }
-        self.write(&app, false).await?;
+        let leave: &[&str] = if settings.contains_key("enabled") { &["secret"] } else { &["secret", "enabled"] };
+        if self.write(&app, false, leave).await? == 0 {
+            return Err(AdminError::NotFound(id.into()));
+        }
         Ok(app)
     }
 
@@ -102,7 +107,9 @@ impl SqlStore {
     pub async fn rotate_secret(&self, id: &str) -> Result<AppConfig, AdminError> {
         let mut app = self.existing(id).await?;
         app.secret = fresh_secret();
-        self.write(&app, false).await?;
+        if self.write(&app, false, &["enabled"]).await? == 0 {
+            return Err(AdminError::NotFound(id.into()));
+        }
         Ok(app)
     }
 

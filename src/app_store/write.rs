@@ -11,8 +11,10 @@ use crate::config::AppConfig;
 use serde_json::{Map, Value, json};
 
 impl SqlStore {
-    /// Writes `app` as a new row (`insert`) or over the row with its id.
-    pub(super) async fn write(&self, app: &AppConfig, insert: bool) -> Result<u64, StoreError> {
+    /// Writes `app` as a new row (`insert`) or over the row with its id, leaving the columns in
+    /// `leave` as they are (so that a change to some settings does not write back, say, a secret
+    /// rotated meanwhile). Returns the rows written.
+    pub(super) async fn write(&self, app: &AppConfig, insert: bool, leave: &[&str]) -> Result<u64, StoreError> {
         let pg = self.postgres();
         let columns = self.columns().await?;
         let mut values: Values = Vec::new();
@@ -52,7 +54,7 @@ impl SqlStore {
             let params: Vec<String> = values.iter().enumerate().map(|(i, (n, _))| param(i + 1, n)).collect();
             format!("INSERT INTO {table} ({}) VALUES ({})", names.join(", "), params.join(", "))
         } else {
-            values.retain(|(n, _)| *n != "id");
+            values.retain(|(n, _)| *n != "id" && !leave.contains(n));
             let mut sets: Vec<String> = values
                 .iter()
                 .enumerate()
