@@ -101,6 +101,7 @@ async fn purge_caches(ctx: Context) {
         tick.tick().await;
         for app in ctx.hub.apps() {
             app.cache().purge_expired();
+            app.history().purge_expired(app.history_keep());
         }
     }
 }

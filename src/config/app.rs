@@ -89,6 +89,13 @@ pub struct AppConfig {
     pub allowed_origins: Vec<String>,
     /// 32-byte master key (base64) from which encrypted channels' shared secrets are derived.
     pub encryption_master_key_base64: String,
+    /// Channel name prefixes whose events are kept for resuming (`["private-", "presence-"]`; `"*"`
+    /// is every channel). Empty: no history (the default). See `hub/history.rs`.
+    pub history_channels: Vec<String>,
+    /// Events kept per channel with history.
+    pub history_size: usize,
+    /// Seconds an event is kept for resuming.
+    pub history_ttl_seconds: u64,
 }
 
 impl Default for AppConfig {
@@ -129,12 +136,21 @@ impl Default for AppConfig {
             jwt_cookie: String::new(),
             auth_rate_limit_per_second: 100,
             allowed_origins: Vec::new(),
+            history_channels: Vec::new(),
+            history_size: 100,
+            history_ttl_seconds: 600,
             encryption_master_key_base64: String::new(),
         }
     }
 }
 
 impl AppConfig {
+    /// Whether `channel`'s events are kept for resuming.
+    pub fn history_for(&self, channel: &str) -> bool {
+        !self.history_channels.is_empty()
+            && self.history_channels.iter().any(|p| p == "*" || channel.starts_with(p.as_str()))
+    }
+
     /// The development app used when no app is configured.
     pub fn development() -> Self {
         AppConfig {
@@ -186,6 +202,12 @@ impl AppConfig {
         }
         for (j, w) in self.webhooks.iter().enumerate() {
             w.validate(&k(&format!("webhooks[{j}]")))?;
+        }
+        if !(1..=100_000).contains(&self.history_size) {
+            return Err(invalid(k("history_size"), "must be between 1 and 100000"));
+        }
+        if !(1..=7 * DAY).contains(&self.history_ttl_seconds) {
+            return Err(invalid(k("history_ttl_seconds"), "must be between 1 and 604800 (7 days)"));
         }
         for (name, value) in [
             ("max_event_data_bytes", self.max_event_data_bytes),

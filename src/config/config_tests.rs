@@ -102,3 +102,16 @@ fn adapter_settings() {
     assert!(err(&[("SINEW_ADAPTER", "redis"), ("SINEW_REDIS_URL", "http://x")]).contains("redis_url"));
     assert!(err(&[("SINEW_CLUSTER_NODE_TIMEOUT_SECONDS", "1")]).contains("cluster_node_timeout_seconds"));
 }
+
+#[test]
+fn history_channels_are_prefixes_and_a_star_is_every_channel() {
+    let c = Config::load(None, env(&[("SINEW_APP_HISTORY_CHANNELS", "private-, presence-")]))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let app = &c.apps[0];
+    assert!(app.history_for("private-a") && app.history_for("presence-b") && !app.history_for("news"));
+    assert!(!AppConfig::development().history_for("private-a"), "off by default");
+    let every = AppConfig { history_channels: vec!["*".into()], ..AppConfig::development() };
+    assert!(every.history_for("news"));
+    let e = Config::load(None, env(&[("SINEW_APP_HISTORY_SIZE", "0")])).err().map(|e| e.to_string());
+    assert!(e.unwrap_or_default().contains("history_size"));
+}

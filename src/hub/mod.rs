@@ -11,6 +11,7 @@ mod cluster_view;
 mod connections;
 mod debug_feed;
 mod frame;
+mod history;
 mod inbound;
 mod outbox;
 mod publish;
@@ -26,6 +27,7 @@ pub use channels::{ChannelSummary, Channels, Member};
 pub use connections::Connections;
 pub use debug_feed::{Console, DebugFeed, json_or_text, preview};
 pub use frame::Frame;
+pub use history::{History, Keep, Resumed};
 pub use outbox::{
     Checked, CloseRequest, DirectSink, Drained, Liveness, OVERFLOW_CLOSE_CODE, Outbox, OutboxLimits, Pumped, clock,
 };
@@ -84,6 +86,8 @@ pub struct AppState {
     retired: Mutex<Option<apps::Retired>>,
     /// Set once the app is no longer served (deleted from the app store).
     removed: std::sync::atomic::AtomicBool,
+    /// Events kept for resuming, on the channels the app keeps history for.
+    history: History,
 }
 
 /// An app's webhook emitter (`None` while it has no endpoints) and a flag saying whether there is
@@ -140,6 +144,7 @@ impl AppState {
             rest_rates: rest_rates::RestRates::default(),
             retired: Mutex::new(None),
             removed: std::sync::atomic::AtomicBool::new(false),
+            history: History::default(),
         }
     }
 
@@ -191,6 +196,23 @@ impl AppState {
     /// This app's channels on this node: subscribers and presence members.
     pub fn channels(&self) -> &Channels {
         &self.channels
+    }
+
+    /// This app's channel history on this node.
+    pub fn history(&self) -> &History {
+        &self.history
+    }
+
+    /// How long this app's history keeps, from its settings.
+    pub fn history_keep(&self) -> Keep {
+        let c = self.config();
+        Keep { size: c.history_size, ttl: std::time::Duration::from_secs(c.history_ttl_seconds) }
+    }
+
+    /// Whether `channel`'s events get positions and are kept: the app asks for it, and this node
+    /// sees every event of the channel (no cluster adapter: a cluster-wide history comes next).
+    pub fn keeps_history(&self, channel: &str) -> bool {
+        self.config().history_for(channel) && !self.adapter.is_clustered()
     }
 
     /// This app's connections on this node: quota and open queues.

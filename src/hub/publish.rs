@@ -43,14 +43,23 @@ impl Hub {
     pub fn publish_event(&self, app: &AppState, event: Event<'_>, origin: Origin) {
         let except = event.except.and_then(|s| self.local_conn(s));
         for channel in event.channels {
-            let f = Frame::from(frame::channel_event(event.name, channel, event.data));
-            if ChannelType::of(channel).cache {
-                app.publish_cached(channel, event.name, event.data, &f, except);
-                if origin == Origin::Here {
-                    app.share_cached(channel, event.name, event.data);
+            let text = frame::channel_event(event.name, channel, event.data);
+            let cache = ChannelType::of(channel).cache;
+            let deliver = |f: &Frame| {
+                if cache {
+                    app.publish_cached(channel, event.name, event.data, f, except);
+                } else {
+                    app.publish(channel, f, except);
                 }
+            };
+            if app.keeps_history(channel) {
+                let positioned = |epoch: &str, offset| Frame::from(frame::with_position(&text, epoch, offset));
+                app.history().record(channel, app.history_keep(), positioned, deliver);
             } else {
-                app.publish(channel, &f, except);
+                deliver(&Frame::from(text));
+            }
+            if cache && origin == Origin::Here {
+                app.share_cached(channel, event.name, event.data);
             }
         }
         if origin == Origin::OtherNode {
@@ -76,7 +85,14 @@ impl AppState {
     /// Delivers a frame a connection built (a client event) to the other subscribers of `channel`
     /// on this node, then to its subscribers on the other nodes.
     pub fn publish_frame(&self, channel: &str, frame: &Frame, sender: ConnId) {
-        self.publish(channel, frame, Some(sender));
+        if self.keeps_history(channel) {
+            let positioned = |epoch: &str, offset| Frame::from(frame::with_position(frame.as_str(), epoch, offset));
+            self.history().record(channel, self.history_keep(), positioned, |f| {
+                self.publish(channel, f, Some(sender));
+            });
+        } else {
+            self.publish(channel, frame, Some(sender));
+        }
         self.adapter().publish_with(|node| BusMessage::Frame {
             node,
             app: self.id().to_string(),

@@ -305,6 +305,41 @@ pub fn client_event(event: &str, channel: &str, data_json: Option<&str>, user_id
     envelope(event, Some(channel), data_json, user_id)
 }
 
+/// `text` (a channel event's JSON object) with its position in the channel's history as one more
+/// top-level member, `"sinew_position":{"epoch":E,"offset":N}`, which clients that do not know it
+/// ignore. `epoch` is made by Sinew from `[0-9a-z]` (nothing to escape).
+pub fn with_position(text: &str, epoch: &str, offset: u64) -> String {
+    let body = text.strip_suffix('}').unwrap_or(text);
+    let mut digits = itoa::Buffer::new();
+    let offset = digits.format(offset);
+    let mut out = String::with_capacity(body.len() + 40 + epoch.len() + offset.len());
+    out.push_str(body);
+    out.push_str(",\"sinew_position\":{\"epoch\":\"");
+    out.push_str(epoch);
+    out.push_str("\",\"offset\":");
+    out.push_str(offset);
+    out.push_str("}}");
+    out
+}
+
+/// `sinew:resumed` on `channel`: every event after the client's position was sent again; the
+/// channel's position is now `offset` of `epoch`.
+pub fn resumed(channel: &str, epoch: &str, offset: u64, replayed: usize) -> String {
+    let data = format!("{{\"epoch\":{},\"offset\":{offset},\"replayed\":{replayed}}}", json_str(epoch));
+    envelope("sinew:resumed", Some(channel), Some(&data), None)
+}
+
+/// `sinew:resume_failed` on `channel`, with why, and the channel's current position when it has one.
+pub fn resume_failed(channel: &str, reason: &str, now: Option<(&str, u64)>) -> String {
+    let data = match now {
+        Some((epoch, offset)) => {
+            format!("{{\"reason\":{},\"epoch\":{},\"offset\":{offset}}}", json_str(reason), json_str(epoch))
+        }
+        None => format!("{{\"reason\":{}}}", json_str(reason)),
+    };
+    envelope("sinew:resume_failed", Some(channel), Some(&data), None)
+}
+
 /// `pusher:cache_miss` for an empty cache channel.
 pub fn cache_miss(channel: &str) -> String {
     envelope("pusher:cache_miss", Some(channel), None, None)

@@ -9,6 +9,7 @@
 #                                          # figure's median and range
 #   VARIANTS="base=/tmp/old/sinew new=target/release/sinew" SERVERS="base new" ROUNDS=3 \
 #     tests/bench/compare.sh               # two builds of Sinew in alternating runs (before/after)
+#   SERVERS="sinew sinew-history" tests/bench/compare.sh   # history kept on every channel, or not
 #   SERVERS="sinew sinew-postgres sinew-mysql" tests/bench/compare.sh
 #                                          # the bench app from the config (sinew), or from an apps
 #                                          # table in the machine's PostgreSQL or MariaDB (made and
@@ -118,6 +119,10 @@ start_server() {
   case "$name" in
     sinew)
       start_sinew "$ROOT/target/release/sinew" "$port" "$log"
+      ;;
+    sinew-history)
+      # The same build keeping history on every channel (positions, one log entry per publish).
+      SINEW_APP_HISTORY_CHANNELS='*' start_sinew "$ROOT/target/release/sinew" "$port" "$log"
       ;;
     sinew-postgres|sinew-mysql)
       # The same build with the bench app read from a database, not from SINEW_APP_* variables.

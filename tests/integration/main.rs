@@ -32,6 +32,7 @@ mod cluster_webhooks;
 #[cfg(target_os = "linux")]
 mod fd_limit;
 mod handshake;
+mod history;
 mod http_fallback;
 mod http_smuggling;
 mod jwt_auth;

@@ -286,6 +286,13 @@ impl Outbox {
         .await
     }
 
+    /// Messages and bytes that can still be queued before the queue overflows.
+    pub fn room(&self) -> (usize, usize) {
+        let st = self.lock();
+        let limits = self.inner.limits;
+        (limits.max_messages.saturating_sub(st.queue.len()), limits.max_bytes.saturating_sub(st.bytes))
+    }
+
     /// Frames currently queued.
     pub fn len(&self) -> usize {
         self.lock().queue.len()
