@@ -151,6 +151,7 @@ impl Hub {
             app.hooks.set(self.set_webhooks(&config));
         }
         let disabled = old.enabled && !config.enabled;
+        app.history_on.store(!config.history_channels.is_empty(), std::sync::atomic::Ordering::Relaxed);
         app.config.store(Arc::new(config));
         drop(index);
         tracing::info!(app = %app.id(), "app settings changed in the app store");
@@ -249,6 +250,16 @@ mod tests {
         assert!(app.has_webhooks());
         assert!(hub.remove_app("new"));
         assert!(!app.has_webhooks(), "a removed app reports nothing more");
+    }
+
+    #[test]
+    fn history_switched_on_by_a_change_applies_to_the_next_publish() {
+        let hub = hub();
+        let app = hub.app_by_id("1").unwrap_or_else(|| panic!("dev app"));
+        assert!(!app.keeps_history("private-a"));
+        let on = AppConfig { history_channels: vec!["private-".into()], ..(*app.config_owned()).clone() };
+        hub.change_app(on, Duration::ZERO);
+        assert!(app.keeps_history("private-a") && !app.keeps_history("news"));
     }
 
     #[test]

@@ -88,6 +88,9 @@ pub struct AppState {
     removed: std::sync::atomic::AtomicBool,
     /// Events kept for resuming, on the channels the app keeps history for.
     history: History,
+    /// Whether the app keeps history on any channel (read first on every publish, so that an app
+    /// without history pays one plain load).
+    history_on: std::sync::atomic::AtomicBool,
 }
 
 /// An app's webhook emitter (`None` while it has no endpoints) and a flag saying whether there is
@@ -129,6 +132,7 @@ impl AppState {
         adapter: Adapter,
     ) -> Self {
         let users = Users::new(config.watchlist);
+        let history_on = !config.history_channels.is_empty();
         AppState {
             id: config.id.clone(),
             adapter,
@@ -145,6 +149,7 @@ impl AppState {
             retired: Mutex::new(None),
             removed: std::sync::atomic::AtomicBool::new(false),
             history: History::default(),
+            history_on: history_on.into(),
         }
     }
 
@@ -212,7 +217,7 @@ impl AppState {
     /// Whether `channel`'s events get positions and are kept: the app asks for it, and this node
     /// sees every event of the channel (no cluster adapter: a cluster-wide history comes next).
     pub fn keeps_history(&self, channel: &str) -> bool {
-        self.config().history_for(channel) && !self.adapter.is_clustered()
+        self.history_on.load(Ordering::Relaxed) && !self.adapter.is_clustered() && self.config().history_for(channel)
     }
 
     /// This app's connections on this node: quota and open queues.
