@@ -208,11 +208,14 @@ mod tests {
     fn generator_figures_come_from_this_process() {
         let clock = GeneratorClock::start();
         assert!(clock.cpu_s.is_some(), "/proc/self/stat is readable");
-        // Spin long enough to be counted at 100 ticks a second.
-        let spin = Instant::now();
+        // Spin until this process has used 0.1 s of CPU by its own count (on a busy machine that
+        // takes longer than 0.1 s of wall time), at most 10 s.
+        let (spin, start) = (Instant::now(), cpu_seconds("self").unwrap_or(0.0));
         let mut x = 0u64;
-        while spin.elapsed().as_millis() < 100 {
-            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        while cpu_seconds("self").unwrap_or(0.0) - start < 0.1 && spin.elapsed().as_secs() < 10 {
+            for _ in 0..100_000 {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+            }
         }
         let used = clock.stop();
         assert!(used.map_or(0.0, |u| u.cpu_s) >= 0.05, "the spin was counted: {used:?}");
