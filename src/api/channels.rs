@@ -96,7 +96,7 @@ pub async fn users(
 }
 
 /// Takes one read from the app's REST read allowance of this second.
-fn take_read(app: &AppState) -> Result<(), ApiError> {
+pub(super) fn take_read(app: &AppState) -> Result<(), ApiError> {
     if app.take_rest_read() {
         Ok(())
     } else {

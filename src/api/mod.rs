@@ -6,6 +6,7 @@ pub mod auth_endpoint;
 mod channels;
 mod error;
 mod events;
+mod history;
 mod refusals;
 mod users;
 
@@ -35,6 +36,7 @@ pub const ROUTES: &[Route] = &[
     Route { method: "GET", path: "/apps/{app_id}/channels", handler: || get(channels::list) },
     Route { method: "GET", path: "/apps/{app_id}/channels/{channel_name}", handler: || get(channels::show) },
     Route { method: "GET", path: "/apps/{app_id}/channels/{channel_name}/users", handler: || get(channels::users) },
+    Route { method: "GET", path: "/apps/{app_id}/channels/{channel_name}/history", handler: || get(history::read) },
     Route {
         method: "POST",
         path: "/apps/{app_id}/users/{user_id}/terminate_connections",

@@ -62,6 +62,19 @@ pub struct Keep {
     pub ttl: Duration,
 }
 
+/// A page of a channel's history.
+#[derive(Debug)]
+pub struct Page {
+    /// The epoch the offsets count in.
+    pub epoch: String,
+    /// The first offset still kept (`last + 1` when none is).
+    pub first: u64,
+    /// The latest offset.
+    pub last: u64,
+    /// Offsets and the frames as delivered.
+    pub events: Vec<(u64, Frame)>,
+}
+
 /// The answer to a resume, already queued on the socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resumed {
@@ -125,6 +138,16 @@ impl History {
         }
         outbox.push(&Frame::from(frame::resumed(channel, &log.epoch, log.last, missed.len())));
         Resumed::Replayed(missed.len())
+    }
+
+    /// What a backend reads (`GET .../history`): the channel's epoch and latest offset, and up to
+    /// `limit` kept events after offset `since`, oldest first; `None` when the channel has no log.
+    pub fn read(&self, channel: &str, since: u64, limit: usize, keep: Keep) -> Option<Page> {
+        let mut log = self.channels.get_mut(channel)?;
+        log.prune(keep.size, keep.ttl, Instant::now());
+        let events = log.events.iter().filter(|(o, _, _)| *o > since).take(limit).map(|(o, _, f)| (*o, f.clone()));
+        let events = events.collect();
+        Some(Page { epoch: log.epoch.clone(), first: log.first(), last: log.last, events })
     }
 
     /// Drops the logs of channels whose events have all expired and that nobody published to for

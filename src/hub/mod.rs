@@ -27,7 +27,7 @@ pub use channels::{ChannelSummary, Channels, Member};
 pub use connections::Connections;
 pub use debug_feed::{Console, DebugFeed, json_or_text, preview};
 pub use frame::Frame;
-pub use history::{History, Keep, Resumed};
+pub use history::{History, Keep, Page, Resumed};
 pub use outbox::{
     Checked, CloseRequest, DirectSink, Drained, Liveness, OVERFLOW_CLOSE_CODE, Outbox, OutboxLimits, Pumped, clock,
 };

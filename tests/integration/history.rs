@@ -144,3 +144,24 @@ async fn resumes_that_cannot_be_answered_say_why() {
     assert!(matches!(c.next_within(Duration::from_millis(200)).await, Next::Nothing));
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_backend_reads_the_history_signed_and_paged() {
+    let s = server(100).await;
+    let rest = s.http();
+    for i in 1..=5 {
+        assert_eq!(rest.trigger("history-log", "e", &i.to_string()).await.0, 200);
+    }
+    let (status, page) = rest.get("/channels/history-log/history", &[("since", "2"), ("limit", "2")]).await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!((page["first"].clone(), page["last"].clone()), (json!(1), json!(5)));
+    let offsets: Vec<&Value> = page["events"].as_array().unwrap().iter().map(|e| &e["offset"]).collect();
+    assert_eq!(offsets, [&json!(3), &json!(4)]);
+    assert_eq!(page["events"][0]["data"], "3");
+    assert!(page["events"][0].get("sinew_position").is_none());
+    assert_eq!(rest.get("/channels/plain/history", &[]).await.0, 400, "no history there");
+    assert_eq!(rest.get("/channels/history-log/history", &[("limit", "0")]).await.0, 400);
+    let unsigned = reqwest::get(format!("http://{}/apps/1/channels/history-log/history", s.addr)).await.unwrap();
+    assert_eq!(unsigned.status().as_u16(), 401);
+    s.stop().await;
+}

@@ -253,6 +253,15 @@ impl Client {
         Ok(reply.users.into_iter().map(|u| u.id).collect())
     }
 
+    /// `GET /channels/{name}/history` (Sinew's extension): the channel's `epoch`, `first` and
+    /// `last` offsets and up to `limit` kept `events` after offset `since`, each with its `offset`.
+    pub async fn channel_history(&self, channel: &str, since: u64, limit: usize) -> Result<Value, Error> {
+        validate_channel(channel)?;
+        let (since, limit) = (since.to_string(), limit.to_string());
+        let params = [("since", since.as_str()), ("limit", limit.as_str())];
+        self.send(Method::GET, &format!("/channels/{channel}/history"), &params, None).await
+    }
+
     /// Closes every connection signed in as `user_id`.
     pub async fn terminate_user_connections(&self, user_id: &str) -> Result<(), Error> {
         validate_user_id(user_id)?;

@@ -19,6 +19,7 @@ async fn start() -> SocketAddr {
     let mut config = Config::load(None, Vec::new()).unwrap();
     config.host = "127.0.0.1".into();
     config.port = 0;
+    config.apps[0].history_channels = vec!["history-".into()];
     let server = Server::bind(Context::new(config)).await.unwrap();
     let addr = server.local_addr().unwrap();
     tokio::spawn(async move {
@@ -208,4 +209,23 @@ async fn server_refusals_become_typed_errors() {
     let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
     let gone = Client::new(&format!("http://{closed}"), "1", "app-key", "app-secret").unwrap();
     assert!(matches!(gone.channels(None, &[]).await, Err(Error::Http(_))));
+}
+
+#[tokio::test]
+async fn channel_history_pages_through_what_was_kept() {
+    let addr = start().await;
+    let sdk = sdk(addr);
+    let empty = sdk.channel_history("history-notes", 0, 10).await.unwrap();
+    assert_eq!(empty, json!({"epoch": null, "first": 1, "last": 0, "events": []}));
+    for i in 1..=3 {
+        sdk.trigger("history-notes", "note", &json!({ "n": i }), &TriggerOptions::default()).await.unwrap();
+    }
+    let page = sdk.channel_history("history-notes", 1, 1).await.unwrap();
+    assert_eq!((page["first"].clone(), page["last"].clone()), (json!(1), json!(3)));
+    assert!(page["epoch"].as_str().is_some_and(|e| e.len() == 8));
+    assert_eq!(
+        page["events"],
+        json!([{"offset": 2, "event": "note", "channel": "history-notes", "data": "{\"n\":2}"}])
+    );
+    assert!(matches!(sdk.channel_history("plain", 0, 10).await, Err(Error::Status { status: 400, .. })));
 }
