@@ -1,5 +1,6 @@
 //! Client protocol messages as a live connection receives them: `Connection::handle_text` (parse,
-//! then `pusher:subscribe`, `pusher:unsubscribe`, `pusher:signin`, `pusher:ping`, `client-*`)
+//! then `pusher:subscribe`, `pusher:unsubscribe`, `pusher:signin`, `pusher:ping`, `client-*`,
+//! `sinew:resume` on channels with history)
 //! against a real hub with one app, and the pure parsers it uses.
 //!
 //! Input: messages separated by `\n`; a message starting with byte 0x01 goes to a second
@@ -35,6 +36,8 @@ max_presence_members = 4
 max_subscriptions_per_connection = 8
 max_client_events_per_second = 1000
 encryption_master_key_base64 = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+history_channels = ["private-", "history-"]
+history_size = 8
 "#;
 
 struct World {

@@ -124,7 +124,7 @@ impl History {
         if log.epoch != epoch || offset > log.last {
             return fail("epoch_changed", now);
         }
-        if offset + 1 < log.first() {
+        if offset.saturating_add(1) < log.first() {
             return fail("too_old", now);
         }
         let missed: Vec<&Frame> = log.events.iter().filter(|(o, _, _)| *o > offset).map(|(_, _, f)| f).collect();
