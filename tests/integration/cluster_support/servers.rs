@@ -98,6 +98,50 @@ impl Drop for RedisCluster {
     }
 }
 
+/// One cluster-enabled `redis-server` answering on a free port. A port found free can be taken
+/// by another test before the server binds it (the server then exits): it is tried again on
+/// another port.
+async fn cluster_node(dir: &std::path::Path) -> (u16, Child) {
+    for _ in 0..5 {
+        let port = free_cluster_port();
+        let conf = format!("nodes-{port}.conf");
+        let mut child = redis_server(&[
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--cluster-enabled",
+            "yes",
+            "--cluster-node-timeout",
+            "1000",
+            // A replica syncs at once (the default waits 5 s for more replicas); until it has,
+            // it could not take over.
+            "--repl-diskless-sync-delay",
+            "0",
+            "--cluster-config-file",
+            &conf,
+            "--dir",
+            dir.to_str().unwrap(),
+        ]);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if query::<String>(port, &redis::cmd("PING")).await.is_ok() {
+                return (port, child);
+            }
+            if child.try_wait().ok().flatten().is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        kill(&mut child);
+    }
+    panic!("no cluster node answered on any of five ports");
+}
+
 impl RedisCluster {
     /// Starts `primaries` primaries with `replicas` replicas each (a node timeout of one second, so
     /// a replica is promoted within seconds of its primary's death) and returns once every node
@@ -107,36 +151,8 @@ impl RedisCluster {
         std::fs::create_dir_all(&dir).unwrap();
         let mut cluster = RedisCluster { dir, nodes: Vec::new() };
         for _ in 0..primaries * (1 + replicas) {
-            let port = free_cluster_port();
-            let conf = format!("nodes-{port}.conf");
-            let child = redis_server(&[
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--cluster-enabled",
-                "yes",
-                "--cluster-node-timeout",
-                "1000",
-                // A replica syncs at once (the default waits 5 s for more replicas); until it has,
-                // it could not take over.
-                "--repl-diskless-sync-delay",
-                "0",
-                "--cluster-config-file",
-                &conf,
-                "--dir",
-                cluster.dir.to_str().unwrap(),
-            ]);
-            cluster.nodes.push((port, Some(child)));
-        }
-        for (port, _) in &cluster.nodes {
-            let port = *port;
-            wait_until("a cluster node to answer", async || query::<String>(port, &redis::cmd("PING")).await.is_ok())
-                .await;
+            let node = cluster_node(&cluster.dir).await;
+            cluster.nodes.push((node.0, Some(node.1)));
         }
         let addrs: Vec<String> = cluster.nodes.iter().map(|(p, _)| format!("127.0.0.1:{p}")).collect();
         let out = Command::new("redis-cli")
