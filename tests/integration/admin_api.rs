@@ -33,8 +33,7 @@ async fn call(addr: SocketAddr, token: &str, method: &str, path: &str, body: &st
 /// A database with Sinew's table, and a node serving it with the admin API on the main port.
 async fn store_and_node(db: Db, extra: &[(&str, &str)]) -> (TestDb, SinewProcess) {
     let t = TestDb::create(db).await;
-    let (ok, out, err) = t.sinew(&["db", "migrate"], None);
-    assert!(ok, "{out}{err}");
+    t.cli(&["db", "migrate"]);
     let url = t.url();
     let mut env = vec![("SINEW_APP_STORE", t.store()), ("SINEW_DATABASE_URL", url.as_str())];
     env.extend_from_slice(extra);
@@ -221,8 +220,7 @@ async fn postgres_admin_api_says_when_the_store_is_down() {
 #[tokio::test]
 async fn postgres_admin_api_refuses_the_config_files_ids_and_keys() {
     let t = TestDb::create(Db::Postgres).await;
-    let (ok, out, err) = t.sinew(&["db", "migrate"], None);
-    assert!(ok, "{out}{err}");
+    t.cli(&["db", "migrate"]);
     let cfg = "[[apps]]\nid = \"cfg\"\nkey = \"cfg-key\"\nsecret = \"cfg-secret\"\n";
     let file = std::env::temp_dir().join(format!("sinew-admin-cfg-{}.toml", rand::random::<u32>()));
     std::fs::write(&file, cfg).unwrap();

@@ -50,13 +50,8 @@ fn secret_of(out: &str) -> String {
 
 async fn changes_reach_every_node(db: Db) {
     let t = TestDb::create(db).await;
-    let cli = |args: &[&str]| {
-        let (ok, out, err) = t.sinew(args, None);
-        assert!(ok, "sinew {args:?}: {out}{err}");
-        out
-    };
-    cli(&["db", "migrate"]);
-    let old = secret_of(&cli(&["apps", "create", "--set", "id=live", "--set", "key=live-key"]));
+    t.cli(&["db", "migrate"]);
+    let old = secret_of(&t.cli(&["apps", "create", "--set", "id=live", "--set", "key=live-key"]));
     let url = t.url();
     let env = [
         ("SINEW_APP_STORE", t.store()),
@@ -71,7 +66,7 @@ async fn changes_reach_every_node(db: Db) {
         |addr, secret: String| async move { rest(addr, "live", "live-key", &secret).trigger("c", "e", "1").await.0 };
 
     // A rotated secret: the new one signs on both nodes, the old one too until the grace ends.
-    let new = secret_of(&cli(&["apps", "rotate", "live"]));
+    let new = secret_of(&t.cli(&["apps", "rotate", "live"]));
     let took =
         within(bound, "the new secret reaches node b", || async { status(b.addr, new.clone()).await == 200 }).await;
     eprintln!("{db:?}: rotation seen on the other node after {took:?}");
@@ -86,16 +81,16 @@ async fn changes_reach_every_node(db: Db) {
     // A lower max_connections holds for new connections; open ones stay.
     let mut open = Client::connect(b.addr, "live-key").await;
     assert_eq!(open.recv().await["event"], "pusher:connection_established");
-    cli(&["apps", "update", "live", "--set", "max_connections=1"]);
+    t.cli(&["apps", "update", "live", "--set", "max_connections=1"]);
     within(bound, "the lower limit reaches node b", || async { refusal(b.addr, "live-key").await == Some(4004) }).await;
-    cli(&["apps", "update", "live", "--set", "max_connections=0"]);
+    t.cli(&["apps", "update", "live", "--set", "max_connections=0"]);
     within(bound, "the limit lifted on node b", || async { refusal(b.addr, "live-key").await.is_none() }).await;
 
     // Disabled: the clients on both nodes are closed with 4003, new ones refused with it.
     let mut on_a = Client::connect(a.addr, "live-key").await;
     assert_eq!(on_a.recv().await["event"], "pusher:connection_established");
     let disabled_at = Instant::now();
-    cli(&["apps", "disable", "live"]);
+    t.cli(&["apps", "disable", "live"]);
     assert_eq!(closed(&mut on_a).await, (Some(4003), Some(4003)));
     assert_eq!(closed(&mut open).await, (Some(4003), Some(4003)));
     let took = disabled_at.elapsed();
@@ -105,21 +100,21 @@ async fn changes_reach_every_node(db: Db) {
     assert_eq!(refusal(b.addr, "live-key").await, Some(4003));
 
     // Enabled again, then deleted: closed with 4001 (pusher-js does not retry), unknown after.
-    cli(&["apps", "enable", "live"]);
+    t.cli(&["apps", "enable", "live"]);
     within(bound, "enabled again on node a", || async { refusal(a.addr, "live-key").await.is_none() }).await;
     let mut last = Client::connect(a.addr, "live-key").await;
     assert_eq!(last.recv().await["event"], "pusher:connection_established");
-    cli(&["apps", "delete", "live"]);
+    t.cli(&["apps", "delete", "live"]);
     assert_eq!(closed(&mut last).await, (Some(4001), Some(4001)));
     within(bound, "deleted on node b", || async { refusal(b.addr, "live-key").await == Some(4001) }).await;
 
     // A key freed by a deletion is taken by an app made right after: when one read sees both (on
     // MariaDB, the read a REST call for the new app makes before the next poll), the deletion is
     // served first, so the new app is found.
-    cli(&["apps", "create", "--set", "id=gone", "--set", "key=reused-key"]);
+    t.cli(&["apps", "create", "--set", "id=gone", "--set", "key=reused-key"]);
     within(bound, "the first app on node a", || async { refusal(a.addr, "reused-key").await.is_none() }).await;
-    cli(&["apps", "delete", "gone"]);
-    let secret = secret_of(&cli(&["apps", "create", "--set", "id=second", "--set", "key=reused-key"]));
+    t.cli(&["apps", "delete", "gone"]);
+    let secret = secret_of(&t.cli(&["apps", "create", "--set", "id=second", "--set", "key=reused-key"]));
     let published = rest(a.addr, "second", "reused-key", &secret).trigger("reuse", "hi", "2").await.0;
     assert_eq!(published, 200, "the new app is found at its first REST call");
     within(bound, "the reused key connects", || async { refusal(a.addr, "reused-key").await.is_none() }).await;
@@ -148,13 +143,8 @@ async fn an_untracked_table_is_read_again_every_reload(db: Db) {
 /// is unreachable and stays 200; once healed, a change made meanwhile arrives.
 async fn the_database_cut_off_leaves_the_apps_in_memory_serving(db: Db) {
     let t = TestDb::create(db).await;
-    let cli = |args: &[&str]| {
-        let (ok, out, err) = t.sinew(args, None);
-        assert!(ok, "sinew {args:?}: {out}{err}");
-        out
-    };
-    cli(&["db", "migrate"]);
-    let secret = secret_of(&cli(&["apps", "create", "--set", "id=kept", "--set", "key=kept-key"]));
+    t.cli(&["db", "migrate"]);
+    let secret = secret_of(&t.cli(&["apps", "create", "--set", "id=kept", "--set", "key=kept-key"]));
     let port = if db == Db::Postgres { 5432 } else { 3306 };
     let proxy = Partition::start(SocketAddr::from(([127, 0, 0, 1], port))).await;
     let url = t.url().replace(&format!("127.0.0.1:{port}"), &proxy.addr.to_string());
@@ -185,7 +175,7 @@ async fn the_database_cut_off_leaves_the_apps_in_memory_serving(db: Db) {
     assert_eq!(refusal(node.addr, "never-seen").await, Some(4100), "an unknown key is asked to retry");
 
     proxy.heal();
-    cli(&["apps", "disable", "kept"]);
+    t.cli(&["apps", "disable", "kept"]);
     assert_eq!(closed(&mut client).await, (Some(4003), Some(4003)));
     assert_eq!(ready(node.addr).await, (200, "reachable".into()));
     drop(node);

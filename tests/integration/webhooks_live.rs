@@ -101,12 +101,7 @@ fn secret_of(out: &str) -> String {
 #[tokio::test]
 async fn webhooks_follow_apps_created_changed_and_rotated_while_running() {
     let t = TestDb::create(Db::Postgres).await;
-    let cli = |args: &[&str]| {
-        let (ok, out, err) = t.sinew(args, None);
-        assert!(ok, "sinew {args:?}: {out}{err}");
-        out
-    };
-    cli(&["db", "migrate"]);
+    t.cli(&["db", "migrate"]);
     let (base, got) = receiver().await;
     let url = t.url();
     let dead = std::env::temp_dir().join(format!("sinew-live-dl-{}.jsonl", rand::random::<u64>()));
@@ -121,7 +116,7 @@ async fn webhooks_follow_apps_created_changed_and_rotated_while_running() {
 
     // Created while the node runs: its first channel's webhook goes to its endpoint, signed.
     let hooks = |path: &str| format!(r#"webhooks=[{{"url":"{base}{path}"}}]"#);
-    let created = cli(&["apps", "create", "--set", "id=hooked", "--set", "key=hooked-key", "--set", &hooks("/a")]);
+    let created = t.cli(&["apps", "create", "--set", "id=hooked", "--set", "key=hooked-key", "--set", &hooks("/a")]);
     let first_secret = secret_of(&created);
     let mut client = Client::connect(node.addr, "hooked-key").await;
     assert_eq!(client.recv().await["event"], "pusher:connection_established");
@@ -130,7 +125,7 @@ async fn webhooks_follow_apps_created_changed_and_rotated_while_running() {
     assert!(first.signed_with(&first_secret), "signed with the app's secret");
 
     // New endpoints: once the change is served, events go to the new one only.
-    cli(&["apps", "update", "hooked", "--set", &hooks("/b")]);
+    t.cli(&["apps", "update", "hooked", "--set", &hooks("/b")]);
     until_seen(&mut client, &got, "moving", |s| s.path == "/b").await;
     let moved = fresh(&mut client, &got, "moved").await;
     assert_eq!((moved.path.as_str(), moved.key.as_str()), ("/b", "hooked-key"));
@@ -139,7 +134,7 @@ async fn webhooks_follow_apps_created_changed_and_rotated_while_running() {
     assert_eq!(at_a, 1, "the old endpoint no longer gets events: {:?}", got.lock());
 
     // A rotated secret signs the next webhooks.
-    let second_secret = secret_of(&cli(&["apps", "rotate", "hooked"]));
+    let second_secret = secret_of(&t.cli(&["apps", "rotate", "hooked"]));
     until_seen(&mut client, &got, "rotating", |s| s.signed_with(&second_secret)).await;
     let rotated = fresh(&mut client, &got, "rotated").await;
     assert_eq!(rotated.path, "/b");

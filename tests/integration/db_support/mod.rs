@@ -92,6 +92,14 @@ impl TestDb {
         (out.status.success(), text(&out.stdout), text(&out.stderr))
     }
 
+    /// Runs the `sinew` binary with `args` against the test's database and returns its stdout;
+    /// panics, with what it printed, when it fails.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let (ok, out, err) = self.sinew(args, None);
+        assert!(ok, "sinew {args:?}: {out}{err}");
+        out
+    }
+
     pub async fn drop_db(self) {
         let force = if self.db == Db::Postgres { " WITH (FORCE)" } else { "" };
         self.admin(&format!("DROP DATABASE {}{force}", self.name)).await;
