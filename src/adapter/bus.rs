@@ -75,6 +75,25 @@ pub enum BusMessage {
         /// User id.
         user: String,
     },
+    /// An event of a channel with history, with its position, as the history script published it
+    /// (node 0): every node delivers it to its subscribers, the publishing node included (see
+    /// [`super::history`]).
+    Positioned {
+        /// Sending node (0: the history script).
+        node: u32,
+        /// App id.
+        app: String,
+        /// Target channel.
+        channel: String,
+        /// The frame, with its position, ready to send.
+        frame: String,
+        /// Socket id excluded from delivery.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        except: Option<String>,
+        /// A REST event of a cache channel: the channel's last event, to keep.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        cache: bool,
+    },
     /// Node `to` got a presence member list from the subscribe script that published this
     /// (node 0): every member event that list already reflects came before it on the bus.
     Listed {
@@ -96,13 +115,33 @@ impl BusMessage {
             | BusMessage::Member { node, .. }
             | BusMessage::Count { node, .. }
             | BusMessage::Terminate { node, .. }
-            | BusMessage::Listed { node, .. } => *node,
+            | BusMessage::Listed { node, .. }
+            | BusMessage::Positioned { node, .. } => *node,
         }
     }
 
     /// The wire form.
     pub fn encode(&self) -> Vec<u8> {
         serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// A [`BusMessage::Positioned`] (node 0) cut where its frame goes: the history script
+    /// completes it with the frame it positioned, as a JSON string.
+    pub fn positioned_around_frame(app: &str, channel: &str, except: Option<&str>, cache: bool) -> (String, String) {
+        let head = format!(
+            "{{\"t\":\"positioned\",\"node\":0,\"app\":{},\"channel\":{},\"frame\":",
+            serde_json::Value::from(app),
+            serde_json::Value::from(channel)
+        );
+        let mut tail = String::new();
+        if let Some(s) = except {
+            tail.push_str(&format!(",\"except\":{}", serde_json::Value::from(s)));
+        }
+        if cache {
+            tail.push_str(",\"cache\":true");
+        }
+        tail.push('}');
+        (head, tail)
     }
 
     /// Parses the wire form.
@@ -142,6 +181,18 @@ mod tests {
         assert!(matches!(m, Ok(BusMessage::Member { added: true, node: 0, .. })));
         let c = BusMessage::decode(br#"{"count":2,"channel":"c","t":"count","app":"1","node":0}"#);
         assert!(matches!(c, Ok(BusMessage::Count { count: 2, .. })));
+        let (head, tail) = BusMessage::positioned_around_frame("1", "cache-\"a", Some("1.2"), true);
+        let frame = "{\"event\":\"e\",\"data\":\"\u{e9}\"}";
+        let whole = format!("{head}{}{tail}", serde_json::Value::from(frame));
+        let p = BusMessage::decode(whole.as_bytes());
+        assert!(
+            matches!(&p, Ok(BusMessage::Positioned { node: 0, app, channel, frame: f, except: Some(e), cache: true })
+                if app == "1" && channel == "cache-\"a" && f == frame && e == "1.2"),
+            "{p:?}"
+        );
+        let (head, tail) = BusMessage::positioned_around_frame("1", "c", None, false);
+        let p = BusMessage::decode(format!("{head}\"{{}}\"{tail}").as_bytes());
+        assert!(matches!(p, Ok(BusMessage::Positioned { except: None, cache: false, .. })), "{p:?}");
         let l = BusMessage::decode(br#"{"t":"listed","to":3,"token":12,"node":0}"#);
         assert!(matches!(l, Ok(BusMessage::Listed { node: 0, to: 3, token: 12 })));
     }

@@ -3,10 +3,17 @@
 //! or the bus every node listens to); on a Redis Cluster a pipeline may only touch one slot, so a
 //! batch becomes one pipeline per slot, sent together, and channel topics use `SPUBLISH`. With
 //! NATS as the channel bus, channel messages go to NATS and the rest to Redis.
+//!
+//! An event of a channel with history goes to the history script instead (see [`super::history`]),
+//! in the same pipeline; when Redis cannot take it, it is handed back to this node's subscribers
+//! without a position (the other nodes miss it, as every message of an unreachable bus).
 
 use super::error::OP_TIMEOUT;
-use super::link::Link;
+use super::history;
+use super::link::{Conn, Link};
+use super::{BusMessage, Inbound};
 use futures_util::future::join_all;
+use redis::Value;
 use redis::cluster_routing::Slot;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,6 +28,64 @@ pub(super) enum Outgoing {
     Publish { topic: String, payload: Vec<u8>, sharded: bool },
     /// The last event of a cache channel, stored under `key` for `ttl_ms`.
     SetCache { key: String, value: String, ttl_ms: u64 },
+    /// An event of a channel with history, for [`history::PUBLISH`].
+    Positioned(Box<Positioned>),
+}
+
+/// An event of a channel with history, as the history script takes it.
+pub(super) struct Positioned {
+    /// Position hash and history list.
+    pub(super) keys: [String; 2],
+    /// The epoch the channel starts with when it has none.
+    pub(super) epoch: String,
+    /// The frame without position.
+    pub(super) frame: String,
+    /// Events kept.
+    pub(super) size: usize,
+    /// How long, in milliseconds.
+    pub(super) ttl_ms: u64,
+    /// Where the script publishes, and whether sharded.
+    pub(super) topic: String,
+    pub(super) sharded: bool,
+    /// App, channel, the socket left out and whether it is a cache channel's REST event: the bus
+    /// message (and, when Redis cannot take it, the local delivery).
+    pub(super) app: String,
+    pub(super) channel: String,
+    pub(super) except: Option<String>,
+    pub(super) cache: bool,
+}
+
+impl Positioned {
+    fn push(&self, pipe: &mut redis::Pipeline, sha: &str) {
+        let (head, tail) =
+            BusMessage::positioned_around_frame(&self.app, &self.channel, self.except.as_deref(), self.cache);
+        pipe.cmd("EVALSHA")
+            .arg(sha)
+            .arg(2)
+            .arg(&self.keys[0])
+            .arg(&self.keys[1])
+            .arg(&self.epoch)
+            .arg(&self.frame)
+            .arg(self.size)
+            .arg(self.ttl_ms)
+            .arg(&self.topic)
+            .arg(if self.sharded { "S" } else { "P" })
+            .arg(head)
+            .arg(tail);
+    }
+
+    /// This node's subscribers get it without a position.
+    async fn deliver_here(self, inbound: &mpsc::Sender<Inbound>) {
+        let msg = BusMessage::Positioned {
+            node: 0,
+            app: self.app,
+            channel: self.channel,
+            frame: self.frame,
+            except: self.except,
+            cache: self.cache,
+        };
+        let _ = inbound.send(Inbound::Bus(msg)).await;
+    }
 }
 
 impl Outgoing {
@@ -29,10 +94,13 @@ impl Outgoing {
         match self {
             Outgoing::Publish { topic, .. } => Slot::for_key(topic),
             Outgoing::SetCache { key, .. } => Slot::for_key(key),
+            Outgoing::Positioned(p) => Slot::for_key(&p.keys[0]),
         }
     }
 
-    fn push(self, pipe: &mut redis::Pipeline, cluster: bool) -> u64 {
+    /// Adds the command to `pipe` (a history event's to `positioned` too, whose replies are not
+    /// ignored); returns the number of messages it publishes.
+    fn push(self, pipe: &mut redis::Pipeline, cluster: bool, positioned: &mut Vec<Positioned>, sha: &str) -> u64 {
         match self {
             Outgoing::Publish { topic, payload, sharded } => {
                 let command = if sharded && cluster { "SPUBLISH" } else { "PUBLISH" };
@@ -43,14 +111,21 @@ impl Outgoing {
                 pipe.cmd("SET").arg(key).arg(value).arg("PX").arg(ttl_ms).ignore();
                 0
             }
+            Outgoing::Positioned(p) => {
+                p.push(pipe, sha);
+                pipe.ignore_errors();
+                positioned.push(*p);
+                1
+            }
         }
     }
 }
 
 /// Sends what the handle queued, in order, batching it into pipelines. Returns once the handle is
 /// gone and the queue is empty.
-pub(super) async fn run_publisher(link: Arc<Link>, mut rx: mpsc::Receiver<Outgoing>) {
+pub(super) async fn run_publisher(link: Arc<Link>, mut rx: mpsc::Receiver<Outgoing>, inbound: mpsc::Sender<Inbound>) {
     let cluster = link.is_cluster();
+    let sha = redis::Script::new(history::PUBLISH).get_hash().to_string();
     let mut batch = Vec::with_capacity(256);
     let mut failing = false;
     loop {
@@ -81,50 +156,82 @@ pub(super) async fn run_publisher(link: Arc<Link>, mut rx: mpsc::Receiver<Outgoi
             }
         }
         // One pipeline, or one per slot on a Redis Cluster (each keeps the queue's order).
-        let mut pipes: Vec<(redis::Pipeline, u64)> = Vec::new();
+        let mut pipes: Vec<Pipe> = Vec::new();
         if cluster {
             let mut by_slot: HashMap<Slot, usize> = HashMap::new();
             for item in batch.drain(..) {
                 let i = *by_slot.entry(item.slot()).or_insert_with(|| {
-                    pipes.push((redis::pipe(), 0));
+                    pipes.push(Pipe::default());
                     pipes.len() - 1
                 });
-                let (pipe, n) = &mut pipes[i];
-                *n += item.push(pipe, true);
+                let p = &mut pipes[i];
+                p.publishes += item.push(&mut p.pipe, true, &mut p.positioned, &sha);
             }
         } else {
-            let mut pipe = redis::pipe();
-            let n = batch.drain(..).map(|item| item.push(&mut pipe, false)).sum();
-            pipes.push((pipe, n));
+            let mut p = Pipe::default();
+            for item in batch.drain(..) {
+                p.publishes += item.push(&mut p.pipe, false, &mut p.positioned, &sha);
+            }
+            pipes.push(p);
         }
-        let publishes: u64 = pipes.iter().map(|(_, n)| n).sum();
+        let publishes: u64 = pipes.iter().map(|p| p.publishes).sum();
         let conn = match link.conn().await {
             Ok(conn) => conn,
             Err(e) => {
                 publish_failed(&link, &mut failing, publishes, &e.to_string());
+                for p in pipes {
+                    for item in p.positioned {
+                        item.deliver_here(&inbound).await;
+                    }
+                }
                 continue;
             }
         };
-        let sends = pipes.iter().map(|(pipe, _)| {
+        let sends = pipes.iter().map(|p| {
             let mut conn = conn.clone();
-            async move { timeout(OP_TIMEOUT, pipe.query_async::<()>(&mut conn)).await }
+            async move { timeout(OP_TIMEOUT, p.pipe.query_async::<Vec<Value>>(&mut conn)).await }
         });
+        let results = join_all(sends).await;
         let mut lost = 0;
         let mut error = None;
-        for ((_, n), result) in pipes.iter().zip(join_all(sends).await) {
-            match result {
-                Ok(Ok(())) => link.stats.published.fetch_add(*n, Ordering::Relaxed),
+        let mut unknown_script = Vec::new();
+        for (p, result) in pipes.into_iter().zip(results) {
+            let replies = match result {
+                Ok(Ok(replies)) => replies,
                 Ok(Err(e)) => {
-                    lost += n;
                     error = Some(e.to_string());
-                    0
+                    Vec::new()
                 }
                 Err(_) => {
-                    lost += n;
                     error = Some("timed out".to_string());
-                    0
+                    Vec::new()
                 }
             };
+            if replies.len() < p.positioned.len() {
+                // The whole pipeline failed.
+                lost += p.publishes;
+                for item in p.positioned {
+                    item.deliver_here(&inbound).await;
+                }
+                continue;
+            }
+            link.stats.published.fetch_add(p.publishes, Ordering::Relaxed);
+            for (item, reply) in p.positioned.into_iter().zip(replies) {
+                match reply {
+                    Value::ServerError(e) if e.code() == "NOSCRIPT" => unknown_script.push(item),
+                    Value::ServerError(e) => {
+                        error = Some(format!("history script: {e:?}"));
+                        lost += 1;
+                        item.deliver_here(&inbound).await;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        // Redis lost its scripts (a restart, a failover, SCRIPT FLUSH): loaded again, those
+        // events go now (after the rest of their batch).
+        if !unknown_script.is_empty() {
+            lost += run_after_loading(conn, unknown_script, &sha, &inbound).await;
         }
         match error {
             Some(e) => publish_failed(&link, &mut failing, lost, &e),
@@ -135,6 +242,33 @@ pub(super) async fn run_publisher(link: Arc<Link>, mut rx: mpsc::Receiver<Outgoi
             None => {}
         }
     }
+}
+
+/// One pipeline of the publisher: its commands, how many messages they publish, and the history
+/// events among them, whose replies are read.
+#[derive(Default)]
+struct Pipe {
+    pipe: redis::Pipeline,
+    publishes: u64,
+    positioned: Vec<Positioned>,
+}
+
+/// Loads the history script and runs `items` with it, one at a time, in order; those that still
+/// fail are delivered here without a position. Returns how many failed.
+async fn run_after_loading(mut conn: Conn, items: Vec<Positioned>, sha: &str, inbound: &mpsc::Sender<Inbound>) -> u64 {
+    let load = redis::cmd("SCRIPT").arg("LOAD").arg(history::PUBLISH).clone();
+    let loaded = matches!(timeout(OP_TIMEOUT, load.query_async::<Value>(&mut conn)).await, Ok(Ok(_)));
+    let mut failed = 0;
+    for item in items {
+        let mut pipe = redis::pipe();
+        item.push(&mut pipe, sha);
+        let ok = loaded && matches!(timeout(OP_TIMEOUT, pipe.query_async::<Vec<Value>>(&mut conn)).await, Ok(Ok(_)));
+        if !ok {
+            failed += 1;
+            item.deliver_here(inbound).await;
+        }
+    }
+    failed
 }
 
 fn publish_failed(link: &Link, failing: &mut bool, lost: u64, error: &str) {

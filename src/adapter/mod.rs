@@ -30,6 +30,7 @@ mod bus;
 mod bus_publisher;
 mod bus_reader;
 mod error;
+mod history;
 mod keys;
 mod link;
 mod local_or_redis;
@@ -42,9 +43,10 @@ mod subscription;
 
 pub use bus::BusMessage;
 pub use error::ClusterError;
+pub use history::Kept;
 pub use link::{AdapterStats, Settings};
 pub use local_or_redis::Adapter;
-pub use redis::RedisAdapter;
+pub use redis::{PositionedEvent, RedisAdapter};
 
 /// A subscribe (`delta` +1) or unsubscribe (-1) as the cluster sees it.
 #[derive(Debug, Clone)]

@@ -3,7 +3,7 @@
 //! node-state task in [`super::node_state`], the bus publisher in [`super::bus_publisher`] and
 //! the reader in [`super::bus_reader`]); the cluster-wide reads are in [`super::queries`].
 
-use super::bus_publisher::{self, Outgoing};
+use super::bus_publisher::{self, Outgoing, Positioned};
 use super::bus_reader::{self, Interest};
 use super::error::{ClusterError, OP_TIMEOUT};
 use super::link::{AdapterStats, Link, Settings, as_count};
@@ -14,6 +14,27 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Duration, timeout};
+
+/// An event of a channel with history, for [`RedisAdapter::publish_positioned`].
+#[derive(Debug, Clone)]
+pub struct PositionedEvent<'a> {
+    /// App id.
+    pub app: &'a str,
+    /// Channel name.
+    pub channel: &'a str,
+    /// The frame as delivered without history (a JSON object).
+    pub frame: &'a str,
+    /// The socket left out.
+    pub except: Option<&'a str>,
+    /// A REST event of a cache channel (the channel's last event, to keep).
+    pub cache: bool,
+    /// The epoch the channel starts with if it has none (made by the hub).
+    pub new_epoch: String,
+    /// Events kept.
+    pub size: usize,
+    /// How long each is kept, in milliseconds.
+    pub ttl_ms: u64,
+}
 
 /// Messages waiting to be published; beyond it they are dropped, counted and logged.
 const OUTGOING_QUEUE: usize = 65_536;
@@ -104,7 +125,7 @@ impl RedisAdapter {
         let receivers = self.receivers.lock().unwrap_or_else(|p| p.into_inner()).take()?;
         let (inbound, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
         tokio::spawn(node_state::run(self.link.clone(), receivers.ops, inbound.clone()));
-        tokio::spawn(bus_publisher::run_publisher(self.link.clone(), receivers.outgoing));
+        tokio::spawn(bus_publisher::run_publisher(self.link.clone(), receivers.outgoing, inbound.clone()));
         tokio::spawn(bus_reader::run_reader(self.link.clone(), inbound, receivers.interest));
         tokio::spawn(super::link::follow_sentinels(self.link.clone()));
         Some(inbound_rx)
@@ -242,6 +263,55 @@ impl RedisAdapter {
             value,
             ttl_ms: ttl_seconds.saturating_mul(1000).max(1),
         });
+    }
+
+    /// Queues an event of a channel with history (`frame`, without position) for the history
+    /// script, which positions, keeps and publishes it to every node with a subscriber, this one
+    /// included (see [`super::history`]).
+    pub fn publish_positioned(&self, event: PositionedEvent<'_>) {
+        let link = &self.link;
+        let (topic, sharded) = link.history_topic(event.app, event.channel);
+        self.enqueue(Outgoing::Positioned(Box::new(Positioned {
+            keys: link.history_keys(event.app, event.channel),
+            epoch: event.new_epoch,
+            frame: event.frame.to_string(),
+            size: event.size,
+            ttl_ms: event.ttl_ms.max(1),
+            topic,
+            sharded,
+            app: event.app.to_string(),
+            channel: event.channel.to_string(),
+            except: event.except.map(str::to_string),
+            cache: event.cache,
+        })));
+    }
+
+    /// A channel's history after offset `since`, at most `limit` events; `None` when the channel
+    /// has no position (nothing published within the TTL, or Redis lost it).
+    pub async fn read_history(
+        &self,
+        app: &str,
+        channel: &str,
+        since: u64,
+        limit: usize,
+        ttl_ms: u64,
+    ) -> Result<Option<super::Kept>, ClusterError> {
+        let script = redis::Script::new(super::history::READ);
+        let [position, list] = self.link.history_keys(app, channel);
+        let mut conn = self.link.conn().await?;
+        let mut call = script.key(position);
+        call.key(list).arg(since).arg(limit.max(1)).arg(ttl_ms.max(1));
+        match timeout(OP_TIMEOUT, call.invoke_async::<redis::Value>(&mut conn)).await {
+            Ok(Ok(v)) => super::history::parse_read(&v),
+            Ok(Err(e)) => {
+                self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                Err(e.into())
+            }
+            Err(_) => {
+                self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                Err(ClusterError::Unavailable("Redis did not answer in time".into()))
+            }
+        }
     }
 
     fn enqueue(&self, item: Outgoing) {

@@ -33,7 +33,8 @@ pub async fn read(
     if !app.keeps_history(&name) {
         return Err(ApiError::BadRequest(format!("The app keeps no history for channel {name}")));
     }
-    let Some(page) = app.history().read(&name, since, limit, app.history_keep()) else {
+    let page = app.read_history(&name, since, limit).await?;
+    let Some(page) = page else {
         return Ok(Json(json!({ "epoch": null, "first": 1, "last": 0, "events": [] })));
     };
     let events: Vec<Value> = page

@@ -6,6 +6,10 @@
 //! position it saw and gets every later event again, exactly as first sent, then `sinew:resumed`;
 //! or `sinew:resume_failed` with why (the history it counts from is gone, or too short).
 //!
+//! Where it is kept: alone, on this node ([`History`]); in a cluster, in Redis (see
+//! `adapter/history.rs`), read by [`AppState::resume`] and [`AppState::read_history`] here. The
+//! rule a resume is answered by ([`answer`]) is the same for both.
+//!
 //! This node's history: an epoch is made when a channel's log is, so a restart (or a log dropped
 //! after its events expired) starts a new one and an old position is known to be unusable. The
 //! cost is per publish (one positioned frame, one log entry), never per subscriber; channels
@@ -13,7 +17,8 @@
 //! and the live events around it cannot interleave: everything after the replay's last offset is
 //! sent after it.
 
-use super::{Frame, Outbox};
+use super::{AppState, Frame, Outbox};
+use crate::adapter::{ClusterError, Kept};
 use crate::protocol::frame;
 use dashmap::DashMap;
 use std::collections::VecDeque;
@@ -36,8 +41,7 @@ struct Log {
 
 impl Log {
     fn new() -> Self {
-        let epoch: String = (0..8).map(|_| char::from_digit(rand::random_range(0..36u32), 36).unwrap_or('0')).collect();
-        Log { epoch, last: 0, events: VecDeque::new() }
+        Log { epoch: frame::new_epoch(), last: 0, events: VecDeque::new() }
     }
 
     /// Drops events older than `ttl` and beyond `size`.
@@ -84,6 +88,86 @@ pub enum Resumed {
     Failed(&'static str),
 }
 
+impl From<Kept> for Page {
+    fn from(k: Kept) -> Page {
+        let events = k.events.into_iter().map(|(o, f)| (o, Frame::from(f))).collect();
+        Page { epoch: k.epoch, first: k.first, last: k.last, events }
+    }
+}
+
+/// Answers a resume of `channel` from `epoch`/`offset` with what is kept (`page`: the channel's
+/// position and the events after `offset`, possibly fewer than there are) on `outbox`: the events
+/// after the offset and `sinew:resumed`; or `sinew:resume_failed` when the epoch is not the
+/// channel's (or the offset one it never had), when the events after the offset are no longer all
+/// kept, or when they would take more than half the room left in the socket's queue, which live
+/// events share.
+pub fn answer(channel: &str, epoch: &str, offset: u64, page: Option<&Page>, outbox: &Outbox) -> Resumed {
+    let fail = |reason: &'static str, now: Option<(&str, u64)>| {
+        outbox.push(&Frame::from(frame::resume_failed(channel, reason, now)));
+        Resumed::Failed(reason)
+    };
+    let Some(page) = page else { return fail("epoch_changed", None) };
+    let now = Some((page.epoch.as_str(), page.last));
+    if page.epoch != epoch || offset > page.last {
+        return fail("epoch_changed", now);
+    }
+    if offset.saturating_add(1) < page.first {
+        return fail("too_old", now);
+    }
+    let missed: Vec<&Frame> = page.events.iter().filter(|(o, _)| *o > offset).map(|(_, f)| f).collect();
+    let expected = usize::try_from(page.last - offset).unwrap_or(usize::MAX);
+    let bytes: usize = missed.iter().map(|f| f.len()).sum();
+    let (messages, room) = outbox.room();
+    if expected.saturating_add(1) > messages / 2 || missed.len() < expected || bytes > room / 2 {
+        return fail("too_many", now);
+    }
+    for f in &missed {
+        outbox.push(f);
+    }
+    outbox.push(&Frame::from(frame::resumed(channel, &page.epoch, page.last, missed.len())));
+    Resumed::Replayed(missed.len())
+}
+
+impl AppState {
+    /// Answers `sinew:resume` of `channel` from `epoch`/`offset` on `outbox`: from this node's
+    /// logs alone, from Redis in a cluster (`sinew:resume_failed` with `unavailable` when Redis
+    /// cannot be read), `history_off` for a channel without history.
+    pub async fn resume(&self, channel: &str, epoch: &str, offset: u64, outbox: &Outbox) -> Resumed {
+        if !self.keeps_history(channel) {
+            outbox.push(&Frame::from(frame::resume_failed(channel, "history_off", None)));
+            return Resumed::Failed("history_off");
+        }
+        let keep = self.history_keep();
+        let Some(cluster) = self.adapter().redis() else {
+            return self.history().resume(channel, epoch, offset, keep, outbox);
+        };
+        // More than half the queue's room would fail anyway: no need to read more.
+        let limit = (outbox.room().0 / 2).max(1);
+        let ttl_ms = u64::try_from(keep.ttl.as_millis()).unwrap_or(u64::MAX);
+        match cluster.read_history(self.id(), channel, offset, limit, ttl_ms).await {
+            Ok(kept) => answer(channel, epoch, offset, kept.map(Page::from).as_ref(), outbox),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read a channel's history for a resume");
+                outbox.push(&Frame::from(frame::resume_failed(channel, "unavailable", None)));
+                Resumed::Failed("unavailable")
+            }
+        }
+    }
+
+    /// What a backend reads of `channel`'s history (`GET .../history`): up to `limit` kept events
+    /// after offset `since`; `None` while the channel has no position.
+    pub async fn read_history(&self, channel: &str, since: u64, limit: usize) -> Result<Option<Page>, ClusterError> {
+        let keep = self.history_keep();
+        match self.adapter().redis() {
+            None => Ok(self.history().read(channel, since, limit, keep)),
+            Some(cluster) => {
+                let ttl_ms = u64::try_from(keep.ttl.as_millis()).unwrap_or(u64::MAX);
+                Ok(cluster.read_history(self.id(), channel, since, limit, ttl_ms).await?.map(Page::from))
+            }
+        }
+    }
+}
+
 impl History {
     /// Gives the next event of `channel` its position: `positioned` builds its frame from the epoch
     /// and offset, `deliver` hands the frame to the subscribers, both under the channel's lock.
@@ -107,37 +191,16 @@ impl History {
         log.prune(keep.size, keep.ttl, now);
     }
 
-    /// Answers `sinew:resume` of `channel` from `epoch`/`offset` on `outbox`: the events after it
-    /// and `sinew:resumed`, or `sinew:resume_failed` (the epoch is not the channel's, the events
-    /// after the offset are no longer all kept, or they would take more than half the room left in
-    /// the socket's queue, which live events share).
+    /// Answers `sinew:resume` of `channel` from `epoch`/`offset` on `outbox` (see [`answer`]),
+    /// under the channel's lock: nothing published after the replay comes before it.
     pub fn resume(&self, channel: &str, epoch: &str, offset: u64, keep: Keep, outbox: &Outbox) -> Resumed {
-        let fail = |reason: &'static str, now: Option<(&str, u64)>| {
-            outbox.push(&Frame::from(frame::resume_failed(channel, reason, now)));
-            Resumed::Failed(reason)
-        };
         let Some(mut log) = self.channels.get_mut(channel) else {
-            return fail("epoch_changed", None);
+            return answer(channel, epoch, offset, None, outbox);
         };
         log.prune(keep.size, keep.ttl, Instant::now());
-        let now = Some((log.epoch.as_str(), log.last));
-        if log.epoch != epoch || offset > log.last {
-            return fail("epoch_changed", now);
-        }
-        if offset.saturating_add(1) < log.first() {
-            return fail("too_old", now);
-        }
-        let missed: Vec<&Frame> = log.events.iter().filter(|(o, _, _)| *o > offset).map(|(_, _, f)| f).collect();
-        let bytes: usize = missed.iter().map(|f| f.len()).sum();
-        let (messages, room) = outbox.room();
-        if missed.len() + 1 > messages / 2 || bytes > room / 2 {
-            return fail("too_many", now);
-        }
-        for f in &missed {
-            outbox.push(f);
-        }
-        outbox.push(&Frame::from(frame::resumed(channel, &log.epoch, log.last, missed.len())));
-        Resumed::Replayed(missed.len())
+        let events = log.events.iter().filter(|(o, _, _)| *o > offset).map(|(o, _, f)| (*o, f.clone())).collect();
+        let page = Page { epoch: log.epoch.clone(), first: log.first(), last: log.last, events };
+        answer(channel, epoch, offset, Some(&page), outbox)
     }
 
     /// What a backend reads (`GET .../history`): the channel's epoch and latest offset, and up to

@@ -207,6 +207,15 @@ impl Hub {
                     app.users().terminate(&user);
                 }
             }
+            Inbound::Bus(BusMessage::Positioned { app, channel, frame, except, cache, .. }) => {
+                let Some(app) = self.app_by_id(&app) else { return };
+                let except = except.and_then(|s| self.local_conn(&s));
+                let f = Frame::from(frame);
+                match cache.then(|| serde_json::from_str::<CachedParts>(f.as_str()).ok()).flatten() {
+                    Some(e) => app.publish_cached(&channel, &e.event, &e.data, &f, except),
+                    None => app.publish(&channel, &f, except),
+                };
+            }
             Inbound::Bus(BusMessage::Listed { to, token, .. }) => {
                 // Everything on the bus before it has been applied above.
                 if let Some(cluster) = self.adapter().redis()
@@ -227,4 +236,11 @@ impl Hub {
             }
         }
     }
+}
+
+/// What a cache channel keeps of an event that came with its position (its name and data).
+#[derive(serde::Deserialize)]
+struct CachedParts {
+    event: String,
+    data: String,
 }

@@ -214,10 +214,10 @@ impl AppState {
         Keep { size: c.history_size, ttl: std::time::Duration::from_secs(c.history_ttl_seconds) }
     }
 
-    /// Whether `channel`'s events get positions and are kept: the app asks for it, and this node
-    /// sees every event of the channel (no cluster adapter: a cluster-wide history comes next).
+    /// Whether `channel`'s events get positions and are kept (on this node alone, in Redis in a
+    /// cluster).
     pub fn keeps_history(&self, channel: &str) -> bool {
-        self.history_on.load(Ordering::Relaxed) && !self.adapter.is_clustered() && self.config().history_for(channel)
+        self.history_on.load(Ordering::Relaxed) && self.config().history_for(channel)
     }
 
     /// This app's connections on this node: quota and open queues.

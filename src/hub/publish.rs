@@ -9,7 +9,7 @@
 //! ([`AppState::publish_frame`]).
 
 use super::{AppState, ConnId, Frame, Hub};
-use crate::adapter::BusMessage;
+use crate::adapter::{BusMessage, PositionedEvent};
 use crate::protocol::channel::ChannelType;
 use crate::protocol::frame;
 use std::sync::atomic::Ordering;
@@ -42,6 +42,8 @@ impl Hub {
     /// here, to the rest of the cluster.
     pub fn publish_event(&self, app: &AppState, event: Event<'_>, origin: Origin) {
         let except = event.except.and_then(|s| self.local_conn(s));
+        // Channels whose events Redis positions and sends to every node (this one included).
+        let mut positioned = 0;
         for channel in event.channels {
             let text = frame::channel_event(event.name, channel, event.data);
             let cache = ChannelType::of(channel).cache;
@@ -52,11 +54,16 @@ impl Hub {
                     app.publish(channel, f, except);
                 }
             };
-            if app.keeps_history(channel) {
-                let positioned = |epoch: &str, offset| Frame::from(frame::with_position(&text, epoch, offset));
-                app.history().record(channel, app.history_keep(), positioned, deliver);
-            } else {
-                deliver(&Frame::from(text));
+            match (app.keeps_history(channel), app.adapter().redis()) {
+                (true, None) => {
+                    let positioned = |epoch: &str, offset| Frame::from(frame::with_position(&text, epoch, offset));
+                    app.history().record(channel, app.history_keep(), positioned, deliver);
+                }
+                (true, Some(cluster)) if origin == Origin::Here => {
+                    positioned += 1;
+                    cluster.publish_positioned(app.positioned_event(channel, &text, event.except, cache));
+                }
+                _ => deliver(&Frame::from(text)),
             }
             if cache && origin == Origin::Here {
                 app.share_cached(channel, event.name, event.data);
@@ -65,14 +72,19 @@ impl Hub {
         if origin == Origin::OtherNode {
             return;
         }
-        app.adapter().publish_with(|node| BusMessage::Event {
-            node,
-            app: app.id().to_string(),
-            channels: event.channels.to_vec(),
-            event: event.name.to_string(),
-            data: event.data.to_string(),
-            except: event.except.map(str::to_string),
-        });
+        if positioned < event.channels.len() {
+            app.adapter().publish_with(|node| BusMessage::Event {
+                node,
+                app: app.id().to_string(),
+                channels: match positioned {
+                    0 => event.channels.to_vec(),
+                    _ => event.channels.iter().filter(|c| !app.keeps_history(c)).cloned().collect(),
+                },
+                event: event.name.to_string(),
+                data: event.data.to_string(),
+                except: event.except.map(str::to_string),
+            });
+        }
         app.stats().events_published.fetch_add(1, Ordering::Relaxed);
         app.debug(|| {
             serde_json::json!({"type": "rest_publish", "channels": event.channels, "event": event.name,
@@ -85,13 +97,22 @@ impl AppState {
     /// Delivers a frame a connection built (a client event) to the other subscribers of `channel`
     /// on this node, then to its subscribers on the other nodes.
     pub fn publish_frame(&self, channel: &str, frame: &Frame, sender: ConnId) {
-        if self.keeps_history(channel) {
-            let positioned = |epoch: &str, offset| Frame::from(frame::with_position(frame.as_str(), epoch, offset));
-            self.history().record(channel, self.history_keep(), positioned, |f| {
-                self.publish(channel, f, Some(sender));
-            });
-        } else {
-            self.publish(channel, frame, Some(sender));
+        match (self.keeps_history(channel), self.adapter().redis()) {
+            (false, _) => {
+                self.publish(channel, frame, Some(sender));
+            }
+            (true, None) => {
+                let positioned = |epoch: &str, offset| Frame::from(frame::with_position(frame.as_str(), epoch, offset));
+                self.history().record(channel, self.history_keep(), positioned, |f| {
+                    self.publish(channel, f, Some(sender));
+                });
+                return;
+            }
+            (true, Some(cluster)) => {
+                let except = super::socket_id(cluster.node(), sender);
+                cluster.publish_positioned(self.positioned_event(channel, frame.as_str(), Some(&except), false));
+                return;
+            }
         }
         self.adapter().publish_with(|node| BusMessage::Frame {
             node,
@@ -101,5 +122,26 @@ impl AppState {
             except: None,
             except_user: None,
         });
+    }
+
+    /// An event of `channel` (its frame without position) for the cluster's history.
+    fn positioned_event<'a>(
+        &'a self,
+        channel: &'a str,
+        frame: &'a str,
+        except: Option<&'a str>,
+        cache: bool,
+    ) -> PositionedEvent<'a> {
+        let keep = self.history_keep();
+        PositionedEvent {
+            app: self.id(),
+            channel,
+            frame,
+            except,
+            cache,
+            new_epoch: frame::new_epoch(),
+            size: keep.size,
+            ttl_ms: u64::try_from(keep.ttl.as_millis()).unwrap_or(u64::MAX),
+        }
     }
 }

@@ -305,9 +305,15 @@ pub fn client_event(event: &str, channel: &str, data_json: Option<&str>, user_id
     envelope(event, Some(channel), data_json, user_id)
 }
 
+/// A new epoch of a channel's history: eight random characters of `[0-9a-z]`.
+pub fn new_epoch() -> String {
+    (0..8).map(|_| char::from_digit(rand::random_range(0..36u32), 36).unwrap_or('0')).collect()
+}
+
 /// `text` (a channel event's JSON object) with its position in the channel's history as one more
 /// top-level member, `"sinew_position":{"epoch":E,"offset":N}`, which clients that do not know it
-/// ignore. `epoch` is made by Sinew from `[0-9a-z]` (nothing to escape).
+/// ignore. `epoch` is made by [`new_epoch`] (nothing to escape). In a cluster, the history script
+/// in Redis (`adapter/history.rs`) writes the same member.
 pub fn with_position(text: &str, epoch: &str, offset: u64) -> String {
     let body = text.strip_suffix('}').unwrap_or(text);
     let mut digits = itoa::Buffer::new();

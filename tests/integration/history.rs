@@ -17,7 +17,7 @@ async fn server(size: usize) -> TestServer {
 }
 
 /// Reads until an event named `name` arrives; the events before it that are not pusher's own.
-async fn until(c: &mut Client, name: &str) -> (Vec<Value>, Value) {
+pub async fn until(c: &mut Client, name: &str) -> (Vec<Value>, Value) {
     let mut before = Vec::new();
     loop {
         let v = c.recv().await;
@@ -30,7 +30,7 @@ async fn until(c: &mut Client, name: &str) -> (Vec<Value>, Value) {
     }
 }
 
-async fn resume(c: &mut Client, channel: &str, epoch: &Value, offset: u64) {
+pub async fn resume(c: &mut Client, channel: &str, epoch: &Value, offset: u64) {
     c.send(json!({"event": "sinew:resume", "channel": channel, "data": {"epoch": epoch, "offset": offset}})).await;
 }
 

@@ -33,6 +33,7 @@ mod cluster_webhooks;
 mod fd_limit;
 mod handshake;
 mod history;
+mod history_cluster;
 mod http_fallback;
 mod http_smuggling;
 mod jwt_auth;

@@ -267,7 +267,7 @@ impl Connection {
                 Err(e) => self.close_with(4009, &e.to_string()),
             },
             e if e.starts_with("client-") => self.client_event(e, msg.channel.as_deref(), msg.data),
-            "sinew:resume" => self.resume(msg.channel.as_deref(), msg.data),
+            "sinew:resume" => Box::pin(self.resume(msg.channel.as_deref(), msg.data)).await,
             other => self.error(None, &format!("Unsupported event {other}")),
         }
     }

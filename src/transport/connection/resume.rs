@@ -17,7 +17,7 @@ struct ResumeData {
 }
 
 impl Connection {
-    pub(super) fn resume(&mut self, channel: Option<&str>, data: Option<&RawValue>) {
+    pub(super) async fn resume(&mut self, channel: Option<&str>, data: Option<&RawValue>) {
         let Some(channel) = channel else {
             return self.error(None, "sinew:resume needs a channel");
         };
@@ -28,14 +28,7 @@ impl Connection {
         let Some(Ok(position)) = position else {
             return self.error(None, "sinew:resume needs data {\"epoch\": string, \"offset\": number}");
         };
-        let outbox = &self.conn.outbox;
-        let answer = if self.app.keeps_history(channel) {
-            let keep = self.app.history_keep();
-            self.app.history().resume(channel, &position.epoch, position.offset, keep, outbox)
-        } else {
-            outbox.push(&crate::hub::Frame::from(crate::protocol::frame::resume_failed(channel, "history_off", None)));
-            Resumed::Failed("history_off")
-        };
+        let answer = self.app.resume(channel, &position.epoch, position.offset, &self.conn.outbox).await;
         self.app.debug(|| match answer {
             Resumed::Replayed(n) => serde_json::json!({"type": "resumed", "channel": channel, "socket_id": self.socket_id(), "replayed": n}),
             Resumed::Failed(why) => serde_json::json!({"type": "resume_failed", "channel": channel, "socket_id": self.socket_id(), "reason": why}),

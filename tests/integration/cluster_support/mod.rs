@@ -140,14 +140,20 @@ impl Backend {
         }
     }
 
-    /// Every state key of this backend, sorted.
+    /// Every key of this backend, sorted (on a Redis Cluster, channel histories are in their
+    /// topics' slots, `{prefix:ch:...}`).
     pub async fn keys(&self) -> Vec<String> {
         let mut keys = BTreeSet::new();
+        let mut patterns = vec![format!("{}:*", self.key_prefix())];
+        if self.cluster.is_some() {
+            patterns.push(format!("{{{}:*", self.prefix));
+        }
         for port in self.state_ports() {
-            let found: Vec<String> = servers::query(port, redis::cmd("KEYS").arg(format!("{}:*", self.key_prefix())))
-                .await
-                .unwrap_or_default();
-            keys.extend(found);
+            for pattern in &patterns {
+                let found: Vec<String> =
+                    servers::query(port, redis::cmd("KEYS").arg(pattern)).await.unwrap_or_default();
+                keys.extend(found);
+            }
         }
         keys.into_iter().collect()
     }
