@@ -23,7 +23,8 @@
 //! (`write.rs`, `heartbeat.rs` with sweeping and handover, `reconcile.rs`); `bus_publisher.rs` and
 //! `bus_reader.rs` (with this node's interest in channel topics) the bus tasks, `subscription.rs`
 //! the reader's connection; `bus.rs` the messages on the bus; `queries.rs` the cluster-wide reads;
-//! `scripts.rs` the Lua scripts and the key layout. The tasks get an `Arc` of the link, never the
+//! `scripts.rs` the Lua scripts and the key layout; `history.rs` the channels' history
+//! (its scripts, keys and reads). The tasks get an `Arc` of the link, never the
 //! handle.
 
 mod bus;
