@@ -10,6 +10,9 @@
 #   VARIANTS="base=/tmp/old/sinew new=target/release/sinew" SERVERS="base new" ROUNDS=3 \
 #     tests/bench/compare.sh               # two builds of Sinew in alternating runs (before/after)
 #   SERVERS="sinew sinew-history" tests/bench/compare.sh   # history kept on every channel, or not
+#   SERVERS="sinew-redis sinew-redis-history" tests/bench/compare.sh
+#                                          # a one-node cluster on the machine's Redis (REDIS_URL,
+#                                          # a fresh prefix per run), history off or on every channel
 #   SERVERS="sinew sinew-postgres sinew-mysql" tests/bench/compare.sh
 #                                          # the bench app from the config (sinew), or from an apps
 #                                          # table in the machine's PostgreSQL or MariaDB (made and
@@ -123,6 +126,14 @@ start_server() {
     sinew-history)
       # The same build keeping history on every channel (positions, one log entry per publish).
       SINEW_APP_HISTORY_CHANNELS='*' start_sinew "$ROOT/target/release/sinew" "$port" "$log"
+      ;;
+    sinew-redis|sinew-redis-history)
+      # The same build as a node of a cluster on Redis (history in Redis for every channel, or none).
+      export SINEW_ADAPTER=redis SINEW_REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379}"
+      export SINEW_REDIS_PREFIX="sinew-bench-$RANDOM$RANDOM"
+      [ "$name" = sinew-redis-history ] && export SINEW_APP_HISTORY_CHANNELS='*'
+      start_sinew "$ROOT/target/release/sinew" "$port" "$log"
+      unset SINEW_ADAPTER SINEW_REDIS_URL SINEW_REDIS_PREFIX SINEW_APP_HISTORY_CHANNELS
       ;;
     sinew-postgres|sinew-mysql)
       # The same build with the bench app read from a database, not from SINEW_APP_* variables.

@@ -3,9 +3,11 @@
 //! subscriber sees them in offset order, and a client that reconnects to another node resumes
 //! there exactly; client events are positioned too; a backend reads the history from any node;
 //! a channel whose position Redis lost starts a new epoch. And a client whose node was killed
-//! (SIGKILL) resumes on the other one.
+//! (SIGKILL) resumes on the other one; a node cut off from Redis still delivers its own events to
+//! its clients (without positions) and says it cannot answer a resume or a read.
 
-use crate::cluster_support::servers::wait_until;
+use crate::cluster_support::proxy::Partition;
+use crate::cluster_support::servers::{OwnRedis, wait_until};
 use crate::cluster_support::{Backend, Topology, on_every_topology, stop_all};
 use crate::common::{Client, Next, TestServer};
 use crate::history::{resume, until};
@@ -155,6 +157,48 @@ async fn a_client_of_a_killed_node_resumes_on_another() {
     assert_eq!(done["data"]["replayed"], 200);
     survivor.stop().await;
     backend.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_node_cut_off_from_redis_delivers_without_positions_and_says_it_cannot_resume() {
+    let redis = OwnRedis::start().await;
+    let link = Partition::start(redis.addr()).await;
+    let backend = Backend::start(Topology::Standalone).await;
+    let via_link = format!("redis://{}", link.addr);
+    let node = backend
+        .node(move |c| {
+            c.redis_url = via_link;
+            c.apps[0].history_channels = vec!["history-".into()];
+        })
+        .await;
+    let mut c = node.client().await;
+    c.subscribe("history-cut").await;
+    assert_eq!(node.http().trigger("history-cut", "e", "1").await.0, 200);
+    let before = c.recv().await;
+    assert_eq!(offset(&before), 1);
+
+    link.cut();
+    assert_eq!(node.http().trigger("history-cut", "e", "2").await.0, 200);
+    let during = c.recv().await;
+    assert_eq!(during, json!({"event": "e", "channel": "history-cut", "data": "2"}), "delivered here, unpositioned");
+    resume(&mut c, "history-cut", &before["sinew_position"]["epoch"], 1).await;
+    let failed = until(&mut c, "sinew:resume_failed").await.1;
+    assert_eq!(failed["data"]["reason"], "unavailable", "{failed}");
+    assert_eq!(node.http().get("/channels/history-cut/history", &[]).await.0, 503);
+
+    link.heal();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        assert_eq!(node.http().trigger("history-cut", "e", "3").await.0, 200);
+        let v = c.recv().await;
+        if v.get("sinew_position").is_some() {
+            assert_eq!(v["sinew_position"]["epoch"], before["sinew_position"]["epoch"], "Redis kept the history");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "positions came back after healing");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    node.stop().await;
 }
 
 on_every_topology!(
