@@ -1,0 +1,131 @@
+// What the tests run against: the real sinew binary, the official `pusher` server SDK, unmodified
+// pusher-js 8.6 from npm, and a TCP proxy between pusher-js and sinew that can cut the line the
+// way a dead network does (sockets destroyed, no WebSocket close frame).
+import net from 'node:net';
+import Pusher from 'pusher-js';
+import PusherServer from 'pusher';
+import { startSinew, DEFAULT_APP } from '../../../../tests/node/lib/server.mjs';
+
+export { startSinew, DEFAULT_APP };
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls `predicate` until it returns a truthy value (or throws after `ms`). */
+export async function waitFor(predicate, what, ms = 10000) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await predicate();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+/** Sinew with history on channels starting with `history-` and `private-history-`. */
+export function startHistorySinew({ size = 1000, prefixes = ['history-', 'private-history-'] } = {}) {
+  return startSinew({
+    config: {
+      apps: [{ ...DEFAULT_APP, history_channels: prefixes, history_size: size }],
+    },
+  });
+}
+
+/**
+ * A proxy to `port`. cut() destroys every open connection (no close frame); until restore(), new
+ * connections wait unanswered (like packets into a dead network), then go through.
+ */
+export async function startProxy(port) {
+  const pairs = new Set();
+  let waiting = [];
+  let offline = false;
+  let connections = 0;
+  const server = net.createServer((client) => {
+    if (offline) {
+      client.on('error', () => {});
+      waiting.push(client);
+      return;
+    }
+    forward(client);
+  });
+  function forward(client) {
+    if (client.destroyed) return;
+    connections += 1;
+    const upstream = net.connect(port, '127.0.0.1');
+    const pair = { client, upstream };
+    pairs.add(pair);
+    const drop = () => {
+      client.destroy();
+      upstream.destroy();
+      pairs.delete(pair);
+    };
+    client.on('error', drop).on('close', drop);
+    upstream.on('error', drop).on('close', drop);
+    client.pipe(upstream);
+    upstream.pipe(client);
+  }
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: server.address().port,
+    /** How many connections were let through so far. */
+    get connections() {
+      return connections;
+    },
+    cut() {
+      offline = true;
+      for (const { client, upstream } of pairs) {
+        client.destroy();
+        upstream.destroy();
+      }
+      pairs.clear();
+    },
+    restore() {
+      offline = false;
+      const queued = waiting;
+      waiting = [];
+      for (const client of queued) forward(client);
+    },
+    close() {
+      this.cut();
+      for (const client of waiting) client.destroy();
+      return new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+/** The official Node server SDK pointed at `sinew`. */
+export function officialSdk(sinew) {
+  return new PusherServer({ appId: DEFAULT_APP.id, key: DEFAULT_APP.key, secret: DEFAULT_APP.secret, host: '127.0.0.1', port: String(sinew.port), useTLS: false });
+}
+
+/**
+ * A pusher-js client that connects through `port` (the proxy). Private channels are authorized
+ * in-process with the official SDK (a custom channelAuthorization handler).
+ */
+export function pusherClient(port, sdk) {
+  return new Pusher(DEFAULT_APP.key, {
+    cluster: 'local',
+    wsHost: '127.0.0.1',
+    wsPort: port,
+    wssPort: port,
+    forceTLS: false,
+    enabledTransports: ['ws'],
+    disableStats: true,
+    channelAuthorization: {
+      customHandler: ({ socketId, channelName }, callback) => {
+        try {
+          callback(null, sdk.authorizeChannel(socketId, channelName));
+        } catch (e) {
+          callback(e, null);
+        }
+      },
+    },
+  });
+}
+
+export function whenState(pusher, state, ms = 15000) {
+  return waitFor(() => pusher.connection.state === state, `pusher-js to be ${state} (now ${pusher.connection.state})`, ms);
+}
+
+export function subscribed(channel, ms = 10000) {
+  return waitFor(() => channel.subscribed, `subscription to ${channel.name}`, ms);
+}
