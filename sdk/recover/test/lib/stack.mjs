@@ -129,3 +129,39 @@ export function whenState(pusher, state, ms = 15000) {
 export function subscribed(channel, ms = 10000) {
   return waitFor(() => channel.subscribed, `subscription to ${channel.name}`, ms);
 }
+
+/**
+ * A pusher-js client behind its own proxy, with recover() on and `name` subscribed. It records the
+ * `tick` events' numbers (`got`), any other non-pusher event its callbacks see (`other`), and the
+ * recover instance's `recovery_failed` and `recovered` events.
+ */
+export async function recoveringClient(sinew, sdk, name, recover) {
+  const proxy = await startProxy(sinew.port);
+  const pusher = pusherClient(proxy.port, sdk);
+  const r = recover(pusher);
+  const c = { proxy, pusher, r, got: [], other: [], failures: [], recovered: [] };
+  r.on('recovery_failed', (ch, reason) => c.failures.push([ch, reason]));
+  r.on('recovered', (ch, info) => c.recovered.push([ch, info]));
+  c.channel = pusher.subscribe(name);
+  c.channel.bind('tick', (data) => c.got.push(data.n));
+  c.channel.bind_global((event, data) => {
+    if (event !== 'tick' && !event.startsWith('pusher:')) c.other.push([event, data]);
+  });
+  await subscribed(c.channel);
+  c.close = async () => {
+    r.stop();
+    pusher.disconnect();
+    await proxy.close();
+  };
+  return c;
+}
+
+/** Publishes `tick {n}` for each number, one after the other. */
+export async function publish(sdk, name, numbers) {
+  for (const n of numbers) await sdk.trigger(name, 'tick', { n });
+}
+
+export const range = (from, to) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
+
+let uniq = 0;
+export const channelName = (prefix) => `${prefix}${process.pid}-${++uniq}`;
