@@ -1,12 +1,12 @@
 // What the tests run against: the real sinew binary, the official `pusher` server SDK, unmodified
 // pusher-js 8.6 from npm, and a TCP proxy between pusher-js and sinew that can cut the line the
 // way a dead network does (sockets destroyed, no WebSocket close frame).
-import net from 'node:net';
 import Pusher from 'pusher-js';
 import PusherServer from 'pusher';
 import { startSinew, DEFAULT_APP } from '../../../../tests/node/lib/server.mjs';
+import { startProxy } from './proxy.mjs';
 
-export { startSinew, DEFAULT_APP };
+export { startSinew, DEFAULT_APP, startProxy };
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -28,68 +28,6 @@ export function startHistorySinew({ size = 1000, prefixes = ['history-', 'privat
       apps: [{ ...DEFAULT_APP, history_channels: prefixes, history_size: size }],
     },
   });
-}
-
-/**
- * A proxy to `port`. cut() destroys every open connection (no close frame); until restore(), new
- * connections wait unanswered (like packets into a dead network), then go through.
- */
-export async function startProxy(port) {
-  const pairs = new Set();
-  let waiting = [];
-  let offline = false;
-  let connections = 0;
-  const server = net.createServer((client) => {
-    if (offline) {
-      client.on('error', () => {});
-      waiting.push(client);
-      return;
-    }
-    forward(client);
-  });
-  function forward(client) {
-    if (client.destroyed) return;
-    connections += 1;
-    const upstream = net.connect(port, '127.0.0.1');
-    const pair = { client, upstream };
-    pairs.add(pair);
-    const drop = () => {
-      client.destroy();
-      upstream.destroy();
-      pairs.delete(pair);
-    };
-    client.on('error', drop).on('close', drop);
-    upstream.on('error', drop).on('close', drop);
-    client.pipe(upstream);
-    upstream.pipe(client);
-  }
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    port: server.address().port,
-    /** How many connections were let through so far. */
-    get connections() {
-      return connections;
-    },
-    cut() {
-      offline = true;
-      for (const { client, upstream } of pairs) {
-        client.destroy();
-        upstream.destroy();
-      }
-      pairs.clear();
-    },
-    restore() {
-      offline = false;
-      const queued = waiting;
-      waiting = [];
-      for (const client of queued) forward(client);
-    },
-    close() {
-      this.cut();
-      for (const client of waiting) client.destroy();
-      return new Promise((resolve) => server.close(resolve));
-    },
-  };
 }
 
 /** The official Node server SDK pointed at `sinew`. */
