@@ -56,6 +56,22 @@ describe('recovery after a cut line', () => {
     assert.deepEqual(c.r.position(name), { epoch: c.recovered[0][1].epoch, offset: 204 });
   });
 
+  test('over the xhr_streaming fallback too: 50 missed events arrive once, in order', async () => {
+    const name = channelName('private-history-');
+    const c = await recoveringClient(sinew, sdk, name, recover, { transport: 'xhr_streaming' });
+    clients.push(c);
+    assert.equal(c.pusher.connection.connection.transport.name, 'xhr_streaming');
+    await publish(sdk, name, [1]);
+    await waitFor(() => c.got.length === 1, 'the first event');
+    await away(c, () => publish(sdk, name, range(2, 51)));
+    await waitFor(() => c.got.length >= 51, 'the 50 missed events', 20000);
+    await publish(sdk, name, [52]);
+    await waitFor(() => c.got.length >= 52, 'a live event after the recovery');
+    assert.deepEqual(c.got, range(1, 52));
+    assert.deepEqual(c.recovered.map(([, info]) => info.replayed), [50]);
+    assert.deepEqual(c.failures, []);
+  });
+
   test('events published during the reconnect and resume are neither lost nor doubled', async () => {
     const name = channelName('history-');
     const c = await client(name);

@@ -39,14 +39,17 @@ export function officialSdk(sinew) {
  * A pusher-js client that connects through `port` (the proxy). Private channels are authorized
  * in-process with the official SDK (a custom channelAuthorization handler).
  */
-export function pusherClient(port, sdk) {
+export function pusherClient(port, sdk, { transport = 'ws' } = {}) {
+  // Sinew's HTTP fallback (xhr_streaming, xhr_polling) answers under /pusher on the same port.
+  const http = transport === 'ws' ? {} : { httpHost: '127.0.0.1', httpPort: port, httpPath: '/pusher' };
   return new Pusher(DEFAULT_APP.key, {
+    ...http,
     cluster: 'local',
     wsHost: '127.0.0.1',
     wsPort: port,
     wssPort: port,
     forceTLS: false,
-    enabledTransports: ['ws'],
+    enabledTransports: [transport],
     disableStats: true,
     channelAuthorization: {
       customHandler: ({ socketId, channelName }, callback) => {
@@ -73,9 +76,9 @@ export function subscribed(channel, ms = 10000) {
  * `tick` events' numbers (`got`), any other non-pusher event its callbacks see (`other`), and the
  * recover instance's `recovery_failed` and `recovered` events.
  */
-export async function recoveringClient(sinew, sdk, name, recover) {
+export async function recoveringClient(sinew, sdk, name, recover, options) {
   const proxy = await startProxy(sinew.port);
-  const pusher = pusherClient(proxy.port, sdk);
+  const pusher = pusherClient(proxy.port, sdk, options);
   const r = recover(pusher);
   const c = { proxy, pusher, r, got: [], other: [], failures: [], recovered: [] };
   r.on('recovery_failed', (ch, reason) => c.failures.push([ch, reason]));
