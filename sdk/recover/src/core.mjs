@@ -195,9 +195,10 @@ function createCore(pusher, options) {
     }
     const reason = typeof answer.reason === 'string' ? answer.reason : 'unknown';
     // The app reloads from its backend now. Positions count on from the channel's current one
-    // (when the answer has it), so a later reconnect can resume again.
+    // when the answer has it, else from the next event (which is then no epoch change), so a
+    // later reconnect can resume again.
     fail(st, reason);
-    if (typeof answer.epoch === 'string' && typeof answer.offset === 'number') st.last = { epoch: answer.epoch, offset: answer.offset };
+    st.last = typeof answer.epoch === 'string' && typeof answer.offset === 'number' ? { epoch: answer.epoch, offset: answer.offset } : null;
     // Live events that came while we waited were published before the app's reload; they are
     // delivered anyway, in arrival order, rather than lost (a change applied twice is the lesser harm).
     for (const ev of held) {

@@ -184,3 +184,32 @@ describe('a gap longer than the history', () => {
     }
   });
 });
+
+describe('a server started again', () => {
+  test('the lost history is reported once (epoch_changed); the new epoch\'s events are delivered', async () => {
+    let sinew = await startHistorySinew();
+    const name = channelName('history-');
+    const c = await recoveringClient(sinew, officialSdk(sinew), name, recover);
+    try {
+      await publish(officialSdk(sinew), name, [1, 2]);
+      await waitFor(() => c.got.length === 2, 'the first events');
+      const before = c.r.position(name);
+      await away(c, async () => {
+        await sinew.stop();
+        sinew = await startHistorySinew();
+        c.proxy.retarget(sinew.port);
+      });
+      await waitFor(() => c.failures.length === 1, 'recovery_failed');
+      await publish(officialSdk(sinew), name, [3, 4]);
+      await waitFor(() => c.got.length === 4, 'the events after the restart');
+      assert.deepEqual(c.got, [1, 2, 3, 4]);
+      assert.deepEqual(c.failures, [[name, 'epoch_changed']], 'one failure: the new epoch in live events is no second one');
+      const after = c.r.position(name);
+      assert.notEqual(after.epoch, before.epoch);
+      assert.equal(after.offset, 2);
+    } finally {
+      await c.close();
+      await sinew.stop();
+    }
+  });
+});

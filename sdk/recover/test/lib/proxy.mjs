@@ -3,7 +3,7 @@
 import net from 'node:net';
 
 /**
- * A proxy to `port`. cut() destroys every open connection (no close frame); until restore(), new
+ * A proxy to `port` (retarget() points it elsewhere, for a server started again). cut() destroys every open connection (no close frame); until restore(), new
  * connections wait unanswered (like packets into a dead network), then go through.
  */
 export async function startProxy(port) {
@@ -11,6 +11,7 @@ export async function startProxy(port) {
   let waiting = [];
   let offline = false;
   let connections = 0;
+  let target = port;
   const server = net.createServer((client) => {
     if (offline) {
       client.on('error', () => {});
@@ -22,7 +23,7 @@ export async function startProxy(port) {
   function forward(client) {
     if (client.destroyed) return;
     connections += 1;
-    const upstream = net.connect(port, '127.0.0.1');
+    const upstream = net.connect(target, '127.0.0.1');
     const pair = { client, upstream };
     pairs.add(pair);
     const drop = () => {
@@ -49,6 +50,9 @@ export async function startProxy(port) {
         upstream.destroy();
       }
       pairs.clear();
+    },
+    retarget(newPort) {
+      target = newPort;
     },
     restore() {
       offline = false;

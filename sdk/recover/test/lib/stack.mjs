@@ -22,10 +22,10 @@ export async function waitFor(predicate, what, ms = 10000) {
 }
 
 /** Sinew with history on channels starting with `history-` and `private-history-`. */
-export function startHistorySinew({ size = 1000, prefixes = ['history-', 'private-history-'] } = {}) {
+export function startHistorySinew({ size = 1000, ttl = 600, prefixes = ['history-', 'private-history-'] } = {}) {
   return startSinew({
     config: {
-      apps: [{ ...DEFAULT_APP, history_channels: prefixes, history_size: size }],
+      apps: [{ ...DEFAULT_APP, history_channels: prefixes, history_size: size, history_ttl_seconds: ttl }],
     },
   });
 }
