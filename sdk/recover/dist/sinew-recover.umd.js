@@ -63,9 +63,10 @@
     const timeoutMs = typeof options.timeoutMs === 'number' ? options.timeoutMs : DEFAULT_TIMEOUT_MS;
     const handles = new Set();
     const states = new Map(); // channel name -> per-channel state
-    const transports = [];
+    let watched = null; // { transport, original, ownEmit }: the current connection's transport
     let current = null; // the positioned frame pusher-js is delivering right now
-    const originalSubscribe = Object.prototype.hasOwnProperty.call(pusher, 'subscribe') ? pusher.subscribe : null;
+    const own = (obj, key) => Object.prototype.hasOwnProperty.call(obj, key);
+    const originals = { subscribe: own(pusher, 'subscribe') ? pusher.subscribe : null, unsubscribe: own(pusher, 'unsubscribe') ? pusher.unsubscribe : null };
 
     function notify(name, channelName, info) {
       for (const h of handles) h.dispatch(name, channelName, info);
@@ -77,6 +78,7 @@
       const transport = conn && conn.transport;
       if (!transport || typeof transport.emit !== 'function' || transport[KEY]) return;
       const original = transport.emit;
+      const ownEmit = own(transport, 'emit');
       transport[KEY] = true;
       transport.emit = function (name, payload) {
         if (name !== 'message') return original.apply(this, arguments);
@@ -90,7 +92,8 @@
           current = outer;
         }
       };
-      transports.push({ transport, original });
+      // The previous transport (if any) belongs to a closed connection: left as it is.
+      watched = { transport, original, ownEmit };
     }
 
     function onState() {
@@ -107,7 +110,7 @@
         channel,
         name: channel.name,
         original: channel.emit,
-        ownEmit: Object.prototype.hasOwnProperty.call(channel, 'emit'),
+        ownEmit: own(channel, 'emit'),
         last: null, // { epoch, offset } of the last positioned event handed to the app
         subscribedBefore: !!channel.subscribed,
         resuming: false,
@@ -215,22 +218,34 @@
       }
     }
 
-    /** Puts the channel's emit back and hands over anything still held. */
-    function release(st) {
+    /** Puts the channel's emit back and hands over anything still held (unless `discard`). */
+    function release(st, discard) {
       clearTimeout(st.timer);
       if (st.ownEmit) st.channel.emit = st.original;
       else delete st.channel.emit;
       const held = st.held;
       st.held = [];
       st.resuming = false;
-      for (const ev of held) deliver(st, ev.event, ev.data, ev.metadata);
+      if (!discard) for (const ev of held) deliver(st, ev.event, ev.data, ev.metadata);
     }
 
     // ---- setup and teardown --------------------------------------------------------------------
+    const call = (method, args) => (originals[method] || Object.getPrototypeOf(pusher)[method]).apply(pusher, args);
     pusher.subscribe = function () {
-      const channel = (originalSubscribe || Object.getPrototypeOf(pusher).subscribe).apply(pusher, arguments);
+      const channel = call('subscribe', arguments);
       adopt(channel);
       return channel;
+    };
+    // Unsubscribed (not merely a pending subscription cancelled): the app wants nothing more from
+    // the channel, held events included.
+    pusher.unsubscribe = function (name) {
+      const result = call('unsubscribe', arguments);
+      const st = states.get(name);
+      if (st && pusher.channel(name) !== st.channel) {
+        release(st, true);
+        states.delete(name);
+      }
+      return result;
     };
     const all = pusher.allChannels ? pusher.allChannels() : [];
     for (const ch of all) adopt(ch);
@@ -245,14 +260,18 @@
       },
       destroy() {
         pusher.connection.unbind('state_change', onState);
-        for (const { transport, original } of transports) {
-          if (transport.emit !== original) transport.emit = original;
-          delete transport[KEY];
+        if (watched) {
+          if (watched.ownEmit) watched.transport.emit = watched.original;
+          else delete watched.transport.emit;
+          delete watched.transport[KEY];
+          watched = null;
         }
         for (const st of states.values()) release(st);
         states.clear();
-        if (originalSubscribe) pusher.subscribe = originalSubscribe;
-        else delete pusher.subscribe;
+        for (const method of ['subscribe', 'unsubscribe']) {
+          if (originals[method]) pusher[method] = originals[method];
+          else delete pusher[method];
+        }
         delete pusher[KEY];
       },
     };
