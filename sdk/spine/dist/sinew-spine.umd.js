@@ -1,4 +1,4 @@
-/*! sinew-spine 0.1.0 | MIT | generated from src/core.mjs and sinew-recover 0.1.0 by scripts/build.mjs */
+/*! sinew-spine 0.2.0 | MIT | generated from src/core.mjs and sinew-recover 0.1.0 by scripts/build.mjs */
 (function (root, factory) {
   if (typeof define === 'function' && define.amd) {
     define(['spine'], factory);
@@ -621,6 +621,6 @@
     applyChange: applyChange,
     fetchModel: fetchModel,
     recover: SinewRecover.recover,
-    version: "0.1.0",
+    version: "0.2.0",
   };
 });
