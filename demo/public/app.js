@@ -41,7 +41,8 @@
     $status.attr('data-state', s.current).text(s.current === 'connected' ? 'live' : s.current + '…');
   });
   // Load the notes once the channel is subscribed: every change after that arrives as an event.
-  // (Later subscriptions, after a reconnect, are handled by the adapter's resync.)
+  // (After a reconnect the adapter replays what was missed from the channel's history, or fetches
+  // again when it cannot.)
   var loaded = false;
   live.channel.bind('pusher:subscription_succeeded', function () {
     $status.attr('data-subscribed', 'yes');

@@ -76,6 +76,28 @@ export interface PusherLike {
   };
 }
 
+/** Where an event stands in a channel's history on a Sinew server. */
+export interface Position {
+  epoch: string;
+  offset: number;
+}
+
+/** What a reconnect recovered: the missed events went through the channel. */
+export interface Recovered {
+  epoch: string;
+  offset: number;
+  replayed: number;
+}
+
+/** A sinew-recover handle (sinew-spine bundles sinew-recover; see sdk/recover/README.md). */
+export interface Recovery {
+  on(event: 'recovery_failed', listener: (channelName: string, reason: string) => void): this;
+  on(event: 'recovered', listener: (channelName: string, info: Recovered) => void): this;
+  off(event: 'recovery_failed' | 'recovered', listener: (...args: any[]) => void): this;
+  position(channelName: string): Position | null;
+  stop(): void;
+}
+
 export interface SyncOptions {
   /** A pusher-js 8 client. Private and presence channels authorize through its channelAuthorization. */
   pusher: PusherLike;
@@ -86,10 +108,17 @@ export interface SyncOptions {
   /** Only these event names carry changes (default: every event except pusher:*, pusher_internal:*, client-*). */
   events?: string | string[];
   /**
-   * Called for each model once the channel is subscribed again after a reconnect.
+   * Called for each model once the channel is subscribed again after a reconnect and what was
+   * missed cannot be replayed (or after every reconnect with `recover: false`).
    * Default: Model.fetch({}, { clear: true }). `false` turns it off.
    */
   resync?: false | ((model: SpineModelClass, className: string) => unknown);
+  /**
+   * Replay what was missed while away from the channel's history on Sinew (default true, with the
+   * bundled sinew-recover); or a handle from `recover(pusher)` to share; `false`: resync after
+   * every reconnect, as sinew-spine 0.1 did.
+   */
+  recover?: boolean | Recovery;
   /** The Spine object (for Spine.Ajax); default: the imported `spine` package or window.Spine. */
   spine?: any;
   /** Set X-Pusher-Socket-ID on Spine.Ajax requests (default true). */
@@ -100,10 +129,14 @@ export interface SyncOptions {
 
 export interface Sync {
   readonly channel: PusherChannelLike;
+  /** The sinew-recover handle in use, or null with `recover: false`. */
+  readonly recovery: Recovery | null;
   on(event: 'error', listener: (error: SinewSpineError) => void): this;
   on(event: 'change', listener: (change: AppliedChange) => void): this;
   on(event: 'resync', listener: (info: { model: string }) => void): this;
-  off(event: 'error' | 'change' | 'resync', listener: (...args: any[]) => void): this;
+  /** After a reconnect, the missed changes were replayed and applied (no resync). */
+  on(event: 'recovered', listener: (info: Recovered) => void): this;
+  off(event: 'error' | 'change' | 'resync' | 'recovered', listener: (...args: any[]) => void): this;
   /** Applies one message as if it had arrived on the channel. */
   apply(data: ModelChangeMessage | string, eventName?: string): void;
   /** `{ 'X-Pusher-Socket-ID': id }` while connected, for requests not made by Spine.Ajax. */
@@ -118,11 +151,14 @@ export function sync(options: SyncOptions): Sync;
 export function parseChange(data: unknown, models: Record<string, SpineModelClass>, eventName?: string): ParsedChange;
 export function applyChange(change: ParsedChange, models: Record<string, SpineModelClass>, spine?: any): ChangeResult;
 export function fetchModel(model: SpineModelClass): unknown;
+/** sinew-recover's recover(), bundled: recovery on a pusher-js client (shared with sync()). */
+export function recover(pusher: PusherLike & { send_event(eventName: string, data: any, channel?: string): boolean; channel(name: string): any }, options?: { timeoutMs?: number }): Recovery;
 
 declare const SinewSpine: {
   sync: typeof sync;
   parseChange: typeof parseChange;
   applyChange: typeof applyChange;
   fetchModel: typeof fetchModel;
+  recover: typeof recover;
 };
 export default SinewSpine;

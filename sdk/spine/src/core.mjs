@@ -2,8 +2,9 @@
 // This file has no imports so the UMD bundle (scripts/build.mjs) can be generated from it.
 
 const CHANGE_TYPES = ['create', 'update', 'destroy'];
-// Events pusher-js and the protocol use for themselves, and client events (peers, not the server).
-const NOT_MODEL_EVENTS = /^(pusher:|pusher_internal:|client-)/;
+// Events pusher-js and the protocol use for themselves, Sinew's own (sinew:recovery_failed from
+// sinew-recover), and client events (peers, not the server).
+const NOT_MODEL_EVENTS = /^(pusher:|pusher_internal:|sinew:|client-)/;
 const SOCKET_HEADER = 'X-Pusher-Socket-ID';
 
 const hasOwn = (obj, key) => Object.prototype.hasOwnProperty.call(obj, key);
@@ -119,8 +120,10 @@ export function fetchModel(Model) {
 /**
  * Keeps Spine models in step with a Sinew (Pusher) channel. See README.md for the options.
  * Throws only for a wrong setup (missing pusher or models); never while handling messages.
+ * `builtins.recover` is sinew-recover's recover(), passed in by the ESM entry and the UMD bundle
+ * (this file imports nothing).
  */
-export function sync(options) {
+export function sync(options, builtins) {
   const opts = options || {};
   const { pusher, models } = opts;
   if (!pusher || typeof pusher.subscribe !== 'function' || !pusher.connection) {
@@ -137,8 +140,14 @@ export function sync(options) {
   const resync = opts.resync === false ? null : typeof opts.resync === 'function' ? opts.resync : fetchModel;
   const warn = opts.warn === false ? () => {} : (m) => typeof console !== 'undefined' && console.warn(m);
   const ownsChannel = typeof opts.channel === 'string';
+  // With recovery (the default when sinew-recover is at hand), what was missed while away is
+  // replayed through the channel and the resync runs only when that fails. Started before the
+  // subscription so the channel is watched from its first event.
+  const recoverFn = builtins && builtins.recover;
+  const ownsRecovery = opts.recover !== false && typeof opts.recover !== 'object' && typeof recoverFn === 'function';
+  const recovery = ownsRecovery ? recoverFn(pusher) : opts.recover && typeof opts.recover === 'object' ? opts.recover : null;
   const channel = ownsChannel ? pusher.subscribe(opts.channel) : opts.channel;
-  const listeners = { error: [], change: [], resync: [] };
+  const listeners = { error: [], change: [], resync: [], recovered: [] };
 
   function emit(name, arg) {
     for (const fn of listeners[name].slice()) {
@@ -207,17 +216,29 @@ export function sync(options) {
   function onSubscribed() {
     if (!missedWhileAway) return;
     missedWhileAway = false;
-    runResync();
+    if (!recovery) runResync();
+  }
+
+  // sinew-recover's verdicts for this channel: replayed, or reload (no history, a gap longer than
+  // the history, nothing received before the drop, ...).
+  function onRecoveryFailed(name) {
+    if (name === channel.name) runResync();
+  }
+  function onRecovered(name, info) {
+    if (name === channel.name) emit('recovered', info);
   }
 
   channel.bind_global(handle);
   channel.bind('pusher:subscription_succeeded', onSubscribed);
+  if (recovery) recovery.on('recovery_failed', onRecoveryFailed).on('recovered', onRecovered);
   pusher.connection.bind('state_change', onState);
   updateSocketHeader();
 
   return {
     channel,
-    /** Listens for 'error' (skipped message), 'change' (applied message) or 'resync'. */
+    /** The sinew-recover handle in use, or null (recover: false). */
+    recovery,
+    /** Listens for 'error' (skipped message), 'change' (applied message), 'resync' or 'recovered'. */
     on(name, fn) {
       if (!listeners[name]) throw new TypeError(`SinewSpine: unknown event "${name}"`);
       listeners[name].push(fn);
@@ -243,6 +264,8 @@ export function sync(options) {
       channel.unbind_global(handle);
       channel.unbind('pusher:subscription_succeeded', onSubscribed);
       pusher.connection.unbind('state_change', onState);
+      if (recovery) recovery.off('recovery_failed', onRecoveryFailed).off('recovered', onRecovered);
+      if (ownsRecovery) recovery.stop();
       const ajax = spine && spine.Ajax;
       if (ajax && ajax.defaults && ajax.defaults.headers) delete ajax.defaults.headers[SOCKET_HEADER];
       if (ownsChannel) pusher.unsubscribe(channel.name);

@@ -6,7 +6,8 @@ import { pusherOptions, waitFor } from './stack.mjs';
 const SCRIPTS = ['jquery.js', 'spine.js', 'spine-ajax.js', 'pusher.js', 'sinew-spine.js'];
 const open = new Set();
 
-export async function openClient(sinew, demo, { channel = demo.channel, syncOptions = {} } = {}) {
+// `wsPort` connects pusher-js elsewhere than sinew's port (a proxy that can cut the line).
+export async function openClient(sinew, demo, { channel = demo.channel, syncOptions = {}, wsPort } = {}) {
   const warnings = [];
   const virtualConsole = new VirtualConsole();
   virtualConsole.on('warn', (...args) => warnings.push(args.join(' ')));
@@ -24,13 +25,17 @@ export async function openClient(sinew, demo, { channel = demo.channel, syncOpti
   let ajaxDone = 0;
   Note.bind('ajaxSuccess', () => (ajaxDone += 1));
 
-  const pusher = new w.Pusher('app-key', pusherOptions(sinew, demo));
+  const pusher = new w.Pusher('app-key', { ...pusherOptions(sinew, demo), ...(wsPort ? { wsPort, wssPort: wsPort } : {}) });
   const live = w.SinewSpine.sync({ pusher, channel, models: { Note }, ...syncOptions });
   const errors = [];
   const changes = [];
   const received = [];
+  const resyncs = [];
+  const recovered = [];
   live.on('error', (e) => errors.push(e));
   live.on('change', (c) => changes.push(c));
+  live.on('resync', (r) => resyncs.push(r.model));
+  live.on('recovered', (info) => recovered.push(info));
   live.channel.bind_global((event, data) => {
     if (!/^pusher(_internal)?:/.test(event)) received.push({ event, data });
   });
@@ -47,6 +52,8 @@ export async function openClient(sinew, demo, { channel = demo.channel, syncOpti
     errors,
     changes,
     received,
+    resyncs,
+    recovered,
     warnings,
     ajaxSent,
     /** Spine.Ajax requests that completed so far. */
