@@ -18,7 +18,7 @@ use redis::cluster_routing::Slot;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::timeout;
 
 /// What the publisher sends to Redis, in the order it was queued.
@@ -53,6 +53,9 @@ pub(super) struct Positioned {
     pub(super) channel: String,
     pub(super) except: Option<String>,
     pub(super) cache: bool,
+    /// Dropped with the event once Redis took it (or it was handed back): what a REST publish
+    /// waits for, so that its answer means the event has its position.
+    pub(super) done: oneshot::Sender<()>,
 }
 
 impl Positioned {
@@ -76,15 +79,10 @@ impl Positioned {
 
     /// This node's subscribers get it without a position.
     async fn deliver_here(self, inbound: &mpsc::Sender<Inbound>) {
-        let msg = BusMessage::Positioned {
-            node: 0,
-            app: self.app,
-            channel: self.channel,
-            frame: self.frame,
-            except: self.except,
-            cache: self.cache,
-        };
+        let Positioned { app, channel, frame, except, cache, done, .. } = self;
+        let msg = BusMessage::Positioned { node: 0, app, channel, frame, except, cache };
         let _ = inbound.send(Inbound::Bus(msg)).await;
+        drop(done);
     }
 }
 

@@ -268,7 +268,11 @@ impl RedisAdapter {
     /// Queues an event of a channel with history (`frame`, without position) for the history
     /// script, which positions, keeps and publishes it to every node with a subscriber, this one
     /// included (see [`super::history`]).
-    pub fn publish_positioned(&self, event: PositionedEvent<'_>) {
+    ///
+    /// The answer resolves (or is dropped) once Redis took the event, or once it was handed back
+    /// to this node's subscribers because Redis could not.
+    pub fn publish_positioned(&self, event: PositionedEvent<'_>) -> oneshot::Receiver<()> {
+        let (done, taken) = oneshot::channel();
         let link = &self.link;
         let (topic, sharded) = link.history_topic(event.app, event.channel);
         self.enqueue(Outgoing::Positioned(Box::new(Positioned {
@@ -283,7 +287,9 @@ impl RedisAdapter {
             channel: event.channel.to_string(),
             except: event.except.map(str::to_string),
             cache: event.cache,
+            done,
         })));
+        taken
     }
 
     /// A channel's history after offset `since`, at most `limit` events; `None` when the channel

@@ -115,10 +115,16 @@ fn parse_info(info: Option<&str>) -> Result<Vec<InfoAttr>, ApiError> {
     Ok(out)
 }
 
+/// The longest a publish on a channel with history waits for Redis to position it.
+const POSITIONED_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Delivers an event to its channels; returns the `info` attributes per channel when asked for.
 async fn deliver(hub: &Hub, app: &AppState, ev: &Event) -> Result<Option<Map<String, Value>>, ApiError> {
     let event = hub::Event { name: &ev.name, data: &ev.data, channels: &ev.channels, except: ev.socket_id.as_deref() };
-    hub.publish_event(app, event, Origin::Here);
+    if let Some(positioned) = hub.publish_event(app, event, Origin::Here) {
+        // Answered once the event has its position (the publisher bounds each Redis round trip).
+        let _ = tokio::time::timeout(POSITIONED_WAIT, positioned).await;
+    }
     if ev.info.is_empty() {
         return Ok(None);
     }

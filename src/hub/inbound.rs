@@ -173,7 +173,7 @@ impl Hub {
             Inbound::Bus(BusMessage::Event { app, channels, event, data, except, .. }) => {
                 let Some(app) = self.app_by_id(&app) else { return };
                 let event = Event { name: &event, data: &data, channels: &channels, except: except.as_deref() };
-                self.publish_event(&app, event, Origin::OtherNode);
+                let _ = self.publish_event(&app, event, Origin::OtherNode);
             }
             Inbound::Bus(BusMessage::Frame { app, channel, frame, except, except_user, .. }) => {
                 let Some(app) = self.app_by_id(&app) else { return };

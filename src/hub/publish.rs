@@ -13,6 +13,7 @@ use crate::adapter::{BusMessage, PositionedEvent};
 use crate::protocol::channel::ChannelType;
 use crate::protocol::frame;
 use std::sync::atomic::Ordering;
+use tokio::sync::oneshot;
 
 /// An event as published: its name, its data (the JSON string pusher-js hands to callbacks) and
 /// its channels, with the socket id of a publisher that must not receive it.
@@ -39,11 +40,15 @@ pub enum Origin {
 
 impl Hub {
     /// Delivers `event` to this node's subscribers of its channels and, for an event published
-    /// here, to the rest of the cluster.
-    pub fn publish_event(&self, app: &AppState, event: Event<'_>, origin: Origin) {
+    /// here, to the rest of the cluster. In a cluster, an event of a channel with history is
+    /// positioned in Redis first: the answer resolves once it is (so that a publisher that waits
+    /// for each answer sees its events in the order it published them, whichever nodes it
+    /// published them on); `None` when nothing waits in Redis.
+    pub fn publish_event(&self, app: &AppState, event: Event<'_>, origin: Origin) -> Option<oneshot::Receiver<()>> {
         let except = event.except.and_then(|s| self.local_conn(s));
         // Channels whose events Redis positions and sends to every node (this one included).
         let mut positioned = 0;
+        let mut taken = None;
         for channel in event.channels {
             let text = frame::channel_event(event.name, channel, event.data);
             let cache = ChannelType::of(channel).cache;
@@ -61,7 +66,7 @@ impl Hub {
                 }
                 (true, Some(cluster)) if origin == Origin::Here => {
                     positioned += 1;
-                    cluster.publish_positioned(app.positioned_event(channel, &text, event.except, cache));
+                    taken = Some(cluster.publish_positioned(app.positioned_event(channel, &text, event.except, cache)));
                 }
                 _ => deliver(&Frame::from(text)),
             }
@@ -70,7 +75,7 @@ impl Hub {
             }
         }
         if origin == Origin::OtherNode {
-            return;
+            return taken;
         }
         if positioned < event.channels.len() {
             app.adapter().publish_with(|node| BusMessage::Event {
@@ -90,6 +95,7 @@ impl Hub {
             serde_json::json!({"type": "rest_publish", "channels": event.channels, "event": event.name,
                 "socket_id": event.except, "data": super::preview(event.data, 200)})
         });
+        taken
     }
 }
 
@@ -110,7 +116,8 @@ impl AppState {
             }
             (true, Some(cluster)) => {
                 let except = super::socket_id(cluster.node(), sender);
-                cluster.publish_positioned(self.positioned_event(channel, frame.as_str(), Some(&except), false));
+                // A client event's sender gets no answer to wait for.
+                drop(cluster.publish_positioned(self.positioned_event(channel, frame.as_str(), Some(&except), false)));
                 return;
             }
         }

@@ -58,6 +58,9 @@ async fn a_client_resumes_on_another_node(t: Topology) {
     }
     let offsets: Vec<u64> = expected.iter().map(offset).collect();
     assert_eq!(offsets, (1..=201).collect::<Vec<u64>>(), "one count, delivered in its order");
+    let data: Vec<&str> = expected.iter().map(|e| e["data"].as_str().unwrap_or_default()).collect();
+    let published: Vec<String> = (0..=200).map(|i| i.to_string()).collect();
+    assert_eq!(data, published, "a publisher waiting for each answer sees its order, whichever node it used");
     assert!(expected.iter().all(|e| e["sinew_position"]["epoch"] == epoch));
 
     let mut back = b.client().await;
