@@ -10,7 +10,7 @@
 
 use super::error::OP_TIMEOUT;
 use super::history;
-use super::link::{Conn, Link};
+use super::link::Link;
 use super::{BusMessage, Inbound};
 use futures_util::future::join_all;
 use redis::Value;
@@ -54,17 +54,19 @@ pub(super) struct Positioned {
     pub(super) except: Option<String>,
     pub(super) cache: bool,
     /// Dropped with the event once Redis took it (or it was handed back): what a REST publish
-    /// waits for, so that its answer means the event has its position.
-    pub(super) done: oneshot::Sender<()>,
+    /// waits for (dropped with the last event of the publish), so that its answer means the
+    /// event has its position.
+    pub(super) done: Option<Arc<oneshot::Sender<()>>>,
 }
 
 impl Positioned {
-    fn push(&self, pipe: &mut redis::Pipeline, sha: &str) {
+    /// The script call: the first of a pipeline sends the script itself (`EVAL`, which also
+    /// loads it, so a Redis that lost its scripts never answers `NOSCRIPT`), the others its hash.
+    fn push(&self, pipe: &mut redis::Pipeline, first: bool, sha: &str) {
         let (head, tail) =
             BusMessage::positioned_around_frame(&self.app, &self.channel, self.except.as_deref(), self.cache);
-        pipe.cmd("EVALSHA")
-            .arg(sha)
-            .arg(2)
+        let cmd = if first { pipe.cmd("EVAL").arg(history::PUBLISH) } else { pipe.cmd("EVALSHA").arg(sha) };
+        cmd.arg(2)
             .arg(&self.keys[0])
             .arg(&self.keys[1])
             .arg(&self.epoch)
@@ -110,7 +112,7 @@ impl Outgoing {
                 0
             }
             Outgoing::Positioned(p) => {
-                p.push(pipe, sha);
+                p.push(pipe, positioned.is_empty(), sha);
                 pipe.ignore_errors();
                 positioned.push(*p);
                 1
@@ -192,44 +194,32 @@ pub(super) async fn run_publisher(link: Arc<Link>, mut rx: mpsc::Receiver<Outgoi
         let results = join_all(sends).await;
         let mut lost = 0;
         let mut error = None;
-        let mut unknown_script = Vec::new();
         for (p, result) in pipes.into_iter().zip(results) {
             let replies = match result {
                 Ok(Ok(replies)) => replies,
-                Ok(Err(e)) => {
-                    error = Some(e.to_string());
-                    Vec::new()
-                }
-                Err(_) => {
-                    error = Some("timed out".to_string());
-                    Vec::new()
-                }
-            };
-            if replies.len() < p.positioned.len() {
-                // The whole pipeline failed.
-                lost += p.publishes;
-                for item in p.positioned {
-                    item.deliver_here(&inbound).await;
-                }
-                continue;
-            }
-            link.stats.published.fetch_add(p.publishes, Ordering::Relaxed);
-            for (item, reply) in p.positioned.into_iter().zip(replies) {
-                match reply {
-                    Value::ServerError(e) if e.code() == "NOSCRIPT" => unknown_script.push(item),
-                    Value::ServerError(e) => {
-                        error = Some(format!("history script: {e:?}"));
-                        lost += 1;
+                failure => {
+                    // The whole pipeline failed: its history events go to this node's subscribers.
+                    error = Some(match failure {
+                        Ok(Err(e)) => e.to_string(),
+                        _ => "timed out".to_string(),
+                    });
+                    lost += p.publishes;
+                    for item in p.positioned {
                         item.deliver_here(&inbound).await;
                     }
-                    _ => {}
+                    continue;
+                }
+            };
+            let mut failed = 0;
+            for (item, reply) in p.positioned.into_iter().zip(replies) {
+                if let Value::ServerError(e) = reply {
+                    error = Some(format!("history script: {e:?}"));
+                    failed += 1;
+                    item.deliver_here(&inbound).await;
                 }
             }
-        }
-        // Redis lost its scripts (a restart, a failover, SCRIPT FLUSH): loaded again, those
-        // events go now (after the rest of their batch).
-        if !unknown_script.is_empty() {
-            lost += run_after_loading(conn, unknown_script, &sha, &inbound).await;
+            lost += failed;
+            link.stats.published.fetch_add(p.publishes - failed, Ordering::Relaxed);
         }
         match error {
             Some(e) => publish_failed(&link, &mut failing, lost, &e),
@@ -249,24 +239,6 @@ struct Pipe {
     pipe: redis::Pipeline,
     publishes: u64,
     positioned: Vec<Positioned>,
-}
-
-/// Loads the history script and runs `items` with it, one at a time, in order; those that still
-/// fail are delivered here without a position. Returns how many failed.
-async fn run_after_loading(mut conn: Conn, items: Vec<Positioned>, sha: &str, inbound: &mpsc::Sender<Inbound>) -> u64 {
-    let load = redis::cmd("SCRIPT").arg("LOAD").arg(history::PUBLISH).clone();
-    let loaded = matches!(timeout(OP_TIMEOUT, load.query_async::<Value>(&mut conn)).await, Ok(Ok(_)));
-    let mut failed = 0;
-    for item in items {
-        let mut pipe = redis::pipe();
-        item.push(&mut pipe, sha);
-        let ok = loaded && matches!(timeout(OP_TIMEOUT, pipe.query_async::<Vec<Value>>(&mut conn)).await, Ok(Ok(_)));
-        if !ok {
-            failed += 1;
-            item.deliver_here(inbound).await;
-        }
-    }
-    failed
 }
 
 fn publish_failed(link: &Link, failing: &mut bool, lost: u64, error: &str) {

@@ -22,6 +22,7 @@
 use super::error::ClusterError;
 use super::link::{Link, as_count, as_string};
 use redis::Value;
+use redis::cluster_routing::Slot;
 
 /// Gives the next event of a channel its position, keeps it and publishes it.
 ///
@@ -130,12 +131,22 @@ pub(super) fn parse_read(v: &Value) -> Result<Option<Kept>, ClusterError> {
     Ok(Some(Kept { epoch, first: as_count(first), last: as_count(last), events }))
 }
 
+/// The keys of the channel whose topic is `topic`: on a Redis Cluster in the topic's slot (the
+/// script publishes there), `{topic}` as hash tag, or the topic as it is when it already holds a
+/// tag of its own (a prefix or app id with braces). (A topic with a `}` and no tag of its own
+/// has neither: its script calls fail and its events are delivered by the node they were published
+/// on, without positions.)
+fn history_keys(topic: &str, cluster: bool) -> [String; 2] {
+    let tagged = format!("{{{topic}}}");
+    let own = Slot::for_key(format!("{topic}:position")) == Slot::for_key(topic);
+    let base = if cluster && !own { tagged } else { topic.to_string() };
+    [format!("{base}:position"), format!("{base}:history")]
+}
+
 impl Link {
     /// The position hash and history list of a channel.
     pub(super) fn history_keys(&self, app: &str, channel: &str) -> [String; 2] {
-        let topic = self.keys.channel_topic(app, channel);
-        let tag = if self.is_cluster() { format!("{{{topic}}}") } else { topic };
-        [format!("{tag}:position"), format!("{tag}:history")]
+        history_keys(&self.keys.channel_topic(app, channel), self.is_cluster())
     }
 
     /// Where [`PUBLISH`] publishes a channel's positioned events, and whether sharded: the
@@ -156,6 +167,17 @@ mod tests {
 
     fn bulk(s: &str) -> Value {
         Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn the_keys_share_the_topics_slot() {
+        for topic in ["sinew:ch:1:private-a", "pre{x}fix:ch:1:a", "p{:ch:1:a"] {
+            let [position, history] = history_keys(topic, true);
+            assert_eq!(Slot::for_key(&position), Slot::for_key(topic), "{position}");
+            assert_eq!(Slot::for_key(&history), Slot::for_key(topic), "{history}");
+        }
+        assert_eq!(history_keys("sinew:ch:1:a", true)[0], "{sinew:ch:1:a}:position");
+        assert_eq!(history_keys("sinew:ch:1:a", false)[1], "sinew:ch:1:a:history");
     }
 
     #[test]

@@ -252,7 +252,9 @@ impl RedisAdapter {
                 let topic = link.channel_topic(app, channel);
                 self.enqueue(Outgoing::Publish { topic, payload: msg.encode(), sharded: true });
             }
-            _ => self.enqueue(Outgoing::Publish { topic: link.keys.bus(), payload: msg.encode(), sharded: false }),
+            _ => {
+                self.enqueue(Outgoing::Publish { topic: link.keys.bus(), payload: msg.encode(), sharded: false });
+            }
         }
     }
 
@@ -267,15 +269,17 @@ impl RedisAdapter {
 
     /// Queues an event of a channel with history (`frame`, without position) for the history
     /// script, which positions, keeps and publishes it to every node with a subscriber, this one
-    /// included (see [`super::history`]).
-    ///
-    /// The answer resolves (or is dropped) once Redis took the event, or once it was handed back
-    /// to this node's subscribers because Redis could not.
-    pub fn publish_positioned(&self, event: PositionedEvent<'_>) -> oneshot::Receiver<()> {
-        let (done, taken) = oneshot::channel();
+    /// included (see [`super::history`]). `done` is dropped once Redis took the event, or once it
+    /// was handed back to this node's subscribers because Redis could not. `Err` when the queue to
+    /// Redis is full: the caller delivers the event itself.
+    pub fn publish_positioned(
+        &self,
+        event: PositionedEvent<'_>,
+        done: Option<Arc<oneshot::Sender<()>>>,
+    ) -> Result<(), QueueFull> {
         let link = &self.link;
         let (topic, sharded) = link.history_topic(event.app, event.channel);
-        self.enqueue(Outgoing::Positioned(Box::new(Positioned {
+        let item = Outgoing::Positioned(Box::new(Positioned {
             keys: link.history_keys(event.app, event.channel),
             epoch: event.new_epoch,
             frame: event.frame.to_string(),
@@ -288,8 +292,8 @@ impl RedisAdapter {
             except: event.except.map(str::to_string),
             cache: event.cache,
             done,
-        })));
-        taken
+        }));
+        if self.enqueue(item) { Ok(()) } else { Err(QueueFull) }
     }
 
     /// A channel's history after offset `since`, at most `limit` events; `None` when the channel
@@ -320,12 +324,19 @@ impl RedisAdapter {
         }
     }
 
-    fn enqueue(&self, item: Outgoing) {
-        if self.outgoing.try_send(item).is_err() {
+    /// Queues `item` for the publisher; false when the queue is full (counted and logged).
+    fn enqueue(&self, item: Outgoing) -> bool {
+        let queued = self.outgoing.try_send(item).is_ok();
+        if !queued {
             let n = self.stats.dropped.fetch_add(1, Ordering::Relaxed);
             if n.is_power_of_two() {
                 tracing::error!(dropped = n + 1, "cluster bus queue full: messages for other nodes dropped");
             }
         }
+        queued
     }
 }
+
+/// The queue to Redis is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueFull;

@@ -118,13 +118,23 @@ fn parse_info(info: Option<&str>) -> Result<Vec<InfoAttr>, ApiError> {
 /// The longest a publish on a channel with history waits for Redis to position it.
 const POSITIONED_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Delivers an event to its channels; returns the `info` attributes per channel when asked for.
-async fn deliver(hub: &Hub, app: &AppState, ev: &Event) -> Result<Option<Map<String, Value>>, ApiError> {
+/// Delivers an event to its channels. In a cluster, what answers once each of its channels with
+/// history has the event positioned in Redis (see [`wait_positioned`]).
+fn publish(hub: &Hub, app: &AppState, ev: &Event) -> Option<tokio::sync::oneshot::Receiver<()>> {
     let event = hub::Event { name: &ev.name, data: &ev.data, channels: &ev.channels, except: ev.socket_id.as_deref() };
-    if let Some(positioned) = hub.publish_event(app, event, Origin::Here) {
-        // Answered once the event has its position (the publisher bounds each Redis round trip).
-        let _ = tokio::time::timeout(POSITIONED_WAIT, positioned).await;
+    hub.publish_event(app, event, Origin::Here)
+}
+
+/// Waits (at most [`POSITIONED_WAIT`]) until Redis positioned the events published, so that a
+/// publisher waiting for each answer gets its order whichever nodes it calls.
+async fn wait_positioned(waits: Vec<tokio::sync::oneshot::Receiver<()>>) {
+    if !waits.is_empty() {
+        let _ = tokio::time::timeout(POSITIONED_WAIT, futures_util::future::join_all(waits)).await;
     }
+}
+
+/// The `info` attributes per channel of a delivered event, when asked for.
+async fn info(app: &AppState, ev: &Event) -> Result<Option<Map<String, Value>>, ApiError> {
     if ev.info.is_empty() {
         return Ok(None);
     }
@@ -163,7 +173,8 @@ async fn deliver(hub: &Hub, app: &AppState, ev: &Event) -> Result<Option<Map<Str
 pub async fn trigger(State(ctx): State<Context>, Signed { app, body, .. }: Signed) -> Result<Json<Value>, ApiError> {
     let ev = validate(&app, parse_body(&body)?, false)?;
     take_events(&app, ev.channels.len())?;
-    Ok(Json(match deliver(&ctx.hub, &app, &ev).await? {
+    wait_positioned(publish(&ctx.hub, &app, &ev).into_iter().collect()).await;
+    Ok(Json(match info(&app, &ev).await? {
         Some(channels) => json!({ "channels": channels }),
         None => json!({}),
     }))
@@ -180,9 +191,10 @@ pub async fn trigger_batch(
     }
     let events = batch.batch.into_iter().map(|b| validate(&app, b, true)).collect::<Result<Vec<_>, _>>()?;
     take_events(&app, events.iter().map(|e| e.channels.len()).sum())?;
+    wait_positioned(events.iter().filter_map(|ev| publish(&ctx.hub, &app, ev)).collect()).await;
     let mut infos = Vec::with_capacity(events.len());
     for ev in &events {
-        infos.push(deliver(&ctx.hub, &app, ev).await?);
+        infos.push(info(&app, ev).await?);
     }
     if infos.iter().all(Option::is_none) {
         return Ok(Json(json!({})));

@@ -12,6 +12,7 @@ use super::{AppState, ConnId, Frame, Hub};
 use crate::adapter::{BusMessage, PositionedEvent};
 use crate::protocol::channel::ChannelType;
 use crate::protocol::frame;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use tokio::sync::oneshot;
 
@@ -46,10 +47,11 @@ impl Hub {
     /// published them on); `None` when nothing waits in Redis.
     pub fn publish_event(&self, app: &AppState, event: Event<'_>, origin: Origin) -> Option<oneshot::Receiver<()>> {
         let except = event.except.and_then(|s| self.local_conn(s));
-        // Channels whose events Redis positions and sends to every node (this one included).
-        let mut positioned = 0;
-        let mut taken = None;
-        for channel in event.channels {
+        // Channels whose events Redis positions and sends to every node (this one included), by
+        // index, and what tells the caller Redis took them all (dropped with the last of them).
+        let mut positioned: Vec<usize> = Vec::new();
+        let mut waiting: Option<(Arc<oneshot::Sender<()>>, oneshot::Receiver<()>)> = None;
+        for (i, channel) in event.channels.iter().enumerate() {
             let text = frame::channel_event(event.name, channel, event.data);
             let cache = ChannelType::of(channel).cache;
             let deliver = |f: &Frame| {
@@ -65,8 +67,16 @@ impl Hub {
                     app.history().record(channel, app.history_keep(), positioned, deliver);
                 }
                 (true, Some(cluster)) if origin == Origin::Here => {
-                    positioned += 1;
-                    taken = Some(cluster.publish_positioned(app.positioned_event(channel, &text, event.except, cache)));
+                    let (done, _) = waiting.get_or_insert_with(|| {
+                        let (tx, rx) = oneshot::channel();
+                        (Arc::new(tx), rx)
+                    });
+                    let ev = app.positioned_event(channel, &text, event.except, cache);
+                    match cluster.publish_positioned(ev, Some(done.clone())) {
+                        Ok(()) => positioned.push(i),
+                        // The queue to Redis is full: delivered here without a position.
+                        Err(_) => deliver(&Frame::from(text)),
+                    }
                 }
                 _ => deliver(&Frame::from(text)),
             }
@@ -74,16 +84,20 @@ impl Hub {
                 app.share_cached(channel, event.name, event.data);
             }
         }
+        let waiting = waiting.map(|(_, rx)| rx);
         if origin == Origin::OtherNode {
-            return taken;
+            return waiting;
         }
-        if positioned < event.channels.len() {
+        if positioned.len() < event.channels.len() {
             app.adapter().publish_with(|node| BusMessage::Event {
                 node,
                 app: app.id().to_string(),
-                channels: match positioned {
-                    0 => event.channels.to_vec(),
-                    _ => event.channels.iter().filter(|c| !app.keeps_history(c)).cloned().collect(),
+                channels: match positioned.is_empty() {
+                    true => event.channels.to_vec(),
+                    false => {
+                        let rest = event.channels.iter().enumerate().filter(|(i, _)| !positioned.contains(i));
+                        rest.map(|(_, c)| c.clone()).collect()
+                    }
                 },
                 event: event.name.to_string(),
                 data: event.data.to_string(),
@@ -95,7 +109,7 @@ impl Hub {
             serde_json::json!({"type": "rest_publish", "channels": event.channels, "event": event.name,
                 "socket_id": event.except, "data": super::preview(event.data, 200)})
         });
-        taken
+        waiting
     }
 }
 
@@ -104,9 +118,7 @@ impl AppState {
     /// on this node, then to its subscribers on the other nodes.
     pub fn publish_frame(&self, channel: &str, frame: &Frame, sender: ConnId) {
         match (self.keeps_history(channel), self.adapter().redis()) {
-            (false, _) => {
-                self.publish(channel, frame, Some(sender));
-            }
+            (false, _) => {}
             (true, None) => {
                 let positioned = |epoch: &str, offset| Frame::from(frame::with_position(frame.as_str(), epoch, offset));
                 self.history().record(channel, self.history_keep(), positioned, |f| {
@@ -116,11 +128,17 @@ impl AppState {
             }
             (true, Some(cluster)) => {
                 let except = super::socket_id(cluster.node(), sender);
-                // A client event's sender gets no answer to wait for.
-                drop(cluster.publish_positioned(self.positioned_event(channel, frame.as_str(), Some(&except), false)));
-                return;
+                // Nobody waits for a client event to be positioned. When the queue to Redis is
+                // full, it goes out without a position below.
+                if cluster
+                    .publish_positioned(self.positioned_event(channel, frame.as_str(), Some(&except), false), None)
+                    .is_ok()
+                {
+                    return;
+                }
             }
         }
+        self.publish(channel, frame, Some(sender));
         self.adapter().publish_with(|node| BusMessage::Frame {
             node,
             app: self.id().to_string(),

@@ -241,8 +241,9 @@ impl Connection {
         self.error(None, message);
     }
 
-    /// Handles one text message from the client. Only a subscribe on a clustered node waits (for
-    /// the cluster to record it); everything else completes at once.
+    /// Handles one text message from the client. Only a subscribe (for the cluster to record it)
+    /// and a resume (for Redis to read the history) on a clustered node wait; everything else
+    /// completes at once.
     pub async fn handle_text(&mut self, text: &str) {
         let msg = match frame::parse_client_message(text) {
             Ok(m) => m,
