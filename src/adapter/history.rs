@@ -70,7 +70,8 @@ return offset
 /// Reads a channel's history after an offset.
 ///
 /// KEYS: position hash, history list. ARGV: 1 the offset to read after, 2 at most this many
-/// events, 3 milliseconds kept.
+/// events, 3 milliseconds kept, 4 `R` for a resume (which needs every event after the offset or
+/// none: then no entry is returned when some are gone or there are more than the limit).
 /// Returns `{epoch, last, first, entries...}` (`{false}` without a position), where `first` is the
 /// first offset kept (`last + 1` when none is) and the entries are `offset ms frame`, expired ones
 /// dropped first.
@@ -93,6 +94,7 @@ local first = last - len + 1
 local since = tonumber(ARGV[1])
 local from = math.max(since + 1, first) - first
 local out = {pos[1], last, first}
+if ARGV[4] == 'R' and (since + 1 < first or last - since > tonumber(ARGV[2])) then return out end
 if from < len then
   local items = redis.call('LRANGE', KEYS[2], from, from + tonumber(ARGV[2]) - 1)
   for i = 1, #items do out[#out + 1] = items[i] end

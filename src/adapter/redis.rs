@@ -298,6 +298,9 @@ impl RedisAdapter {
 
     /// A channel's history after offset `since`, at most `limit` events; `None` when the channel
     /// has no position (nothing published within the TTL, or Redis lost it).
+    ///
+    /// For a resume (`resume`), no event is returned unless all of those after `since` are, within
+    /// `limit`: the resume fails otherwise, and the events need not travel.
     pub async fn read_history(
         &self,
         app: &str,
@@ -305,12 +308,13 @@ impl RedisAdapter {
         since: u64,
         limit: usize,
         ttl_ms: u64,
+        resume: bool,
     ) -> Result<Option<super::Kept>, ClusterError> {
         let script = redis::Script::new(super::history::READ);
         let [position, list] = self.link.history_keys(app, channel);
         let mut conn = self.link.conn().await?;
         let mut call = script.key(position);
-        call.key(list).arg(since).arg(limit.max(1)).arg(ttl_ms.max(1));
+        call.key(list).arg(since).arg(limit.max(1)).arg(ttl_ms.max(1)).arg(if resume { "R" } else { "" });
         match timeout(OP_TIMEOUT, call.invoke_async::<redis::Value>(&mut conn)).await {
             Ok(Ok(v)) => super::history::parse_read(&v),
             Ok(Err(e)) => {

@@ -144,7 +144,7 @@ impl AppState {
         // More than half the queue's room would fail anyway: no need to read more.
         let limit = (outbox.room().0 / 2).max(1);
         let ttl_ms = u64::try_from(keep.ttl.as_millis()).unwrap_or(u64::MAX);
-        match cluster.read_history(self.id(), channel, offset, limit, ttl_ms).await {
+        match cluster.read_history(self.id(), channel, offset, limit, ttl_ms, true).await {
             Ok(kept) => answer(channel, epoch, offset, kept.map(Page::from).as_ref(), outbox),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read a channel's history for a resume");
@@ -162,7 +162,7 @@ impl AppState {
             None => Ok(self.history().read(channel, since, limit, keep)),
             Some(cluster) => {
                 let ttl_ms = u64::try_from(keep.ttl.as_millis()).unwrap_or(u64::MAX);
-                Ok(cluster.read_history(self.id(), channel, since, limit, ttl_ms).await?.map(Page::from))
+                Ok(cluster.read_history(self.id(), channel, since, limit, ttl_ms, false).await?.map(Page::from))
             }
         }
     }

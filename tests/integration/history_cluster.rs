@@ -130,6 +130,34 @@ async fn a_position_redis_lost_starts_a_new_epoch(t: Topology) {
     backend.cleanup().await;
 }
 
+/// From Redis, the same answers as on one node: a gap longer than what is kept is `too_old`, a
+/// gap within it is replayed.
+#[tokio::test]
+async fn a_gap_longer_than_what_redis_keeps_is_too_old() {
+    let backend = Backend::start(Topology::Standalone).await;
+    let nodes = nodes(&backend, 5).await;
+    let mut c = nodes[0].client().await;
+    c.subscribe("history-short").await;
+    for i in 1..=10 {
+        assert_eq!(nodes[1].http().trigger("history-short", "e", &i.to_string()).await.0, 200);
+    }
+    let mut epoch = Value::Null;
+    for _ in 1..=10 {
+        epoch = c.recv().await["sinew_position"]["epoch"].clone();
+    }
+    resume(&mut c, "history-short", &epoch, 4).await;
+    let failed = until(&mut c, "sinew:resume_failed").await.1;
+    assert_eq!(failed["data"], json!({"reason": "too_old", "epoch": epoch, "offset": 10}));
+    resume(&mut c, "history-short", &epoch, 5).await;
+    let (replayed, done) = until(&mut c, "sinew:resumed").await;
+    assert_eq!(replayed.iter().map(offset).collect::<Vec<_>>(), [6, 7, 8, 9, 10]);
+    assert_eq!(done["data"]["replayed"], 5);
+    let (status, page) = nodes[1].http().get("/channels/history-short/history", &[("limit", "2")]).await;
+    assert_eq!((status, &page["first"], page["events"].as_array().map(Vec::len)), (200, &json!(6), Some(2)));
+    stop_all(nodes).await;
+    backend.cleanup().await;
+}
+
 /// The node a client was on is killed; the events published meanwhile on the other node are
 /// all replayed to the client there.
 #[tokio::test]
