@@ -66,6 +66,13 @@ pub struct Keep {
     pub ttl: Duration,
 }
 
+impl Keep {
+    /// How long each event is kept, in milliseconds (as Redis counts it in a cluster).
+    pub fn ttl_ms(&self) -> u64 {
+        u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
 /// A page of a channel's history.
 #[derive(Debug)]
 pub struct Page {
@@ -143,8 +150,7 @@ impl AppState {
         };
         // More than half the queue's room would fail anyway: no need to read more.
         let limit = (outbox.room().0 / 2).max(1);
-        let ttl_ms = u64::try_from(keep.ttl.as_millis()).unwrap_or(u64::MAX);
-        match cluster.read_history(self.id(), channel, offset, limit, ttl_ms, true).await {
+        match cluster.read_history(self.id(), channel, offset, limit, keep.ttl_ms(), true).await {
             Ok(kept) => answer(channel, epoch, offset, kept.map(Page::from).as_ref(), outbox),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read a channel's history for a resume");
@@ -161,8 +167,7 @@ impl AppState {
         match self.adapter().redis() {
             None => Ok(self.history().read(channel, since, limit, keep)),
             Some(cluster) => {
-                let ttl_ms = u64::try_from(keep.ttl.as_millis()).unwrap_or(u64::MAX);
-                Ok(cluster.read_history(self.id(), channel, since, limit, ttl_ms, false).await?.map(Page::from))
+                Ok(cluster.read_history(self.id(), channel, since, limit, keep.ttl_ms(), false).await?.map(Page::from))
             }
         }
     }

@@ -166,7 +166,7 @@ impl AppState {
             cache,
             new_epoch: frame::new_epoch(),
             size: keep.size,
-            ttl_ms: u64::try_from(keep.ttl.as_millis()).unwrap_or(u64::MAX),
+            ttl_ms: keep.ttl_ms(),
         }
     }
 }
